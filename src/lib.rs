@@ -1,0 +1,1 @@
+//! asgd library facade.
