@@ -15,6 +15,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Download or inspect datasets.
+    #[command(subcommand)]
+    Data(cli::data::DataCommand),
     /// Start N local processes of an asgd subcommand with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set.
     Launch(cli::launch::LaunchArgs),
     /// Benchmarks that print a table and a machine-readable line.
@@ -31,6 +34,7 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Data(cmd) => cli::data::run(cmd),
         Command::Launch(args) => cli::launch::run(args),
         Command::Bench(BenchCommand::Allreduce(args)) => cli::bench_allreduce::run(args),
     };

@@ -1,1 +1,12 @@
-//! Engine.
+//! The asgd engine: devices and lanes, GPU tensors with a buffer pool, a pipeline cache, WGSL
+//! layers with forward and backward passes, optimisers, data loading and the training loops.
+
+pub mod device;
+pub mod error;
+pub mod kernel;
+pub mod pool;
+pub mod tensor;
+
+pub use device::{list_adapters, AdapterSummary, BackendChoice, Device, DeviceOptions};
+pub use error::{EngineError, Result};
+pub use tensor::{DType, Tensor};

@@ -1,0 +1,41 @@
+//! The engine's error type: every variant reads as one sentence a user can act on.
+
+/// Errors the engine reports. Messages are complete sentences naming the thing and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No adapter at all; the message says what to install.
+    #[error("{0}")]
+    NoAdapter(String),
+    /// The driver refused something (device creation, a wait).
+    #[error("{0}")]
+    Device(String),
+    /// A value the caller passed is out of range or malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Shapes that do not fit together.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// A data file is missing or malformed; names the file.
+    #[error("{0}")]
+    Data(String),
+    /// A checkpoint is unreadable or belongs to another model.
+    #[error("{0}")]
+    Checkpoint(String),
+    /// An I/O error with the path it concerns.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The engine's result type.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl EngineError {
+    /// An I/O error about `path`.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Self::Io { path: path.as_ref().display().to_string(), source }
+    }
+}

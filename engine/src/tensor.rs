@@ -1,0 +1,193 @@
+//! GPU tensors: a pooled storage buffer of 4-byte elements plus a shape (row-major,
+//! contiguous). Reshaping shares the buffer.
+
+use std::sync::Arc;
+
+use crate::device::Device;
+use crate::error::{EngineError, Result};
+use crate::pool::PooledBuffer;
+
+/// What the 4-byte elements are. Everything numeric is f32; labels and indices are u32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    U32,
+}
+
+/// Usage of every tensor buffer: kernels read and write it, and it can be copied to and from.
+const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// A tensor living in GPU memory. Cloning shares the buffer.
+#[derive(Clone)]
+pub struct Tensor {
+    buf: Arc<PooledBuffer>,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({:?}, {:?})", self.dtype, self.shape)
+    }
+}
+
+impl Tensor {
+    /// An uninitialised tensor (contents undefined: it may be a recycled buffer).
+    pub fn empty(dev: &Device, shape: &[usize], dtype: DType) -> Self {
+        let n: usize = shape.iter().product();
+        let buf = PooledBuffer::new(dev, (n as u64) * 4, USAGE);
+        Self { buf: Arc::new(buf), shape: shape.to_vec(), dtype }
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(dev: &Device, shape: &[usize]) -> Self {
+        let t = Self::empty(dev, shape, DType::F32);
+        t.fill_zero();
+        t
+    }
+
+    /// Uploads `data` (row-major) into a new f32 tensor of `shape`.
+    pub fn from_f32(dev: &Device, shape: &[usize], data: &[f32]) -> Result<Self> {
+        let t = Self::empty(dev, shape, DType::F32);
+        t.write_f32(data)?;
+        Ok(t)
+    }
+
+    /// Uploads `data` into a new u32 tensor of `shape`.
+    pub fn from_u32(dev: &Device, shape: &[usize], data: &[u32]) -> Result<Self> {
+        let t = Self::empty(dev, shape, DType::U32);
+        t.check_len(data.len())?;
+        dev.queue().write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len != self.numel() {
+            return Err(EngineError::Shape(format!(
+                "{} values given for a tensor of shape {:?} ({} elements)",
+                len,
+                self.shape,
+                self.numel()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Overwrites the tensor with `data` (queued: ordered after work already submitted).
+    pub fn write_f32(&self, data: &[f32]) -> Result<()> {
+        self.check_len(data.len())?;
+        if !data.is_empty() {
+            self.device().queue().write_buffer(self.buffer(), 0, bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+
+    /// Overwrites the tensor with u32 `data`.
+    pub fn write_u32(&self, data: &[u32]) -> Result<()> {
+        self.check_len(data.len())?;
+        if !data.is_empty() {
+            self.device().queue().write_buffer(self.buffer(), 0, bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+
+    /// Sets every element to zero (queued).
+    pub fn fill_zero(&self) {
+        let dev = self.device();
+        let mut enc = dev.wgpu().create_command_encoder(&Default::default());
+        enc.clear_buffer(self.buffer(), 0, None);
+        dev.queue().submit([enc.finish()]);
+    }
+
+    /// Same buffer, another shape with the same number of elements.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Self> {
+        let n: usize = shape.iter().product();
+        if n != self.numel() {
+            return Err(EngineError::Shape(format!(
+                "cannot reshape {:?} ({} elements) to {:?} ({} elements)",
+                self.shape,
+                self.numel(),
+                shape,
+                n
+            )));
+        }
+        Ok(Self { buf: self.buf.clone(), shape: shape.to_vec(), dtype: self.dtype })
+    }
+
+    /// Reads the tensor back to the host, waiting for all work submitted before.
+    pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
+        Ok(bytemuck::cast_slice(&self.read_bytes()?).to_vec())
+    }
+
+    /// Reads a u32 tensor back to the host.
+    pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
+        Ok(bytemuck::cast_slice(&self.read_bytes()?).to_vec())
+    }
+
+    fn read_bytes(&self) -> Result<Vec<u8>> {
+        let bytes = (self.numel() * 4) as u64;
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        read_buffer(self.device(), self.buffer(), 0, bytes)
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The wgpu buffer (may be larger than `numel * 4`: sizes are rounded up by the pool).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.buf.raw()
+    }
+
+    pub fn device(&self) -> &Device {
+        self.buf.device()
+    }
+
+    /// True when both share one buffer.
+    pub fn same_buffer(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.buf, &other.buf)
+    }
+}
+
+/// Copies `bytes` bytes at `offset` of `src` to the host. WebGPU cannot map a storage buffer,
+/// so the data goes through a MAP_READ staging buffer, and mapping completes only when the
+/// device is polled.
+pub fn read_buffer(dev: &Device, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+    let staging = dev.wgpu().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback"),
+        size: bytes,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = dev.wgpu().create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(src, offset, &staging, 0, bytes);
+    dev.queue().submit([enc.finish()]);
+    let (tx, rx) = flume::bounded(1);
+    staging.map_async(wgpu::MapMode::Read, .., move |r| {
+        let _ = tx.send(r);
+    });
+    dev.wait_idle()?;
+    rx.recv()
+        .map_err(|_| EngineError::Device("the GPU dropped a read-back request".into()))?
+        .map_err(|e| EngineError::Device(format!("reading a buffer back failed: {e}")))?;
+    let out = {
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| EngineError::Device(format!("reading a buffer back failed: {e}")))?;
+        view.to_vec()
+    };
+    staging.unmap();
+    Ok(out)
+}
