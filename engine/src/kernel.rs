@@ -136,9 +136,12 @@ impl Dispatch {
         tensors: &[&Tensor],
         groups: [u32; 3],
     ) -> Self {
+        // Uniform blocks are padded to 16 bytes; pad the contents so every driver is happy.
+        let mut contents = bytemuck::bytes_of(params).to_vec();
+        contents.resize(contents.len().div_ceil(16).max(1) * 16, 0);
         let params_buf = dev.wgpu().create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
-            contents: bytemuck::bytes_of(params),
+            contents: &contents,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         });
         let mut entries = vec![wgpu::BindGroupEntry {
@@ -164,6 +167,12 @@ impl Dispatch {
             _params: params_buf,
             _tensors: tensors.iter().map(|&t| t.clone()).collect(),
         }
+    }
+
+    /// Replaces the uniform parameters (queued: takes effect for work submitted after this
+    /// call). `params` must be the same type the dispatch was built with.
+    pub fn write_params<P: bytemuck::Pod>(&self, dev: &Device, params: &P) {
+        dev.queue().write_buffer(&self._params, 0, bytemuck::bytes_of(params));
     }
 
     /// Records the dispatch into `pass`.

@@ -1,9 +1,12 @@
 //! The asgd engine: devices and lanes, GPU tensors with a buffer pool, a pipeline cache, WGSL
 //! layers with forward and backward passes, optimisers, data loading and the training loops.
 
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod io;
 pub mod kernel;
+pub mod ops;
 pub mod pool;
 pub mod tensor;
 

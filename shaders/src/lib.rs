@@ -19,6 +19,26 @@ macro_rules! shaders {
 }
 
 shaders! {
-    /// Element-wise ops: ReLU forward and backward, fill, axpy.
+    /// `y = alpha * x + beta * y`.
     ELEMENTWISE => "elementwise.wgsl",
+    /// ReLU forward and backward.
+    RELU => "relu.wgsl",
+    /// Matrix product with optional transposes, register-blocked (no workgroup memory).
+    MATMUL => "matmul.wgsl",
+    /// The same matrix product tiled through workgroup memory.
+    MATMUL_TILED => "matmul_tiled.wgsl",
+    /// Bias add over a channel axis and its gradient (a per-channel sum).
+    BIAS => "bias.wgsl",
+    /// 2-D convolution forward, input gradient and weight gradient.
+    CONV2D => "conv2d.wgsl",
+    /// Max-pooling forward (values and arg-max).
+    MAXPOOL => "maxpool.wgsl",
+    /// Max-pooling backward.
+    MAXPOOL_BACKWARD => "maxpool_backward.wgsl",
+    /// Fused softmax + cross-entropy: loss, gradient, correctness.
+    SOFTMAX_XENT => "softmax_xent.wgsl",
+    /// Running loss/accuracy totals on the GPU.
+    METRICS => "metrics.wgsl",
+    /// SGD with momentum and weight decay.
+    SGD => "sgd.wgsl",
 }

@@ -1,0 +1,38 @@
+//! `y = alpha * x + beta * y`: gradient and model averaging.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{expect, u32_of};
+use crate::device::Device;
+use crate::error::Result;
+use crate::kernel::{grid_1d, Dispatch, Kernel};
+use crate::tensor::{DType, Tensor};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    alpha: f32,
+    beta: f32,
+    _pad: u32,
+}
+
+/// `y = alpha * x + beta * y` (with `beta == 0`, `y` is not read).
+// y and x are (N).
+pub fn scale_add(dev: &Device, y: &Tensor, x: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
+    let n = x.numel();
+    expect(y, "scale_add output", n, DType::F32)?;
+    let k = Kernel::get(dev, &asgd_shaders::ELEMENTWISE, "scale_add", &[]);
+    let p = Params { n: u32_of(n, "elements")?, alpha, beta, _pad: 0 };
+    Ok(Dispatch::new(dev, k, &p, &[y, x], grid_1d(n, 256)))
+}
+
+/// CPU reference in f64.
+pub mod cpu {
+    /// `y = alpha * x + beta * y`.
+    pub fn scale_add(y: &mut [f64], x: &[f64], alpha: f64, beta: f64) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = alpha * x + if beta != 0.0 { beta * *y } else { 0.0 };
+        }
+    }
+}

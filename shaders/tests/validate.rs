@@ -1,0 +1,42 @@
+//! Every WGSL file parses and validates with naga; a failure names the file and line.
+
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+fn validate(shader: &asgd_shaders::Shader) -> Result<(), String> {
+    let module = naga::front::wgsl::parse_str(shader.source)
+        .map_err(|e| e.emit_to_string_with_path(shader.source, shader.name))?;
+    Validator::new(ValidationFlags::all(), Capabilities::empty())
+        .validate(&module)
+        .map_err(|e| e.emit_to_string_with_path(shader.source, shader.name))?;
+    Ok(())
+}
+
+#[test]
+fn every_shader_validates() {
+    let failures: Vec<String> = asgd_shaders::ALL.iter().filter_map(|s| validate(s).err()).collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_wgsl_file_is_listed() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".wgsl") {
+            assert!(
+                asgd_shaders::ALL.iter().any(|s| s.name == name),
+                "{name} is in shaders/src but not in asgd_shaders::ALL"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_broken_shader_is_reported_with_file_and_line() {
+    let broken = asgd_shaders::Shader {
+        name: "broken.wgsl",
+        source: "@compute @workgroup_size(1)\nfn main() {\n    let x: f32 = 1u;\n}\n",
+    };
+    let err = validate(&broken).unwrap_err();
+    assert!(err.contains("broken.wgsl:3"), "no file:line in {err}");
+}
