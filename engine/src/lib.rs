@@ -6,10 +6,16 @@ pub mod device;
 pub mod error;
 pub mod io;
 pub mod kernel;
+pub mod layers;
+pub mod model;
+pub mod optim;
+pub mod plan;
 pub mod ops;
 pub mod pool;
 pub mod tensor;
 
 pub use device::{list_adapters, AdapterSummary, BackendChoice, Device, DeviceOptions};
 pub use error::{EngineError, Result};
+pub use model::Model;
+pub use plan::Plan;
 pub use tensor::{DType, Tensor};

@@ -1,1 +1,119 @@
-//! models
+//! The models asgd trains, each a list of engine layers built from a small config. Layer and
+//! parameter names follow the PyTorch module each mirrors, so checkpoints load into PyTorch.
+
+use asgd_engine::layers::{Conv2d, Flatten, Layer, Linear, MaxPool2d, Relu};
+use asgd_engine::{Device, EngineError, Model, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// The architectures asgd can build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelConfig {
+    /// Flatten, then `Linear -> ReLU` for each hidden size, then a `Linear` to the classes.
+    /// Layers are named `fc1`, `fc2`, ...
+    Mlp { hidden: Vec<usize> },
+    /// LeNet-5 for 28x28 images: conv 5x5 6 ch pad 2, ReLU, max-pool 2, conv 5x5 16 ch, ReLU,
+    /// max-pool 2, then 400-120-84-classes with ReLU (`conv1`, `conv2`, `fc1`..`fc3`).
+    Lenet,
+}
+
+impl ModelConfig {
+    /// The default MLP, 784-512-512-10 on MNIST.
+    pub fn mlp() -> Self {
+        Self::Mlp { hidden: vec![512, 512] }
+    }
+
+    /// Parses `mlp` or `lenet` (also `lenet5`), with the MLP's default hidden sizes.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "mlp" => Ok(Self::mlp()),
+            "lenet" | "lenet5" | "lenet-5" => Ok(Self::Lenet),
+            other => Err(EngineError::InvalidArgument(format!(
+                "unknown model '{other}'; use mlp or lenet"
+            ))),
+        }
+    }
+
+    /// The name written into checkpoints (`mlp`, `lenet`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Mlp { .. } => "mlp",
+            Self::Lenet => "lenet",
+        }
+    }
+
+    /// A description that, with [`ModelConfig::from_description`], rebuilds the same
+    /// architecture: `mlp:512,512` or `lenet`. Stored in checkpoint metadata.
+    pub fn description(&self) -> String {
+        match self {
+            Self::Mlp { hidden } => {
+                let sizes: Vec<String> = hidden.iter().map(|h| h.to_string()).collect();
+                format!("mlp:{}", sizes.join(","))
+            }
+            Self::Lenet => "lenet".into(),
+        }
+    }
+
+    /// Inverse of [`ModelConfig::description`].
+    pub fn from_description(s: &str) -> Result<Self> {
+        match s.split_once(':') {
+            Some(("mlp", sizes)) => {
+                let hidden = if sizes.is_empty() {
+                    Vec::new()
+                } else {
+                    sizes
+                        .split(',')
+                        .map(|v| v.trim().parse::<usize>().ok().filter(|&h| h > 0))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| EngineError::InvalidArgument(format!("bad MLP description '{s}'")))?
+                };
+                Ok(Self::Mlp { hidden })
+            }
+            _ => Self::parse(s),
+        }
+    }
+
+    /// Builds the model for images of `input` = (channels, height, width) and `classes`
+    /// outputs, with parameters initialised as PyTorch does from a generator seeded by `seed`.
+    pub fn build(&self, dev: &Device, input: [usize; 3], classes: usize, seed: u64) -> Result<Model> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+        match self {
+            Self::Mlp { hidden } => {
+                layers.push(Box::new(Flatten::new("flatten")));
+                let mut width = input.iter().product();
+                for (i, &h) in hidden.iter().enumerate() {
+                    layers.push(Box::new(Linear::new(dev, &format!("fc{}", i + 1), width, h, &mut rng)?));
+                    layers.push(Box::new(Relu::new(&format!("relu{}", i + 1))));
+                    width = h;
+                }
+                let last = format!("fc{}", hidden.len() + 1);
+                layers.push(Box::new(Linear::new(dev, &last, width, classes, &mut rng)?));
+            }
+            Self::Lenet => {
+                let [c, h, w] = input;
+                if h < 16 || w < 16 {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "lenet needs images of at least 16x16 (it is built for 28x28), but the data has \
+                         {h}x{w}; use --model mlp or a 28x28 dataset (mnist, fashion-mnist)"
+                    )));
+                }
+                layers.push(Box::new(Conv2d::new(dev, "conv1", c, 6, 5, 1, 2, &mut rng)?));
+                layers.push(Box::new(Relu::new("relu1")));
+                layers.push(Box::new(MaxPool2d::new("pool1", 2)));
+                layers.push(Box::new(Conv2d::new(dev, "conv2", 6, 16, 5, 1, 0, &mut rng)?));
+                layers.push(Box::new(Relu::new("relu2")));
+                layers.push(Box::new(MaxPool2d::new("pool2", 2)));
+                layers.push(Box::new(Flatten::new("flatten")));
+                // 16 x 5 x 5 = 400 for 28x28 inputs; derived so other sizes work too.
+                let (fh, fw) = ((h / 2 - 4) / 2, (w / 2 - 4) / 2);
+                layers.push(Box::new(Linear::new(dev, "fc1", 16 * fh * fw, 120, &mut rng)?));
+                layers.push(Box::new(Relu::new("relu3")));
+                layers.push(Box::new(Linear::new(dev, "fc2", 120, 84, &mut rng)?));
+                layers.push(Box::new(Relu::new("relu4")));
+                layers.push(Box::new(Linear::new(dev, "fc3", 84, classes, &mut rng)?));
+            }
+        }
+        Model::new(dev, self.kind(), &input, layers)
+    }
+}

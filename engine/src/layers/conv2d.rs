@@ -1,0 +1,128 @@
+//! 2-D convolution layer with bias (PyTorch's `nn.Conv2d`, square kernel, stride, padding).
+
+use rand::Rng;
+
+use super::{uniform_init, Layer, LayerIo, LayerPlan, Param};
+use crate::device::Device;
+use crate::error::{EngineError, Result};
+use crate::ops::bias::{bias_add, channel_sum};
+use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward, cpu, ConvShape};
+use crate::tensor::Tensor;
+
+/// `y[b,o] = b[o] + sum_c x[b,c] * W[o,c]` (cross-correlation) with `x` `(B, Cin, H, W)`,
+/// `W` `[Cout, Cin, K, K]`, `b` `[Cout]`, `y` `(B, Cout, OH, OW)`,
+/// `OH = (H + 2 pad - K) / stride + 1`.
+pub struct Conv2d {
+    name: String,
+    cin: usize,
+    cout: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    params: [Param; 2],
+}
+
+impl Conv2d {
+    /// A layer with PyTorch's default initialisation drawn from `rng`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        dev: &Device,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let fan_in = cin * kernel * kernel;
+        let w = uniform_init(rng, cout * fan_in, fan_in);
+        let b = uniform_init(rng, cout, fan_in);
+        Ok(Self {
+            name: name.to_string(),
+            cin,
+            cout,
+            kernel,
+            stride,
+            pad,
+            params: [
+                Param { name: "weight", value: Tensor::from_f32(dev, &[cout, cin, kernel, kernel], &w)? },
+                Param { name: "bias", value: Tensor::from_f32(dev, &[cout], &b)? },
+            ],
+        })
+    }
+
+    fn shape(&self, batch: usize, input: &[usize]) -> Result<ConvShape> {
+        let &[c, h, w] = input else {
+            return Err(EngineError::Shape(format!(
+                "{} takes (channels, height, width) images but gets shape {:?}",
+                self.name, input
+            )));
+        };
+        if c != self.cin {
+            return Err(EngineError::Shape(format!(
+                "{} takes {} input channels but gets {c}",
+                self.name, self.cin
+            )));
+        }
+        let s = ConvShape {
+            batch,
+            cin: c,
+            h,
+            w,
+            cout: self.cout,
+            kh: self.kernel,
+            kw: self.kernel,
+            stride: self.stride,
+            pad: self.pad,
+        };
+        s.out_hw().map_err(|e| EngineError::Shape(format!("{}: {e}", self.name)))?;
+        Ok(s)
+    }
+}
+
+impl Layer for Conv2d {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let (oh, ow) = self.shape(1, input)?.out_hw()?;
+        Ok(vec![self.cout, oh, ow])
+    }
+
+    fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
+        let s = self.shape(io.batch, io.in_shape)?;
+        let (oh, ow) = s.out_hw()?;
+        let (w, bias) = (&self.params[0].value, &self.params[1].value);
+        let forward = vec![
+            conv2d_forward(io.dev, io.y, io.x, w, &s)?,
+            bias_add(io.dev, io.y, bias, io.batch, oh * ow)?,
+        ];
+        let mut backward = Vec::new();
+        if let Some(dy) = io.dy {
+            backward.push(conv2d_backward_weight(io.dev, &io.grads[0], dy, io.x, &s)?);
+            backward.push(channel_sum(io.dev, &io.grads[1], dy, io.batch, oh * ow)?);
+            if let Some(dx) = io.dx {
+                backward.push(conv2d_backward_input(io.dev, dx, dy, w, &s)?);
+            }
+        }
+        Ok(LayerPlan { forward, backward })
+    }
+
+    fn reference_forward(&self, params: &[Vec<f64>], x: &[f64], batch: usize, in_shape: &[usize]) -> Vec<f64> {
+        let s = self.shape(batch, in_shape).expect("shape checked when the model was built");
+        let (_, _, ny) = s.sizes().expect("valid shape");
+        let mut y = vec![0.0; ny];
+        cpu::conv2d_forward(&mut y, x, &params[0], &s);
+        let per_channel = ny / (batch * self.cout);
+        for (i, v) in y.iter_mut().enumerate() {
+            *v += params[1][(i / per_channel) % self.cout];
+        }
+        y
+    }
+}

@@ -1,0 +1,89 @@
+//! Fully connected layer: `y = x W^T + b` (PyTorch's `nn.Linear`).
+
+use rand::Rng;
+
+use super::{uniform_init, Layer, LayerIo, LayerPlan, Param};
+use crate::device::Device;
+use crate::error::{EngineError, Result};
+use crate::ops::bias::{bias_add, channel_sum};
+use crate::ops::matmul::{matmul, MatmulSpec};
+use crate::tensor::Tensor;
+
+/// `y = x W^T + b` with `x` `(B, in)`, `W` `[out, in]`, `b` `[out]`, `y` `(B, out)`.
+pub struct Linear {
+    name: String,
+    inputs: usize,
+    outputs: usize,
+    params: [Param; 2],
+}
+
+impl Linear {
+    /// A layer with PyTorch's default initialisation drawn from `rng`.
+    pub fn new(dev: &Device, name: &str, inputs: usize, outputs: usize, rng: &mut impl Rng) -> Result<Self> {
+        let w = uniform_init(rng, outputs * inputs, inputs);
+        let b = uniform_init(rng, outputs, inputs);
+        Ok(Self {
+            name: name.to_string(),
+            inputs,
+            outputs,
+            params: [
+                Param { name: "weight", value: Tensor::from_f32(dev, &[outputs, inputs], &w)? },
+                Param { name: "bias", value: Tensor::from_f32(dev, &[outputs], &b)? },
+            ],
+        })
+    }
+}
+
+impl Layer for Linear {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        if input != [self.inputs] {
+            return Err(EngineError::Shape(format!(
+                "{} takes {} features per sample but gets shape {:?}",
+                self.name, self.inputs, input
+            )));
+        }
+        Ok(vec![self.outputs])
+    }
+
+    fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
+        let (b, i, o) = (io.batch, self.inputs, self.outputs);
+        let (w, bias) = (&self.params[0].value, &self.params[1].value);
+        let forward = vec![
+            matmul(io.dev, io.y, io.x, w, MatmulSpec { trans_b: true, ..MatmulSpec::new(b, o, i) }, io.matmul)?,
+            bias_add(io.dev, io.y, bias, b, 1)?,
+        ];
+        let mut backward = Vec::new();
+        if let Some(dy) = io.dy {
+            // dW = dy^T x: (out, in) from dy (B, out) and x (B, in).
+            let dw = MatmulSpec { trans_a: true, ..MatmulSpec::new(o, i, b) };
+            backward.push(matmul(io.dev, &io.grads[0], dy, io.x, dw, io.matmul)?);
+            backward.push(channel_sum(io.dev, &io.grads[1], dy, b, 1)?);
+            if let Some(dx) = io.dx {
+                // dx = dy W: (B, in) from dy (B, out) and W (out, in).
+                backward.push(matmul(io.dev, dx, dy, w, MatmulSpec::new(b, i, o), io.matmul)?);
+            }
+        }
+        Ok(LayerPlan { forward, backward })
+    }
+
+    fn reference_forward(&self, params: &[Vec<f64>], x: &[f64], batch: usize, _in: &[usize]) -> Vec<f64> {
+        let (w, bias) = (&params[0], &params[1]);
+        let mut y = vec![0.0; batch * self.outputs];
+        for s in 0..batch {
+            for o in 0..self.outputs {
+                let row = &w[o * self.inputs..(o + 1) * self.inputs];
+                let xs = &x[s * self.inputs..(s + 1) * self.inputs];
+                y[s * self.outputs + o] = bias[o] + row.iter().zip(xs).map(|(a, b)| a * b).sum::<f64>();
+            }
+        }
+        y
+    }
+}

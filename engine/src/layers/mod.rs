@@ -1,0 +1,97 @@
+//! Layers: a forward pass that saves what the backward needs, and a backward pass that writes
+//! the input gradient and the parameter gradients. Each layer's backward is its own list of
+//! dispatches, so a scheduler can update layer m the moment its gradients exist (PD-ASGD).
+//!
+//! A layer also has a plain f64 CPU forward ([`Layer::reference_forward`]) so that whole-model
+//! gradients can be checked against finite differences.
+
+mod conv2d;
+mod flatten;
+mod linear;
+mod maxpool;
+mod relu;
+
+pub use conv2d::Conv2d;
+pub use flatten::Flatten;
+pub use linear::Linear;
+pub use maxpool::MaxPool2d;
+pub use relu::Relu;
+
+use rand::Rng;
+
+use crate::device::Device;
+use crate::error::Result;
+use crate::kernel::Dispatch;
+use crate::ops::matmul::MatmulKernel;
+use crate::tensor::Tensor;
+
+/// A trainable tensor of a layer, with its PyTorch name within the layer (`weight`, `bias`)
+/// and PyTorch's layout (`Linear.weight` is `[out, in]`, `Conv2d.weight` `[out, in, kh, kw]`).
+pub struct Param {
+    pub name: &'static str,
+    pub value: Tensor,
+}
+
+/// The buffers one layer reads and writes in a plan for one batch size.
+pub struct LayerIo<'a> {
+    pub dev: &'a Device,
+    /// Samples in the batch.
+    pub batch: usize,
+    /// Shape of one input sample (e.g. `[1, 28, 28]` or `[784]`).
+    pub in_shape: &'a [usize],
+    /// Input activations `(B, in_shape...)`.
+    pub x: &'a Tensor,
+    /// Output activations `(B, out_shape...)`.
+    pub y: &'a Tensor,
+    /// Gradient of the loss with respect to `y`; `None` in forward-only plans.
+    pub dy: Option<&'a Tensor>,
+    /// Where to write the gradient with respect to `x`; `None` for the first layer (nothing
+    /// consumes it) and in forward-only plans.
+    pub dx: Option<&'a Tensor>,
+    /// Where to write the gradient of each of [`Layer::params`], same shapes; empty in
+    /// forward-only plans.
+    pub grads: &'a [Tensor],
+    /// The matrix-product kernel to use.
+    pub matmul: MatmulKernel,
+}
+
+/// The dispatches of one layer for one batch size.
+#[derive(Default)]
+pub struct LayerPlan {
+    pub forward: Vec<Dispatch>,
+    pub backward: Vec<Dispatch>,
+}
+
+/// One layer of a sequential model.
+pub trait Layer: Send + Sync {
+    /// Prefix of this layer's parameter names (`fc1`, `conv2`); also names it in messages.
+    fn name(&self) -> &str;
+
+    /// Shape of one output sample for one input sample, or an error when the input does not fit.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
+
+    /// Trainable parameters in PyTorch's `state_dict` order (weight, then bias).
+    fn params(&self) -> &[Param] {
+        &[]
+    }
+
+    /// True when the output is the input reinterpreted (flatten): the plan shares buffers and
+    /// runs no kernel.
+    fn is_view(&self) -> bool {
+        false
+    }
+
+    /// Builds the forward and backward dispatches over `io`'s buffers.
+    fn build(&self, io: &LayerIo) -> Result<LayerPlan>;
+
+    /// The forward pass in f64 on the CPU: `x` is `(B, in_shape...)`, `params` holds the
+    /// values of [`Layer::params`] in order. Returns `(B, out_shape...)`.
+    fn reference_forward(&self, params: &[Vec<f64>], x: &[f64], batch: usize, in_shape: &[usize]) -> Vec<f64>;
+}
+
+/// PyTorch's default initialisation of Linear and Conv2d weights and biases:
+/// U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5) gives the same bound).
+pub(crate) fn uniform_init(rng: &mut impl Rng, n: usize, fan_in: usize) -> Vec<f32> {
+    let bound = 1.0 / (fan_in as f32).sqrt();
+    (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+}

@@ -1,0 +1,151 @@
+//! A sequential model: an ordered list of layers over a fixed per-sample input shape, ending
+//! in `classes` logits. Its parameters live on one device; [`Plan`]s bind them to activation
+//! buffers for a batch size.
+
+use crate::device::Device;
+use crate::error::{EngineError, Result};
+use crate::io::checkpoint::NamedTensor;
+use crate::layers::Layer;
+use crate::plan::Plan;
+use crate::tensor::Tensor;
+
+/// A classifier built from layers; see the `asgd-models` crate for MLP and LeNet-5.
+pub struct Model {
+    kind: String,
+    dev: Device,
+    layers: Vec<Box<dyn Layer>>,
+    /// Per-sample shape of every activation: `shapes[0]` is the input, `shapes[i + 1]` the
+    /// output of layer `i`.
+    shapes: Vec<Vec<usize>>,
+}
+
+impl Model {
+    /// Checks that the layers chain from `input_shape` (per sample) to a vector of logits.
+    /// `kind` names the architecture (`mlp`, `lenet`) in checkpoints and messages.
+    pub fn new(dev: &Device, kind: &str, input_shape: &[usize], layers: Vec<Box<dyn Layer>>) -> Result<Self> {
+        let mut shapes = vec![input_shape.to_vec()];
+        for layer in &layers {
+            let next = layer.output_shape(shapes.last().expect("not empty"))?;
+            shapes.push(next);
+        }
+        let out = shapes.last().expect("not empty");
+        if out.len() != 1 || out[0] < 1 {
+            return Err(EngineError::Shape(format!(
+                "model {kind} must end in a vector of class logits, but ends in shape {out:?}"
+            )));
+        }
+        Ok(Self { kind: kind.to_string(), dev: dev.clone(), layers, shapes })
+    }
+
+    /// The architecture's name (`mlp`, `lenet`).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.dev
+    }
+
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    /// Shape of one input sample.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.shapes[0]
+    }
+
+    /// Per-sample activation shapes, input first.
+    pub fn activation_shapes(&self) -> &[Vec<usize>] {
+        &self.shapes
+    }
+
+    /// Number of output logits.
+    pub fn classes(&self) -> usize {
+        self.shapes.last().expect("not empty")[0]
+    }
+
+    /// Every parameter with its PyTorch name (`fc1.weight`), in `state_dict` order.
+    pub fn params(&self) -> Vec<(String, &Tensor)> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.params().iter().map(move |p| (format!("{}.{}", l.name(), p.name), &p.value)))
+            .collect()
+    }
+
+    /// Total number of scalar parameters.
+    pub fn num_params(&self) -> usize {
+        self.params().iter().map(|(_, t)| t.numel()).sum()
+    }
+
+    /// Reads every parameter back to the host, named and shaped as in PyTorch.
+    pub fn state_dict(&self) -> Result<Vec<NamedTensor>> {
+        self.params()
+            .into_iter()
+            .map(|(name, t)| Ok(NamedTensor { name, shape: t.shape().to_vec(), data: t.to_vec_f32()? }))
+            .collect()
+    }
+
+    /// Overwrites the parameters from `tensors`; `source` names where they came from in errors.
+    /// Every parameter must be present with its exact shape; tensors whose names start with
+    /// `optim.` (optimiser state) are ignored here, any other extra tensor is an error.
+    pub fn load_state_dict(&self, tensors: &[NamedTensor], source: &str) -> Result<()> {
+        let params = self.params();
+        for t in tensors {
+            if !t.name.starts_with("optim.") && !params.iter().any(|(n, _)| *n == t.name) {
+                return Err(EngineError::Checkpoint(format!(
+                    "{source} holds tensor '{}', which model {} does not have: it was written for another model",
+                    t.name, self.kind
+                )));
+            }
+        }
+        for (name, value) in &params {
+            let t = tensors.iter().find(|t| t.name == *name).ok_or_else(|| {
+                EngineError::Checkpoint(format!(
+                    "{source} has no tensor '{name}' that model {} needs: it was written for another model",
+                    self.kind
+                ))
+            })?;
+            if t.shape != value.shape() {
+                return Err(EngineError::Checkpoint(format!(
+                    "{source}: tensor '{name}' has shape {:?} but model {} needs {:?}; \
+                     was it written with other layer sizes?",
+                    t.shape,
+                    self.kind,
+                    value.shape()
+                )));
+            }
+            value.write_f32(&t.data)?;
+        }
+        Ok(())
+    }
+
+    /// Builds the buffers and dispatches for batches of `batch` samples; `training` adds the
+    /// backward pass.
+    pub fn plan(&self, batch: usize, training: bool) -> Result<Plan> {
+        Plan::new(self, batch, training)
+    }
+
+    /// The mean cross-entropy of the model in f64 on the CPU, with parameter values `params`
+    /// (in [`Model::params`] order, row-major). For gradient checks. `images` is
+    /// `(B, input_shape...)`.
+    pub fn reference_loss(&self, params: &[Vec<f64>], images: &[f64], labels: &[u32]) -> f64 {
+        let batch = labels.len();
+        let mut x = images.to_vec();
+        let mut next_param = 0;
+        for (layer, shape) in self.layers.iter().zip(&self.shapes) {
+            let n = layer.params().len();
+            x = layer.reference_forward(&params[next_param..next_param + n], &x, batch, shape);
+            next_param += n;
+        }
+        let c = self.classes();
+        let mut total = 0.0;
+        for (b, &label) in labels.iter().enumerate() {
+            let row = &x[b * c..(b + 1) * c];
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            total += lse - row[label as usize];
+        }
+        total / batch as f64
+    }
+}

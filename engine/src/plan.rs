@@ -1,0 +1,166 @@
+//! A plan: a model bound to activation and gradient buffers for one batch size, with every
+//! dispatch of the forward pass, the loss and each layer's backward built in advance. A step
+//! only uploads the batch and records these dispatches into one encoder.
+//!
+//! Plans share the model's parameters; each has its own activations and gradients, so several
+//! batches can be in flight at once (PD-ASGD's forward and backward threads each hold one).
+
+use crate::error::{EngineError, Result};
+use crate::kernel::Dispatch;
+use crate::layers::{LayerIo, LayerPlan};
+use crate::model::Model;
+use crate::ops::matmul::MatmulKernel;
+use crate::ops::metrics::accumulate;
+use crate::ops::softmax_xent::softmax_xent;
+use crate::tensor::{DType, Tensor};
+
+/// Buffers and dispatches of one model for one batch size.
+pub struct Plan {
+    batch: usize,
+    /// Input images `(B, input_shape...)`; write a batch here before recording.
+    pub input: Tensor,
+    /// Labels `(B)`, u32.
+    pub labels: Tensor,
+    /// Logits `(B, classes)`.
+    pub logits: Tensor,
+    /// Per-sample loss `(B)`, valid after the loss dispatch ran.
+    pub loss: Tensor,
+    /// Running `[sum loss, sum correct, samples]` since the last [`Plan::take_totals`].
+    pub totals: Tensor,
+    /// `grads[i][j]`: gradient of parameter `j` of layer `i` (empty for forward-only plans).
+    pub grads: Vec<Vec<Tensor>>,
+    layers: Vec<LayerPlan>,
+    loss_dispatches: Vec<Dispatch>,
+}
+
+impl Plan {
+    pub(crate) fn new(model: &Model, batch: usize, training: bool) -> Result<Self> {
+        if batch == 0 {
+            return Err(EngineError::InvalidArgument("the batch size must be at least 1".into()));
+        }
+        let dev = model.device();
+        let shapes = model.activation_shapes();
+        let with_batch = |s: &[usize]| [&[batch][..], s].concat();
+        let matmul = MatmulKernel::for_device(dev);
+
+        // Activations: a view layer (flatten) shares its input's buffer.
+        let mut acts: Vec<Tensor> = vec![Tensor::empty(dev, &with_batch(&shapes[0]), DType::F32)];
+        let mut dacts: Vec<Option<Tensor>> = vec![None];
+        for (i, layer) in model.layers().iter().enumerate() {
+            let shape = with_batch(&shapes[i + 1]);
+            if layer.is_view() {
+                acts.push(acts[i].reshape(&shape)?);
+                let d = match &dacts[i] {
+                    Some(d) => Some(d.reshape(&shape)?),
+                    None if training => Some(Tensor::empty(dev, &shape, DType::F32)),
+                    None => None,
+                };
+                dacts.push(d);
+            } else {
+                acts.push(Tensor::empty(dev, &shape, DType::F32));
+                dacts.push(training.then(|| Tensor::empty(dev, &shape, DType::F32)));
+            }
+        }
+        // The first layers need no input gradient; a view that shares the input's gradient
+        // buffer must not make the input look like it needs one either.
+        let first_param_layer = model.layers().iter().position(|l| !l.params().is_empty()).unwrap_or(0);
+
+        let mut grads = Vec::new();
+        let mut layers = Vec::new();
+        for (i, layer) in model.layers().iter().enumerate() {
+            let g: Vec<Tensor> = if training {
+                layer.params().iter().map(|p| Tensor::empty(dev, p.value.shape(), DType::F32)).collect()
+            } else {
+                Vec::new()
+            };
+            let io = LayerIo {
+                dev,
+                batch,
+                in_shape: &shapes[i],
+                x: &acts[i],
+                y: &acts[i + 1],
+                dy: dacts[i + 1].as_ref(),
+                dx: if i > first_param_layer { dacts[i].as_ref() } else { None },
+                grads: &g,
+                matmul,
+            };
+            layers.push(layer.build(&io)?);
+            grads.push(g);
+        }
+
+        let classes = model.classes();
+        let logits = acts.last().expect("not empty").clone();
+        // Forward-only plans still run the loss kernel for loss and accuracy; its gradient
+        // goes to a scratch buffer.
+        let dlogits = match dacts.last().expect("not empty") {
+            Some(d) => d.clone(),
+            None => Tensor::empty(dev, &[batch, classes], DType::F32),
+        };
+        let labels = Tensor::empty(dev, &[batch], DType::U32);
+        let loss = Tensor::empty(dev, &[batch], DType::F32);
+        let correct = Tensor::empty(dev, &[batch], DType::F32);
+        let totals = Tensor::zeros(dev, &[3]);
+        let loss_dispatches = vec![
+            softmax_xent(dev, &dlogits, &loss, &correct, &logits, &labels, batch, classes, 1.0 / batch as f32)?,
+            accumulate(dev, &totals, &loss, &correct, batch)?,
+        ];
+        Ok(Self {
+            batch,
+            input: acts[0].clone(),
+            labels,
+            logits,
+            loss,
+            totals,
+            grads,
+            layers,
+            loss_dispatches,
+        })
+    }
+
+    /// Samples per batch.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Number of layers (as in the model).
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Uploads a batch: `images` `(B, input_shape...)` flat, `labels` `(B)`.
+    pub fn upload(&self, images: &[f32], labels: &[u32]) -> Result<()> {
+        self.input.write_f32(images)?;
+        self.labels.write_u32(labels)
+    }
+
+    /// Records the forward pass of every layer.
+    pub fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for l in &self.layers {
+            for d in &l.forward {
+                d.record(pass);
+            }
+        }
+    }
+
+    /// Records the loss, its gradient with respect to the logits, and the running totals.
+    pub fn record_loss(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.loss_dispatches {
+            d.record(pass);
+        }
+    }
+
+    /// Records the backward pass of layer `i` (its input gradient and parameter gradients).
+    pub fn record_backward(&self, i: usize, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.layers[i].backward {
+            d.record(pass);
+        }
+    }
+
+    /// Reads and resets the running totals: `(sum of losses, number correct, samples)`.
+    /// Waits for the GPU; call it every N steps, not every step.
+    pub fn take_totals(&self) -> Result<(f64, f64, f64)> {
+        let t = self.totals.to_vec_f32()?;
+        self.totals.fill_zero();
+        Ok((t[0] as f64, t[1] as f64, t[2] as f64))
+    }
+}

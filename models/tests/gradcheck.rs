@@ -1,0 +1,101 @@
+//! Whole-model gradients from the GPU against central finite differences of the f64 CPU
+//! reference of the same model, for the MLP and LeNet-5 at their real sizes.
+
+use asgd_engine::{Device, DeviceOptions, Model};
+use asgd_models::ModelConfig;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn dev() -> Device {
+    Device::open(&DeviceOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs forward + backward on the GPU for one batch and checks the loss and a sample of
+/// coordinates of every parameter's gradient against finite differences.
+fn check(model: &Model, batch: usize, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let sample: usize = model.input_shape().iter().product();
+    let images: Vec<f32> = (0..batch * sample).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let labels: Vec<u32> = (0..batch).map(|_| rng.random_range(0..model.classes() as u32)).collect();
+
+    let plan = model.plan(batch, true).unwrap();
+    plan.upload(&images, &labels).unwrap();
+    let dev = model.device();
+    let mut enc = dev.wgpu().create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        plan.record_forward(&mut pass);
+        plan.record_loss(&mut pass);
+        for i in (0..plan.num_layers()).rev() {
+            plan.record_backward(i, &mut pass);
+        }
+    }
+    dev.queue().submit([enc.finish()]);
+    let gpu_loss: f64 = plan.loss.to_vec_f32().unwrap().iter().map(|&v| v as f64).sum::<f64>() / batch as f64;
+
+    let mut params: Vec<Vec<f64>> =
+        model.params().iter().map(|(_, t)| t.to_vec_f32().unwrap().iter().map(|&v| v as f64).collect()).collect();
+    let x: Vec<f64> = images.iter().map(|&v| v as f64).collect();
+    let cpu_loss = model.reference_loss(&params, &x, &labels);
+    assert!((gpu_loss - cpu_loss).abs() < 1e-4 * (1.0 + cpu_loss.abs()), "loss: gpu {gpu_loss} cpu {cpu_loss}");
+
+    let grads: Vec<Vec<f32>> = plan.grads.iter().flatten().map(|g| g.to_vec_f32().unwrap()).collect();
+    let names: Vec<String> = model.params().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(grads.len(), params.len());
+    for (p, name) in names.iter().enumerate() {
+        // The largest-magnitude coordinate plus random ones: a wiring error that zeroes or
+        // misplaces gradients cannot hide in a sample of tiny values.
+        let largest = (0..grads[p].len()).max_by(|&a, &b| grads[p][a].abs().total_cmp(&grads[p][b].abs())).unwrap();
+        let mut coords = vec![largest];
+        coords.extend((0..12).map(|_| rng.random_range(0..params[p].len())));
+        for &i in &coords {
+            let orig = params[p][i];
+            // Small enough that a step rarely crosses a ReLU or max-pool kink (h = 1e-4 did,
+            // for one LeNet coordinate), large enough for f64 round-off to stay ~1e-9.
+            let h = 1e-6;
+            params[p][i] = orig + h;
+            let up = model.reference_loss(&params, &x, &labels);
+            params[p][i] = orig - h;
+            let down = model.reference_loss(&params, &x, &labels);
+            params[p][i] = orig;
+            let fd = (up - down) / (2.0 * h);
+            let g = grads[p][i] as f64;
+            assert!(
+                (g - fd).abs() <= 2e-3 * fd.abs().max(g.abs()) + 2e-5,
+                "{name}[{i}]: gpu gradient {g} vs finite difference {fd}"
+            );
+        }
+    }
+}
+
+#[test]
+fn mlp_gradients_match_finite_differences() {
+    let dev = dev();
+    let model = ModelConfig::mlp().build(&dev, [1, 28, 28], 10, 7).unwrap();
+    assert_eq!(model.num_params(), 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10);
+    check(&model, 5, 11);
+    // Odd, small sizes on the 8x8 digits shape.
+    let small = ModelConfig::Mlp { hidden: vec![13, 7] }.build(&dev, [1, 8, 8], 10, 3).unwrap();
+    check(&small, 3, 12);
+}
+
+#[test]
+fn lenet_gradients_match_finite_differences() {
+    let dev = dev();
+    let model = ModelConfig::Lenet.build(&dev, [1, 28, 28], 10, 5).unwrap();
+    assert_eq!(model.num_params(), 61_706);
+    check(&model, 3, 13);
+}
+
+#[test]
+fn lenet_refuses_digit_sized_images() {
+    let err = ModelConfig::Lenet.build(&dev(), [1, 8, 8], 10, 0).err().unwrap().to_string();
+    assert!(err.contains("use --model mlp"), "{err}");
+}
+
+#[test]
+fn description_round_trips() {
+    for c in [ModelConfig::mlp(), ModelConfig::Mlp { hidden: vec![] }, ModelConfig::Lenet] {
+        assert_eq!(ModelConfig::from_description(&c.description()).unwrap(), c);
+    }
+}
