@@ -1,0 +1,274 @@
+//! Datasets: loading MNIST, Fashion-MNIST and the embedded digits set into host memory,
+//! normalised; seeded epoch order; downloading with checksums.
+
+pub mod digits;
+pub mod fetch;
+pub mod idx;
+pub mod shuffle;
+
+use std::path::{Path, PathBuf};
+
+pub use fetch::{fetch, FetchEvent};
+pub use shuffle::{epoch_order, num_batches, Batches};
+
+use crate::error::{EngineError, Result};
+
+/// A labelled image dataset held in host memory, normalised.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// `mnist`, `fashion-mnist` or `digits`, followed by `/train` or `/test`.
+    pub name: String,
+    /// `[n, c, h, w]` row-major, normalised to roughly zero mean and unit variance.
+    pub images: Vec<f32>,
+    /// `[n]` class indices, each below `classes`.
+    pub labels: Vec<u32>,
+    /// `[c, h, w]` of one image.
+    pub shape: [usize; 3],
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl Dataset {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Values per sample, `c * h * w`.
+    pub fn sample_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Copies the samples at `idx` into `images` (cleared first; `[idx.len(), c, h, w]`) and
+    /// `labels` (cleared first; `[idx.len()]`).
+    ///
+    /// # Panics
+    /// If an index is `>= self.len()`: indices come from [`epoch_order`] over this dataset, so
+    /// that is a bug in the caller, not bad input.
+    pub fn gather(&self, idx: &[usize], images: &mut Vec<f32>, labels: &mut Vec<u32>) {
+        let s = self.sample_len();
+        images.clear();
+        labels.clear();
+        images.reserve(idx.len() * s);
+        labels.reserve(idx.len());
+        for &i in idx {
+            images.extend_from_slice(&self.images[i * s..(i + 1) * s]);
+            labels.push(self.labels[i]);
+        }
+    }
+
+    /// Keeps the first `n` samples (for quick runs and tests); no change when `n >= len()`.
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.len() {
+            self.labels.truncate(n);
+            self.images.truncate(n * self.sample_len());
+        }
+    }
+
+    /// How many samples each class has: `[classes]`.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes];
+        for &l in &self.labels {
+            if let Some(c) = counts.get_mut(l as usize) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+
+    /// Builds a dataset from raw pixels `[n, c, h, w]`, mapping each value `p` to
+    /// `(p * scale - mean) / std`.
+    fn from_pixels(name: String, pixels: &[u8], labels: Vec<u32>, shape: [usize; 3], norm: Norm) -> Self {
+        let lut: Vec<f32> = (0..=255u8).map(|p| norm.apply(p)).collect();
+        let images = pixels.iter().map(|&p| lut[usize::from(p)]).collect();
+        Self { name, images, labels, shape, classes: 10 }
+    }
+}
+
+/// The train and test splits of a dataset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Splits {
+    /// Training split.
+    pub train: Dataset,
+    /// Test split.
+    pub test: Dataset,
+}
+
+/// The datasets asgd knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataKind {
+    /// scikit-learn digits, 8x8, embedded in the binary.
+    Digits,
+    /// MNIST handwritten digits, 28x28.
+    Mnist,
+    /// Fashion-MNIST clothing images, 28x28.
+    FashionMnist,
+}
+
+impl DataKind {
+    /// All kinds, in the order the CLI lists them.
+    pub const ALL: [DataKind; 3] = [DataKind::Digits, DataKind::Mnist, DataKind::FashionMnist];
+
+    /// Parses `digits`, `mnist` or `fashion-mnist`.
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+            EngineError::InvalidArgument(format!(
+                "unknown dataset `{s}`; choose one of digits, mnist, fashion-mnist"
+            ))
+        })
+    }
+
+    /// The name used on the command line and as the directory name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataKind::Digits => "digits",
+            DataKind::Mnist => "mnist",
+            DataKind::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// `[c, h, w]` of one image.
+    pub fn shape(&self) -> [usize; 3] {
+        match self {
+            DataKind::Digits => [1, 8, 8],
+            DataKind::Mnist | DataKind::FashionMnist => [1, 28, 28],
+        }
+    }
+}
+
+/// `value = (p * scale - mean) / std` for a raw pixel `p`.
+#[derive(Clone, Copy, Debug)]
+struct Norm {
+    scale: f32,
+    mean: f32,
+    std: f32,
+}
+
+impl Norm {
+    /// MNIST: x/255, then the usual (x - 0.1307) / 0.3081 of its training set.
+    const MNIST: Norm = Norm { scale: 1.0 / 255.0, mean: 0.1307, std: 0.3081 };
+    /// Fashion-MNIST: x/255, then (x - 0.2860) / 0.3530 of its training set.
+    const FASHION_MNIST: Norm = Norm { scale: 1.0 / 255.0, mean: 0.2860, std: 0.3530 };
+
+    fn apply(&self, p: u8) -> f32 {
+        (f32::from(p) * self.scale - self.mean) / self.std
+    }
+}
+
+/// Where a dataset lives when no directory is given: `$ASGD_DATA_DIR/<name>` if that variable is
+/// set, else `$XDG_CACHE_HOME/asgd/<name>`, else `~/.cache/asgd/<name>` (on Windows
+/// `%USERPROFILE%\.cache\asgd\<name>`), else `.cache/asgd/<name>` under the working directory.
+pub fn default_dir(kind: DataKind) -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(root) = var("ASGD_DATA_DIR") {
+        return root.join(kind.name());
+    }
+    let cache = var("XDG_CACHE_HOME")
+        .or_else(|| var("HOME").or_else(|| var("USERPROFILE")).map(|h| h.join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("asgd").join(kind.name())
+}
+
+/// Loads the train and test splits of `kind`, normalised.
+///
+/// `dir` is the folder holding the files (`train-images-idx3-ubyte[.gz]` and the other three for
+/// MNIST and Fashion-MNIST, `digits.csv[.gz]` for digits); a folder that lacks them but has a
+/// subfolder named after the dataset (`dir/mnist/`) is accepted too. `None` means
+/// [`default_dir`] for MNIST and Fashion-MNIST, and the embedded copy for digits.
+///
+/// Shapes: MNIST and Fashion-MNIST `[1, 28, 28]` (60,000 train, 10,000 test); digits `[1, 8, 8]`
+/// (1,437 train, 360 test, see [`digits::train_len`]). Ten classes each.
+pub fn load(kind: DataKind, dir: Option<&Path>) -> Result<Splits> {
+    match (kind, dir) {
+        (DataKind::Digits, None) => {
+            let path = Path::new("<embedded digits.csv.gz>");
+            let text = idx::gunzip_if_gzip(digits::EMBEDDED_CSV_GZ.to_vec(), path)?;
+            digits_splits(&text, path)
+        }
+        (DataKind::Digits, Some(dir)) => {
+            let found = [dir.to_path_buf(), dir.join(kind.name())]
+                .iter()
+                .flat_map(|d| digits::FILE_NAMES.iter().map(move |n| d.join(n)))
+                .find(|p| p.is_file());
+            let path = found.ok_or_else(|| {
+                EngineError::Data(format!(
+                    "{}: found neither digits.csv.gz nor digits.csv there (nor in its digits/ \
+                     subfolder); point --data-dir at the folder that holds one, or leave it out to \
+                     use the copy built into asgd",
+                    dir.display()
+                ))
+            })?;
+            let text = idx::read_maybe_gzip(&path)?;
+            digits_splits(&text, &path)
+        }
+        (_, Some(dir)) => {
+            let hint = format!(
+                "run `asgd data fetch {} --dir {}` or point --data-dir at the folder that holds the files",
+                kind.name(),
+                dir.display()
+            );
+            load_idx_splits(kind, dir, &hint)
+        }
+        (_, None) => {
+            let dir = default_dir(kind);
+            let hint = format!(
+                "run `asgd data fetch {}` to download them there, or pass --data-dir DIR",
+                kind.name()
+            );
+            load_idx_splits(kind, &dir, &hint)
+        }
+    }
+}
+
+fn digits_splits(text: &[u8], path: &Path) -> Result<Splits> {
+    let rows = digits::parse_digits_csv(text, path)?;
+    let n_train = digits::train_len(rows.labels.len());
+    let (train_px, test_px) = rows.pixels.split_at(n_train * digits::PIXELS);
+    let (mean, std) = digits::pixel_stats(train_px);
+    // A constant image set (never the real file) would give std 0; keep the values finite.
+    let std = if std > 1e-6 { std } else { 1.0 };
+    let norm = Norm { scale: 1.0 / f32::from(digits::MAX_PIXEL), mean, std };
+    let labels = |ls: &[u8]| ls.iter().map(|&l| u32::from(l)).collect::<Vec<u32>>();
+    let shape = DataKind::Digits.shape();
+    Ok(Splits {
+        train: Dataset::from_pixels("digits/train".into(), train_px, labels(&rows.labels[..n_train]), shape, norm),
+        test: Dataset::from_pixels("digits/test".into(), test_px, labels(&rows.labels[n_train..]), shape, norm),
+    })
+}
+
+/// Loads the four idx files from `dir` (or `dir/<name>`); `hint` says how to get them.
+fn load_idx_splits(kind: DataKind, dir: &Path, hint: &str) -> Result<Splits> {
+    let sub = dir.join(kind.name());
+    let dir = if idx::find_idx_file(dir, idx::TRAIN_IMAGES).is_none() && sub.is_dir() { &sub } else { dir };
+    let find = |stem: &str| {
+        idx::find_idx_file(dir, stem).ok_or_else(|| {
+            EngineError::Data(format!(
+                "{}: the {} file {stem}.gz (or {stem}) is missing; {hint}",
+                dir.display(),
+                kind.name()
+            ))
+        })
+    };
+    let norm = match kind {
+        DataKind::FashionMnist => Norm::FASHION_MNIST,
+        _ => Norm::MNIST,
+    };
+    let shape = kind.shape();
+    let split = |images_stem: &str, labels_stem: &str, split: &str| -> Result<Dataset> {
+        let (images_path, labels_path) = (find(images_stem)?, find(labels_stem)?);
+        let images = idx::parse_idx_images(&idx::read_maybe_gzip(&images_path)?, &images_path)?;
+        let labels = idx::parse_idx_labels(&idx::read_maybe_gzip(&labels_path)?, &labels_path)?;
+        idx::check_pair(&images, &images_path, &labels, &labels_path, shape[1], shape[2], 10)?;
+        let labels = labels.into_iter().map(u32::from).collect();
+        Ok(Dataset::from_pixels(format!("{}/{split}", kind.name()), &images.pixels, labels, shape, norm))
+    };
+    Ok(Splits {
+        train: split(idx::TRAIN_IMAGES, idx::TRAIN_LABELS, "train")?,
+        test: split(idx::TEST_IMAGES, idx::TEST_LABELS, "test")?,
+    })
+}

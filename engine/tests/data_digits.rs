@@ -1,0 +1,96 @@
+//! The embedded digits set, its fixed split and standardisation, and CSV errors with line numbers.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use asgd_engine::data::digits::{parse_digits_csv, pixel_stats, train_len, EMBEDDED_CSV_GZ};
+use asgd_engine::data::fetch::sha256_hex;
+use asgd_engine::data::{load, DataKind};
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("data_digits").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn embedded_copy_is_the_published_file() {
+    assert_eq!(sha256_hex(EMBEDDED_CSV_GZ), "46abec6b12486ad9e51943373abcf22bbea1b5a51a1619b361570d8893f1464a");
+}
+
+#[test]
+fn embedded_split_is_fixed_and_standardised() {
+    let s = load(DataKind::Digits, None).unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (1437, 360));
+    assert_eq!((s.train.shape, s.train.classes), ([1, 8, 8], 10));
+    assert_eq!(s.train.images.len(), 1437 * 64);
+    // First row of the file is a 0; the first test row (line 1438) a 2, the last an 8.
+    assert_eq!((s.train.labels[0], s.test.labels[0], s.test.labels[359]), (0, 2, 8));
+    assert_eq!(s.train.class_counts().iter().sum::<usize>(), 1437);
+    let n = s.train.images.len() as f64;
+    let mean = s.train.images.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+    let var = s.train.images.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
+    assert!(mean.abs() < 1e-4 && (var.sqrt() - 1.0).abs() < 1e-4, "mean {mean} var {var}");
+    // Pixel 0 maps to -mean/std with the constants stated in `pixel_stats`.
+    let lo = s.train.images.iter().cloned().fold(f32::MAX, f32::min);
+    assert!((lo - (-0.305386 / 0.375507)).abs() < 1e-4, "{lo}");
+}
+
+#[test]
+fn stated_constants_match_the_train_split() {
+    let text = asgd_engine::data::idx::gunzip_if_gzip(EMBEDDED_CSV_GZ.to_vec(), Path::new("digits")).unwrap();
+    let rows = parse_digits_csv(&text, Path::new("digits")).unwrap();
+    assert_eq!(rows.labels.len(), 1797);
+    assert_eq!(train_len(1797), 1437);
+    let (mean, std) = pixel_stats(&rows.pixels[..1437 * 64]);
+    assert!((mean - 0.305386).abs() < 1e-5 && (std - 0.375507).abs() < 1e-5, "{mean} {std}");
+}
+
+fn row(pixel: &str, label: &str) -> String {
+    let mut fields = vec![pixel; 64];
+    fields.push(label);
+    fields.join(",")
+}
+
+fn csv_err(text: &str) -> String {
+    parse_digits_csv(text.as_bytes(), Path::new("my/digits.csv")).unwrap_err().to_string()
+}
+
+#[test]
+fn bad_rows_name_the_file_and_line() {
+    let good = row("3", "1");
+    let msg = csv_err(&format!("{good}\n{good}\n1,2,3\n"));
+    assert!(msg.starts_with("my/digits.csv line 3: found 3 fields instead of 65"), "{msg}");
+    let msg = csv_err(&format!("{good}\n{}\n", row("17", "1")));
+    assert!(msg.starts_with("my/digits.csv line 2: pixel value 17 in field 1 is above 16"), "{msg}");
+    let msg = csv_err(&format!("{}\n{good}\n", row("2", "10")));
+    assert!(msg.starts_with("my/digits.csv line 1: label value 10 in field 65 is above 9"), "{msg}");
+    let msg = csv_err(&format!("{good}\n\n{}\n", row("x", "1")));
+    assert!(msg.starts_with("my/digits.csv line 3: field 1 is `x`, not a non-negative integer"), "{msg}");
+    let msg = csv_err(&row("-1", "1"));
+    assert!(msg.contains("field 1 is `-1`"), "{msg}");
+    let msg = csv_err(&good);
+    assert!(msg.contains("holds 1 samples, too few"), "{msg}");
+}
+
+#[test]
+fn csv_from_a_folder_plain_or_gzipped() {
+    let text: String = (0..10).map(|i| row(&(i % 17).to_string(), &(i % 10).to_string()) + "\r\n").collect();
+    let dir = fresh_dir("plain");
+    std::fs::write(dir.join("digits.csv"), &text).unwrap();
+    let s = load(DataKind::Digits, Some(&dir)).unwrap();
+    // ceil(10 / 5) = 2 test rows, the last two.
+    assert_eq!((s.train.len(), s.test.len()), (8, 2));
+    assert_eq!(s.test.labels, [8, 9]);
+
+    let dir = fresh_dir("gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(text.as_bytes()).unwrap();
+    std::fs::write(dir.join("digits.csv.gz"), enc.finish().unwrap()).unwrap();
+    assert_eq!(load(DataKind::Digits, Some(&dir)).unwrap().train.labels, [0, 1, 2, 3, 4, 5, 6, 7]);
+
+    let empty = fresh_dir("empty");
+    let msg = load(DataKind::Digits, Some(&empty)).unwrap_err().to_string();
+    assert!(msg.contains("found neither digits.csv.gz nor digits.csv"), "{msg}");
+}

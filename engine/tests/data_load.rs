@@ -1,0 +1,179 @@
+//! Loading MNIST and Fashion-MNIST from the project's shared data, and every way a data folder
+//! can be wrong.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use asgd_engine::data::idx::{IMAGES_MAGIC, LABELS_MAGIC};
+use asgd_engine::data::{load, DataKind, Dataset};
+
+/// `../shared/data` beside the workspace root.
+fn shared_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("data")
+}
+
+/// A fresh, empty folder for one test.
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("data_load").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn mean_std(xs: &[f32]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+    let var = xs.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+fn min_max(d: &Dataset) -> (f32, f32) {
+    d.images.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+}
+
+#[test]
+fn mnist_loads_with_known_counts_labels_and_range() {
+    let s = load(DataKind::Mnist, Some(&shared_data().join("mnist"))).unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (60_000, 10_000));
+    assert_eq!((s.train.shape, s.train.classes, s.train.sample_len()), ([1, 28, 28], 10, 784));
+    assert_eq!(s.train.images.len(), 60_000 * 784);
+    assert_eq!(s.test.images.len(), 10_000 * 784);
+    assert_eq!((s.train.labels[0], s.train.labels[1]), (5, 0));
+    assert_eq!((s.test.labels[0], s.test.labels[1]), (7, 2));
+    assert_eq!(s.train.class_counts(), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
+    assert_eq!(s.test.class_counts(), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
+    // Pixel 0 maps to (0 - 0.1307) / 0.3081, pixel 255 to (1 - 0.1307) / 0.3081.
+    let (lo, hi) = min_max(&s.train);
+    assert!((lo + 0.4242).abs() < 1e-3 && (hi - 2.8215).abs() < 1e-3, "{lo} {hi}");
+    let (mean, std) = mean_std(&s.train.images);
+    assert!(mean.abs() < 0.01 && (std - 1.0).abs() < 0.01, "mean {mean} std {std}");
+    assert_eq!(s.train.name, "mnist/train");
+}
+
+#[test]
+fn fashion_mnist_loads_from_the_parent_folder() {
+    // `shared/data` holds `fashion-mnist/`: the dataset's subfolder is found.
+    let s = load(DataKind::FashionMnist, Some(&shared_data())).unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (60_000, 10_000));
+    assert_eq!((s.train.labels[0], s.test.labels[0]), (9, 9));
+    assert_eq!(s.train.class_counts(), [6000; 10]);
+    assert_eq!(s.test.class_counts(), [1000; 10]);
+    let (mean, std) = mean_std(&s.train.images);
+    assert!(mean.abs() < 0.01 && (std - 1.0).abs() < 0.01, "mean {mean} std {std}");
+}
+
+#[test]
+fn gather_and_truncate() {
+    let mut d = load(DataKind::Digits, None).unwrap().train;
+    let s = d.sample_len();
+    let (mut images, mut labels) = (vec![9.0; 3], vec![99]);
+    d.gather(&[4, 0, 4], &mut images, &mut labels);
+    assert_eq!(labels, [d.labels[4], d.labels[0], d.labels[4]]);
+    assert_eq!(images.len(), 3 * s);
+    assert_eq!(&images[..s], &d.images[4 * s..5 * s]);
+    assert_eq!(&images[s..2 * s], &d.images[..s]);
+    let first = d.images[..10 * s].to_vec();
+    d.truncate(10);
+    assert_eq!((d.len(), d.images.as_slice()), (10, first.as_slice()));
+    d.truncate(1000);
+    assert_eq!(d.len(), 10);
+}
+
+fn idx_file(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_be_bytes().to_vec();
+    dims.iter().for_each(|d| out.extend(d.to_be_bytes()));
+    out.extend(body);
+    out
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// A small well-formed MNIST-style folder: `n_train`/`n_test` images of `side`x`side`, written
+/// raw (not gzipped) for the train split and gzipped for the test split.
+fn write_small_set(dir: &Path, n_train: u32, n_test: u32, side: u32, labels: &[u8]) {
+    let px = |n: u32| vec![128u8; (n * side * side) as usize];
+    let lb = |n: u32| (0..n as usize).map(|i| labels[i % labels.len()]).collect::<Vec<u8>>();
+    std::fs::write(dir.join("train-images-idx3-ubyte"), idx_file(IMAGES_MAGIC, &[n_train, side, side], &px(n_train))).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx_file(LABELS_MAGIC, &[n_train], &lb(n_train))).unwrap();
+    std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), gz(&idx_file(IMAGES_MAGIC, &[n_test, side, side], &px(n_test)))).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gz(&idx_file(LABELS_MAGIC, &[n_test], &lb(n_test)))).unwrap();
+}
+
+fn load_err(kind: DataKind, dir: &Path) -> String {
+    load(kind, Some(dir)).unwrap_err().to_string()
+}
+
+#[test]
+fn small_raw_and_gzipped_files_load() {
+    let dir = fresh_dir("small");
+    write_small_set(&dir, 5, 3, 28, &[3, 1]);
+    let s = load(DataKind::Mnist, Some(&dir)).unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (5, 3));
+    assert_eq!(s.train.labels, [3, 1, 3, 1, 3]);
+    let expected = (128.0 / 255.0 - 0.1307) / 0.3081;
+    assert!(s.test.images.iter().all(|&x| (x - expected).abs() < 1e-5));
+}
+
+#[test]
+fn missing_files_name_both_names_and_the_fix() {
+    let dir = fresh_dir("empty");
+    let msg = load_err(DataKind::Mnist, &dir);
+    assert!(msg.contains(&dir.display().to_string()), "{msg}");
+    assert!(msg.contains("train-images-idx3-ubyte.gz (or train-images-idx3-ubyte) is missing"), "{msg}");
+    assert!(msg.contains("asgd data fetch mnist --dir"), "{msg}");
+    // Only the test labels missing: that file is named.
+    write_small_set(&dir, 2, 2, 28, &[1]);
+    std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    let msg = load_err(DataKind::Mnist, &dir);
+    assert!(msg.contains("t10k-labels-idx1-ubyte.gz (or t10k-labels-idx1-ubyte) is missing"), "{msg}");
+}
+
+#[test]
+fn count_mismatch_between_images_and_labels() {
+    let dir = fresh_dir("mismatch");
+    write_small_set(&dir, 4, 2, 28, &[1]);
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx_file(LABELS_MAGIC, &[3], &[1, 2, 3])).unwrap();
+    let msg = load_err(DataKind::Mnist, &dir);
+    assert!(msg.contains("train-images-idx3-ubyte: the file holds 4 images but"), "{msg}");
+    assert!(msg.contains("train-labels-idx1-ubyte holds 3 labels"), "{msg}");
+}
+
+#[test]
+fn wrong_image_dims_are_rejected() {
+    let dir = fresh_dir("dims");
+    write_small_set(&dir, 2, 2, 8, &[1]);
+    let msg = load_err(DataKind::FashionMnist, &dir);
+    assert!(msg.contains("train-images-idx3-ubyte: the images are 8x8 but this dataset has 28x28"), "{msg}");
+}
+
+#[test]
+fn label_out_of_range_is_rejected() {
+    let dir = fresh_dir("label");
+    write_small_set(&dir, 3, 2, 28, &[0, 1, 200]);
+    let msg = load_err(DataKind::Mnist, &dir);
+    assert!(msg.contains("train-labels-idx1-ubyte: label 200 at index 2 is outside 0..=9"), "{msg}");
+}
+
+#[test]
+fn truncated_gzip_on_disk_is_rejected() {
+    let dir = fresh_dir("truncated");
+    write_small_set(&dir, 2, 200, 28, &[1]);
+    let path = dir.join("t10k-images-idx3-ubyte.gz");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let msg = load_err(DataKind::Mnist, &dir);
+    assert!(msg.contains("t10k-images-idx3-ubyte.gz: the gzip stream is corrupt or cut short"), "{msg}");
+}
+
+#[test]
+fn unknown_dataset_lists_the_choices() {
+    let msg = DataKind::parse("cifar10").unwrap_err().to_string();
+    assert!(msg.contains("cifar10") && msg.contains("digits, mnist, fashion-mnist"), "{msg}");
+    for kind in DataKind::ALL {
+        assert_eq!(DataKind::parse(kind.name()).unwrap(), kind);
+    }
+}
