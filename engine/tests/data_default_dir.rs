@@ -1,0 +1,31 @@
+//! The default data folder follows the environment. One test in its own binary, because it
+//! changes process-wide environment variables.
+
+use std::path::{Path, PathBuf};
+
+use asgd_engine::data::{default_dir, load, DataKind};
+
+#[test]
+fn default_dir_follows_the_environment_and_missing_files_say_how_to_fetch() {
+    for var in ["ASGD_DATA_DIR", "XDG_CACHE_HOME", "HOME", "USERPROFILE"] {
+        std::env::remove_var(var);
+    }
+    std::env::set_var("HOME", "/home/someone");
+    assert_eq!(default_dir(DataKind::Mnist), Path::new("/home/someone/.cache/asgd/mnist"));
+    std::env::set_var("XDG_CACHE_HOME", "/var/cache/me");
+    assert_eq!(default_dir(DataKind::FashionMnist), Path::new("/var/cache/me/asgd/fashion-mnist"));
+
+    let root: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("data_default_dir");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    std::env::set_var("ASGD_DATA_DIR", &root);
+    assert_eq!(default_dir(DataKind::Mnist), root.join("mnist"));
+
+    let msg = load(DataKind::Mnist, None).unwrap_err().to_string();
+    assert!(msg.contains(&root.join("mnist").display().to_string()), "{msg}");
+    assert!(msg.contains("train-images-idx3-ubyte.gz (or train-images-idx3-ubyte) is missing"), "{msg}");
+    assert!(msg.contains("run `asgd data fetch mnist` to download them there, or pass --data-dir DIR"), "{msg}");
+
+    // Digits never needs a folder.
+    assert_eq!(load(DataKind::Digits, None).unwrap().test.len(), 360);
+}
