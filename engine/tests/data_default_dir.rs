@@ -21,10 +21,13 @@ fn default_dir_follows_the_environment_and_missing_files_say_how_to_fetch() {
     std::env::set_var("ASGD_DATA_DIR", &root);
     assert_eq!(default_dir(DataKind::Mnist), root.join("mnist"));
 
+    let hint = "run `asgd data fetch mnist` to download the files there, or pass --data-dir DIR";
     let msg = load(DataKind::Mnist, None).unwrap_err().to_string();
     assert!(msg.contains(&root.join("mnist").display().to_string()), "{msg}");
-    assert!(msg.contains("train-images-idx3-ubyte.gz (or train-images-idx3-ubyte) is missing"), "{msg}");
-    assert!(msg.contains("run `asgd data fetch mnist` to download them there, or pass --data-dir DIR"), "{msg}");
+    assert!(msg.contains("the mnist folder does not exist") && msg.contains(hint), "{msg}");
+    std::fs::create_dir(root.join("mnist")).unwrap();
+    let msg = load(DataKind::Mnist, None).unwrap_err().to_string();
+    assert!(msg.contains("train-images-idx3-ubyte.gz (or train-images-idx3-ubyte) is missing") && msg.contains(hint), "{msg}");
 
     // Digits never needs a folder.
     assert_eq!(load(DataKind::Digits, None).unwrap().test.len(), 360);

@@ -125,6 +125,8 @@ fn missing_files_name_both_names_and_the_fix() {
     assert!(msg.contains(&dir.display().to_string()), "{msg}");
     assert!(msg.contains("train-images-idx3-ubyte.gz (or train-images-idx3-ubyte) is missing"), "{msg}");
     assert!(msg.contains("asgd data fetch mnist --dir"), "{msg}");
+    let msg = load_err(DataKind::FashionMnist, &dir.join("nowhere"));
+    assert!(msg.contains("nowhere: the fashion-mnist folder does not exist; run `asgd data fetch fashion-mnist --dir"), "{msg}");
     // Only the test labels missing: that file is named.
     write_small_set(&dir, 2, 2, 28, &[1]);
     std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
