@@ -103,7 +103,15 @@ fn info_on_a_truncated_file_fails_cleanly() {
 fn fetch_from_a_mirror_without_the_files_fails_cleanly() {
     let mirror = serve_mnist();
     let dir = fresh_dir("fetch404");
-    let out = asgd(&["data", "fetch", "fashion-mnist", "--dir", dir.to_str().unwrap(), "--mirror", &format!("{mirror}nothing-here/")]);
+    let out = asgd(&[
+        "data",
+        "fetch",
+        "fashion-mnist",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--mirror",
+        &format!("{mirror}nothing-here/"),
+    ]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
     let last = stderr.trim_end().lines().last().unwrap_or_default();

@@ -27,7 +27,10 @@ fn default_dir_follows_the_environment_and_missing_files_say_how_to_fetch() {
     assert!(msg.contains("the mnist folder does not exist") && msg.contains(hint), "{msg}");
     std::fs::create_dir(root.join("mnist")).unwrap();
     let msg = load(DataKind::Mnist, None).unwrap_err().to_string();
-    assert!(msg.contains("train-images-idx3-ubyte.gz (or train-images-idx3-ubyte) is missing") && msg.contains(hint), "{msg}");
+    assert!(
+        msg.contains("train-images-idx3-ubyte.gz (or train-images-idx3-ubyte) is missing") && msg.contains(hint),
+        "{msg}"
+    );
 
     // Digits never needs a folder.
     assert_eq!(load(DataKind::Digits, None).unwrap().test.len(), 360);

@@ -1,18 +1,14 @@
 //! The embedded digits set, its fixed split and standardisation, and CSV errors with line numbers.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+#[path = "data_support.rs"]
+mod support;
+
+use std::path::Path;
 
 use asgd_engine::data::digits::{parse_digits_csv, pixel_stats, train_len, EMBEDDED_CSV_GZ};
 use asgd_engine::data::fetch::sha256_hex;
 use asgd_engine::data::{load, DataKind};
-
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("data_digits").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::{fresh_dir, gzip};
 
 #[test]
 fn embedded_copy_is_the_published_file() {
@@ -77,20 +73,18 @@ fn bad_rows_name_the_file_and_line() {
 #[test]
 fn csv_from_a_folder_plain_or_gzipped() {
     let text: String = (0..10).map(|i| row(&(i % 17).to_string(), &(i % 10).to_string()) + "\r\n").collect();
-    let dir = fresh_dir("plain");
+    let dir = fresh_dir("data_digits", "plain");
     std::fs::write(dir.join("digits.csv"), &text).unwrap();
     let s = load(DataKind::Digits, Some(&dir)).unwrap();
     // ceil(10 / 5) = 2 test rows, the last two.
     assert_eq!((s.train.len(), s.test.len()), (8, 2));
     assert_eq!(s.test.labels, [8, 9]);
 
-    let dir = fresh_dir("gz");
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(text.as_bytes()).unwrap();
-    std::fs::write(dir.join("digits.csv.gz"), enc.finish().unwrap()).unwrap();
+    let dir = fresh_dir("data_digits", "gz");
+    std::fs::write(dir.join("digits.csv.gz"), gzip(text.as_bytes())).unwrap();
     assert_eq!(load(DataKind::Digits, Some(&dir)).unwrap().train.labels, [0, 1, 2, 3, 4, 5, 6, 7]);
 
-    let empty = fresh_dir("empty");
+    let empty = fresh_dir("data_digits", "empty");
     let msg = load(DataKind::Digits, Some(&empty)).unwrap_err().to_string();
     assert!(msg.contains("found neither digits.csv.gz nor digits.csv"), "{msg}");
 }

@@ -1,24 +1,17 @@
 //! Downloading against a local HTTP server on 127.0.0.1 (never the internet): success, resume
 //! by skipping verified files, mirror fallback, corrupt content and missing files.
 
-use std::path::{Path, PathBuf};
+#[path = "data_support.rs"]
+mod support;
+
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use asgd_engine::data::fetch::mirrors;
 use asgd_engine::data::idx::IDX_FILES;
 use asgd_engine::data::{fetch, load, DataKind, FetchEvent};
-
-fn shared_mnist() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist")
-}
-
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("data_fetch").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::{files_in, fresh_dir, gzip, shared_data};
 
 /// A server on 127.0.0.1 answering each GET with `content(url_path)`, or 404 when that is None.
 /// Returns its base URL and a count of requests served.
@@ -41,7 +34,9 @@ fn serve(content: impl Fn(&str) -> Option<Vec<u8>> + Send + 'static) -> (String,
 
 /// Serves the real MNIST files under `prefix` (e.g. `/mnist/`).
 fn serve_mnist(prefix: &'static str) -> (String, Arc<AtomicUsize>) {
-    serve(move |url| url.strip_prefix(prefix).and_then(|name| std::fs::read(shared_mnist().join(name)).ok()))
+    serve(move |url| {
+        url.strip_prefix(prefix).and_then(|name| std::fs::read(shared_data().join("mnist").join(name)).ok())
+    })
 }
 
 #[derive(Default, Debug)]
@@ -63,17 +58,10 @@ fn record(seen: &mut Seen) -> impl FnMut(FetchEvent) + '_ {
     }
 }
 
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn fetches_verifies_and_skips_what_is_present() {
     let (base, hits) = serve_mnist("/mnist/");
-    let dir = fresh_dir("ok");
+    let dir = fresh_dir("data_fetch", "ok");
     // A stale, corrupt copy of one file is replaced, not trusted.
     std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), b"garbage").unwrap();
     let mut seen = Seen::default();
@@ -97,26 +85,25 @@ fn fetches_verifies_and_skips_what_is_present() {
 #[test]
 fn a_failing_mirror_falls_back_to_the_next() {
     let (base, _) = serve_mnist("/good/");
-    let dir = fresh_dir("fallback");
+    let dir = fresh_dir("data_fetch", "fallback");
     let list = format!("{base}/broken/, {base}/good/");
     let mut seen = Seen::default();
     fetch(DataKind::Mnist, &dir, Some(&list), &mut record(&mut seen)).unwrap();
     assert_eq!(seen.done.len(), 4);
     assert_eq!(seen.failed.len(), 4, "{:?}", seen.failed);
-    assert!(seen.failed[0].contains("/broken/train-images-idx3-ubyte.gz the server answered HTTP 404"), "{:?}", seen.failed);
+    assert!(
+        seen.failed[0].contains("/broken/train-images-idx3-ubyte.gz the server answered HTTP 404"),
+        "{:?}",
+        seen.failed
+    );
 }
 
 #[test]
 fn corrupt_content_is_a_checksum_error_and_leaves_nothing() {
     // Valid gzip, wrong content: only the checksum can tell.
-    let fake = {
-        use std::io::Write;
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(&[0u8; 1000]).unwrap();
-        enc.finish().unwrap()
-    };
+    let fake = gzip(&[0u8; 1000]);
     let (base, _) = serve(move |_| Some(fake.clone()));
-    let dir = fresh_dir("corrupt");
+    let dir = fresh_dir("data_fetch", "corrupt");
     let err = fetch(DataKind::FashionMnist, &dir, Some(&base), &mut |_| {}).unwrap_err().to_string();
     assert!(err.starts_with("could not download train-images-idx3-ubyte.gz into"), "{err}");
     assert!(err.contains(&format!("{base}/train-images-idx3-ubyte.gz: checksum mismatch")), "{err}");
@@ -127,7 +114,7 @@ fn corrupt_content_is_a_checksum_error_and_leaves_nothing() {
 #[test]
 fn a_missing_file_names_the_url() {
     let (base, _) = serve(|_| None);
-    let dir = fresh_dir("missing");
+    let dir = fresh_dir("data_fetch", "missing");
     let err = fetch(DataKind::Mnist, &dir, Some(&base), &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains(&format!("{base}/train-images-idx3-ubyte.gz: the server answered HTTP 404")), "{err}");
     assert!(err.contains("pass --mirror URL"), "{err}");
@@ -138,16 +125,15 @@ fn a_missing_file_names_the_url() {
 fn nothing_listening_is_a_clear_error() {
     // Bind then drop a listener: the port is very likely closed afterwards.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = fresh_dir("refused");
-    let err = fetch(DataKind::Mnist, &dir, Some(&format!("http://127.0.0.1:{port}/")), &mut |_| {})
-        .unwrap_err()
-        .to_string();
+    let dir = fresh_dir("data_fetch", "refused");
+    let err =
+        fetch(DataKind::Mnist, &dir, Some(&format!("http://127.0.0.1:{port}/")), &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("the request failed"), "{err}");
 }
 
 #[test]
 fn digits_needs_no_download() {
-    let dir = fresh_dir("digits");
+    let dir = fresh_dir("data_fetch", "digits");
     fetch(DataKind::Digits, &dir, Some("http://127.0.0.1:9/"), &mut |_| panic!("no event expected")).unwrap();
 }
 

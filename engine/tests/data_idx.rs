@@ -1,27 +1,14 @@
 //! The idx parser on crafted bytes: each malformed header or body gives its own clear message.
 
-use std::io::Write;
+#[path = "data_support.rs"]
+mod support;
+
 use std::path::Path;
 
 use asgd_engine::data::idx::{
     check_pair, gunzip_if_gzip, is_gzip, parse_idx_images, parse_idx_labels, IdxImages, IMAGES_MAGIC, LABELS_MAGIC,
 };
-
-/// An idx file: `magic`, big-endian `dims`, then `body`.
-fn idx_bytes(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
-    let mut out = magic.to_be_bytes().to_vec();
-    for d in dims {
-        out.extend(d.to_be_bytes());
-    }
-    out.extend(body);
-    out
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
-}
+use support::{gzip, idx_bytes};
 
 const IMG: &str = "x/train-images-idx3-ubyte";
 const LBL: &str = "x/train-labels-idx1-ubyte";
@@ -76,7 +63,10 @@ fn truncated_body_is_reported() {
     let bytes = idx_bytes(IMAGES_MAGIC, &[2, 28, 28], &[0; 28 * 28 + 5]);
     let msg = parse_idx_images(&bytes, Path::new(IMG)).unwrap_err().to_string();
     assert!(msg.starts_with(IMG), "{msg}");
-    assert!(msg.contains("1568 bytes of data") && msg.contains("only 789 bytes follow") && msg.contains("truncated"), "{msg}");
+    assert!(
+        msg.contains("1568 bytes of data") && msg.contains("only 789 bytes follow") && msg.contains("truncated"),
+        "{msg}"
+    );
     let msg = parse_idx_labels(&idx_bytes(LABELS_MAGIC, &[5], &[1, 2]), Path::new(LBL)).unwrap_err().to_string();
     assert!(msg.contains("only 2 bytes follow"), "{msg}");
 }

@@ -1,24 +1,14 @@
 //! Loading MNIST and Fashion-MNIST from the project's shared data, and every way a data folder
 //! can be wrong.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+#[path = "data_support.rs"]
+mod support;
+
+use std::path::Path;
 
 use asgd_engine::data::idx::{IMAGES_MAGIC, LABELS_MAGIC};
 use asgd_engine::data::{load, DataKind, Dataset};
-
-/// `../shared/data` beside the workspace root.
-fn shared_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("data")
-}
-
-/// A fresh, empty folder for one test.
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("data_load").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::{fresh_dir, gzip, idx_bytes, shared_data};
 
 fn mean_std(xs: &[f32]) -> (f64, f64) {
     let n = xs.len() as f64;
@@ -79,28 +69,21 @@ fn gather_and_truncate() {
     assert_eq!(d.len(), 10);
 }
 
-fn idx_file(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
-    let mut out = magic.to_be_bytes().to_vec();
-    dims.iter().for_each(|d| out.extend(d.to_be_bytes()));
-    out.extend(body);
-    out
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
-}
-
 /// A small well-formed MNIST-style folder: `n_train`/`n_test` images of `side`x`side`, written
 /// raw (not gzipped) for the train split and gzipped for the test split.
 fn write_small_set(dir: &Path, n_train: u32, n_test: u32, side: u32, labels: &[u8]) {
     let px = |n: u32| vec![128u8; (n * side * side) as usize];
     let lb = |n: u32| (0..n as usize).map(|i| labels[i % labels.len()]).collect::<Vec<u8>>();
-    std::fs::write(dir.join("train-images-idx3-ubyte"), idx_file(IMAGES_MAGIC, &[n_train, side, side], &px(n_train))).unwrap();
-    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx_file(LABELS_MAGIC, &[n_train], &lb(n_train))).unwrap();
-    std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), gz(&idx_file(IMAGES_MAGIC, &[n_test, side, side], &px(n_test)))).unwrap();
-    std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gz(&idx_file(LABELS_MAGIC, &[n_test], &lb(n_test)))).unwrap();
+    std::fs::write(dir.join("train-images-idx3-ubyte"), idx_bytes(IMAGES_MAGIC, &[n_train, side, side], &px(n_train)))
+        .unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx_bytes(LABELS_MAGIC, &[n_train], &lb(n_train))).unwrap();
+    std::fs::write(
+        dir.join("t10k-images-idx3-ubyte.gz"),
+        gzip(&idx_bytes(IMAGES_MAGIC, &[n_test, side, side], &px(n_test))),
+    )
+    .unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gzip(&idx_bytes(LABELS_MAGIC, &[n_test], &lb(n_test))))
+        .unwrap();
 }
 
 fn load_err(kind: DataKind, dir: &Path) -> String {
@@ -109,7 +92,7 @@ fn load_err(kind: DataKind, dir: &Path) -> String {
 
 #[test]
 fn small_raw_and_gzipped_files_load() {
-    let dir = fresh_dir("small");
+    let dir = fresh_dir("data_load", "small");
     write_small_set(&dir, 5, 3, 28, &[3, 1]);
     let s = load(DataKind::Mnist, Some(&dir)).unwrap();
     assert_eq!((s.train.len(), s.test.len()), (5, 3));
@@ -120,13 +103,16 @@ fn small_raw_and_gzipped_files_load() {
 
 #[test]
 fn missing_files_name_both_names_and_the_fix() {
-    let dir = fresh_dir("empty");
+    let dir = fresh_dir("data_load", "empty");
     let msg = load_err(DataKind::Mnist, &dir);
     assert!(msg.contains(&dir.display().to_string()), "{msg}");
     assert!(msg.contains("train-images-idx3-ubyte.gz (or train-images-idx3-ubyte) is missing"), "{msg}");
     assert!(msg.contains("asgd data fetch mnist --dir"), "{msg}");
     let msg = load_err(DataKind::FashionMnist, &dir.join("nowhere"));
-    assert!(msg.contains("nowhere: the fashion-mnist folder does not exist; run `asgd data fetch fashion-mnist --dir"), "{msg}");
+    assert!(
+        msg.contains("nowhere: the fashion-mnist folder does not exist; run `asgd data fetch fashion-mnist --dir"),
+        "{msg}"
+    );
     // Only the test labels missing: that file is named.
     write_small_set(&dir, 2, 2, 28, &[1]);
     std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
@@ -136,9 +122,9 @@ fn missing_files_name_both_names_and_the_fix() {
 
 #[test]
 fn count_mismatch_between_images_and_labels() {
-    let dir = fresh_dir("mismatch");
+    let dir = fresh_dir("data_load", "mismatch");
     write_small_set(&dir, 4, 2, 28, &[1]);
-    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx_file(LABELS_MAGIC, &[3], &[1, 2, 3])).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx_bytes(LABELS_MAGIC, &[3], &[1, 2, 3])).unwrap();
     let msg = load_err(DataKind::Mnist, &dir);
     assert!(msg.contains("train-images-idx3-ubyte: the file holds 4 images but"), "{msg}");
     assert!(msg.contains("train-labels-idx1-ubyte holds 3 labels"), "{msg}");
@@ -146,7 +132,7 @@ fn count_mismatch_between_images_and_labels() {
 
 #[test]
 fn wrong_image_dims_are_rejected() {
-    let dir = fresh_dir("dims");
+    let dir = fresh_dir("data_load", "dims");
     write_small_set(&dir, 2, 2, 8, &[1]);
     let msg = load_err(DataKind::FashionMnist, &dir);
     assert!(msg.contains("train-images-idx3-ubyte: the images are 8x8 but this dataset has 28x28"), "{msg}");
@@ -154,7 +140,7 @@ fn wrong_image_dims_are_rejected() {
 
 #[test]
 fn label_out_of_range_is_rejected() {
-    let dir = fresh_dir("label");
+    let dir = fresh_dir("data_load", "label");
     write_small_set(&dir, 3, 2, 28, &[0, 1, 200]);
     let msg = load_err(DataKind::Mnist, &dir);
     assert!(msg.contains("train-labels-idx1-ubyte: label 200 at index 2 is outside 0..=9"), "{msg}");
@@ -162,7 +148,7 @@ fn label_out_of_range_is_rejected() {
 
 #[test]
 fn truncated_gzip_on_disk_is_rejected() {
-    let dir = fresh_dir("truncated");
+    let dir = fresh_dir("data_load", "truncated");
     write_small_set(&dir, 2, 200, 28, &[1]);
     let path = dir.join("t10k-images-idx3-ubyte.gz");
     let bytes = std::fs::read(&path).unwrap();

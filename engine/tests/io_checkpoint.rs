@@ -1,33 +1,23 @@
 //! safetensors checkpoints and batch files: round trips, atomic replacement, and clear errors.
 
+#[path = "data_support.rs"]
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use asgd_engine::io::{load_batch, load_safetensors, save_batch, save_safetensors, write_atomic, NamedTensor};
 use safetensors::tensor::{Dtype, TensorView};
-
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("io_checkpoint").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::{files_in, fresh_dir};
 
 fn tensor(name: &str, shape: &[usize], first: f32) -> NamedTensor {
     let n = shape.iter().product::<usize>();
     NamedTensor { name: name.into(), shape: shape.to_vec(), data: (0..n).map(|i| first + i as f32 * 0.5).collect() }
 }
 
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn checkpoint_round_trip_keeps_names_shapes_values_and_metadata() {
-    let dir = fresh_dir("round_trip");
+    let dir = fresh_dir("io_checkpoint", "round_trip");
     let path = dir.join("model.safetensors");
     let tensors =
         vec![tensor("fc1.bias", &[3], -1.0), tensor("fc1.weight", &[3, 2], 0.25), tensor("step_scale", &[], 7.0)];
@@ -47,7 +37,7 @@ fn checkpoint_round_trip_keeps_names_shapes_values_and_metadata() {
 
 #[test]
 fn saving_replaces_atomically_and_a_failure_keeps_the_old_file() {
-    let dir = fresh_dir("atomic");
+    let dir = fresh_dir("io_checkpoint", "atomic");
     let path = dir.join("ckpt.safetensors");
     save_safetensors(&path, &[tensor("a", &[2], 1.0)], &BTreeMap::new()).unwrap();
     save_safetensors(&path, &[tensor("a", &[2], 5.0)], &BTreeMap::new()).unwrap();
@@ -69,7 +59,7 @@ fn saving_replaces_atomically_and_a_failure_keeps_the_old_file() {
 
 #[test]
 fn write_atomic_replaces_content() {
-    let dir = fresh_dir("write_atomic");
+    let dir = fresh_dir("io_checkpoint", "write_atomic");
     let path = dir.join("notes.txt");
     write_atomic(&path, b"one").unwrap();
     write_atomic(&path, b"two").unwrap();
@@ -79,7 +69,7 @@ fn write_atomic_replaces_content() {
 
 #[test]
 fn a_file_that_is_not_safetensors_is_named() {
-    let dir = fresh_dir("garbage");
+    let dir = fresh_dir("io_checkpoint", "garbage");
     let path = dir.join("weights.safetensors");
     std::fs::write(&path, b"this is a text file, not tensors").unwrap();
     let msg = load_safetensors(&path).unwrap_err().to_string();
@@ -92,7 +82,7 @@ fn a_file_that_is_not_safetensors_is_named() {
 
 #[test]
 fn a_checkpoint_with_other_dtypes_is_refused() {
-    let dir = fresh_dir("dtype");
+    let dir = fresh_dir("io_checkpoint", "dtype");
     let path = dir.join("batch.safetensors");
     save_batch(&path, &[1, 2], &[0.5, 1.5], &[4]).unwrap();
     let msg = load_safetensors(&path).unwrap_err().to_string();
@@ -101,9 +91,9 @@ fn a_checkpoint_with_other_dtypes_is_refused() {
 
 #[test]
 fn batch_round_trip() {
-    let dir = fresh_dir("batch");
+    let dir = fresh_dir("io_checkpoint", "batch");
     let path = dir.join("batch.safetensors");
-    let images: Vec<f32> = (0..2 * 1 * 3 * 3).map(|i| i as f32).collect();
+    let images: Vec<f32> = (0..2 * 3 * 3).map(|i| i as f32).collect();
     save_batch(&path, &[2, 1, 3, 3], &images, &[7, 0]).unwrap();
     let (shape, back, labels) = load_batch(&path).unwrap();
     assert_eq!((shape, back, labels), (vec![2, 1, 3, 3], images, vec![7, 0]));
@@ -129,7 +119,7 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 
 #[test]
 fn batch_accepts_int32_and_uint8_labels() {
-    let dir = fresh_dir("label_types");
+    let dir = fresh_dir("io_checkpoint", "label_types");
     let path = dir.join("b.safetensors");
     let images = ("images", Dtype::F32, vec![2, 2], f32_bytes(&[1.0, 2.0, 3.0, 4.0]));
     let i32_labels = [3i32, 9].iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -141,7 +131,7 @@ fn batch_accepts_int32_and_uint8_labels() {
 
 #[test]
 fn batch_errors_name_the_file_and_problem() {
-    let dir = fresh_dir("batch_errors");
+    let dir = fresh_dir("io_checkpoint", "batch_errors");
     let path = dir.join("b.safetensors");
     let images = ("images", Dtype::F32, vec![2, 2], f32_bytes(&[1.0, 2.0, 3.0, 4.0]));
     let i64_labels = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();

@@ -1,16 +1,13 @@
 //! JSON Lines metrics: each write is a complete line on disk at once.
 
-use std::path::{Path, PathBuf};
+#[path = "data_support.rs"]
+mod support;
+
+use std::path::Path;
 
 use asgd_engine::io::MetricsWriter;
 use serde_json::{json, Value};
-
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("io_metrics").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::fresh_dir;
 
 fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -18,7 +15,7 @@ fn lines(path: &Path) -> Vec<Value> {
 
 #[test]
 fn each_event_is_on_disk_once_written() {
-    let path = fresh_dir("write").join("run.jsonl");
+    let path = fresh_dir("io_metrics", "write").join("run.jsonl");
     let mut w = MetricsWriter::create(&path).unwrap();
     w.write(&json!({"event": "step", "step": 1, "train_loss": 2.5})).unwrap();
     // Read while the writer is still open: nothing is held in a buffer.
@@ -30,7 +27,7 @@ fn each_event_is_on_disk_once_written() {
 
 #[test]
 fn create_truncates_and_append_continues() {
-    let path = fresh_dir("append").join("run.jsonl");
+    let path = fresh_dir("io_metrics", "append").join("run.jsonl");
     MetricsWriter::create(&path).unwrap().write(&json!({"event": "old"})).unwrap();
     MetricsWriter::create(&path).unwrap().write(&json!({"event": "first"})).unwrap();
     MetricsWriter::append(&path).unwrap().write(&json!({"event": "resumed"})).unwrap();
@@ -42,7 +39,7 @@ fn create_truncates_and_append_continues() {
 
 #[test]
 fn a_missing_folder_is_an_error_not_created() {
-    let dir = fresh_dir("missing");
+    let dir = fresh_dir("io_metrics", "missing");
     let path = dir.join("nope").join("run.jsonl");
     let msg = MetricsWriter::create(&path).unwrap_err().to_string();
     assert!(msg.contains("cannot write metrics to") && msg.contains("does not exist; create it first"), "{msg}");

@@ -88,7 +88,8 @@ impl Progress {
             }
             FetchEvent::Progress { file, done, total } if self.live && done - self.shown >= 1 << 20 => {
                 self.shown = done;
-                let pct = total.map(|t| format!(" {:>3.0}%", 100.0 * done as f64 / t.max(1) as f64)).unwrap_or_default();
+                let pct =
+                    total.map(|t| format!(" {:>3.0}%", 100.0 * done as f64 / t.max(1) as f64)).unwrap_or_default();
                 write!(err, "\r\x1b[2K{file}:{pct} {:.1} MiB", mib(done))
             }
             FetchEvent::Progress { .. } => Ok(()),

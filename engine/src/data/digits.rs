@@ -48,8 +48,9 @@ pub fn parse_digits_csv(text: &[u8], path: &Path) -> Result<DigitsRows> {
             CLASSES - 1
         ))
     };
-    let text = std::str::from_utf8(text)
-        .map_err(|e| EngineError::Data(format!("{}: the file is not UTF-8 text ({e}); it is not a digits CSV", path.display())))?;
+    let text = std::str::from_utf8(text).map_err(|e| {
+        EngineError::Data(format!("{}: the file is not UTF-8 text ({e}); it is not a digits CSV", path.display()))
+    })?;
     let mut rows = DigitsRows { pixels: Vec::new(), labels: Vec::new() };
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -57,16 +57,9 @@ pub fn gunzip_if_gzip(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
         return Ok(bytes);
     }
     let mut out = Vec::with_capacity(bytes.len() * 4);
-    flate2::read::MultiGzDecoder::new(bytes.as_slice())
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            data_err(
-                path,
-                format!(
-                    "the gzip stream is corrupt or cut short ({e}); delete the file and download it again"
-                ),
-            )
-        })?;
+    flate2::read::MultiGzDecoder::new(bytes.as_slice()).read_to_end(&mut out).map_err(|e| {
+        data_err(path, format!("the gzip stream is corrupt or cut short ({e}); delete the file and download it again"))
+    })?;
     Ok(out)
 }
 
@@ -78,10 +71,7 @@ pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
 
 /// Finds `dir/<stem>.gz` or `dir/<stem>` (in that order); `None` when neither is a file.
 pub fn find_idx_file(dir: &Path, stem: &str) -> Option<PathBuf> {
-    [format!("{stem}.gz"), stem.to_string()]
-        .into_iter()
-        .map(|name| dir.join(name))
-        .find(|p| p.is_file())
+    [format!("{stem}.gz"), stem.to_string()].into_iter().map(|name| dir.join(name)).find(|p| p.is_file())
 }
 
 /// Checks the magic and the dimension count and returns the dimensions and the body.
@@ -92,7 +82,10 @@ fn parse_header<'a>(bytes: &'a [u8], path: &Path, magic: u32, ndims: usize) -> R
     if bytes.len() < 4 {
         return Err(data_err(
             path,
-            format!("the file is {} bytes long, too short for an idx header; it is truncated, download it again", bytes.len()),
+            format!(
+                "the file is {} bytes long, too short for an idx header; it is truncated, download it again",
+                bytes.len()
+            ),
         ));
     }
     let found = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
@@ -114,10 +107,8 @@ fn parse_header<'a>(bytes: &'a [u8], path: &Path, magic: u32, ndims: usize) -> R
             ),
         ));
     }
-    let dims: Vec<usize> = bytes[4..header_len]
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        bytes[4..header_len].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
     let body = &bytes[header_len..];
     let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     match expected {

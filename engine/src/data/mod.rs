@@ -117,9 +117,7 @@ impl DataKind {
     /// Parses `digits`, `mnist` or `fashion-mnist`.
     pub fn parse(s: &str) -> Result<Self> {
         Self::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
-            EngineError::InvalidArgument(format!(
-                "unknown dataset `{s}`; choose one of digits, mnist, fashion-mnist"
-            ))
+            EngineError::InvalidArgument(format!("unknown dataset `{s}`; choose one of digits, mnist, fashion-mnist"))
         })
     }
 
@@ -216,10 +214,8 @@ pub fn load(kind: DataKind, dir: Option<&Path>) -> Result<Splits> {
         }
         (_, None) => {
             let dir = default_dir(kind);
-            let hint = format!(
-                "run `asgd data fetch {}` to download the files there, or pass --data-dir DIR",
-                kind.name()
-            );
+            let hint =
+                format!("run `asgd data fetch {}` to download the files there, or pass --data-dir DIR", kind.name());
             load_idx_splits(kind, &dir, &hint)
         }
     }
@@ -244,11 +240,7 @@ fn digits_splits(text: &[u8], path: &Path) -> Result<Splits> {
 /// Loads the four idx files from `dir` (or `dir/<name>`); `hint` says how to get them.
 fn load_idx_splits(kind: DataKind, dir: &Path, hint: &str) -> Result<Splits> {
     if !dir.is_dir() {
-        return Err(EngineError::Data(format!(
-            "{}: the {} folder does not exist; {hint}",
-            dir.display(),
-            kind.name()
-        )));
+        return Err(EngineError::Data(format!("{}: the {} folder does not exist; {hint}", dir.display(), kind.name())));
     }
     let sub = dir.join(kind.name());
     let dir = if idx::find_idx_file(dir, idx::TRAIN_IMAGES).is_none() && sub.is_dir() { &sub } else { dir };

@@ -87,8 +87,7 @@ fn f32_entry(path: &Path, name: &str, shape: &[usize], data: &[f32]) -> Result<E
 /// Writes atomically: to a temporary file in the same directory, fsync, rename; a failure leaves
 /// any previous file intact. The directory must exist.
 pub fn save_safetensors(path: &Path, tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> Result<()> {
-    let entries =
-        tensors.iter().map(|t| f32_entry(path, &t.name, &t.shape, &t.data)).collect::<Result<Vec<_>>>()?;
+    let entries = tensors.iter().map(|t| f32_entry(path, &t.name, &t.shape, &t.data)).collect::<Result<Vec<_>>>()?;
     write_entries(path, &entries, metadata)
 }
 
@@ -141,7 +140,13 @@ fn tensor<'a>(st: &SafeTensors<'a>, name: &str, path: &Path) -> Result<TensorVie
     st.tensor(name).map_err(|_| {
         let mut have: Vec<&str> = st.names();
         have.sort_unstable();
-        ckpt_err(path, format!("the file has no tensor named `{name}` (it has: {}); a batch file needs `images` and `labels`", have.join(", ")))
+        ckpt_err(
+            path,
+            format!(
+                "the file has no tensor named `{name}` (it has: {}); a batch file needs `images` and `labels`",
+                have.join(", ")
+            ),
+        )
     })
 }
 
@@ -193,7 +198,10 @@ pub fn load_batch(path: &Path) -> Result<(Vec<usize>, Vec<f32>, Vec<u32>)> {
         .enumerate()
         .map(|(i, &l)| {
             u32::try_from(l).map_err(|_| {
-                EngineError::Data(format!("{}: label {l} at index {i} is not a valid class index; labels must be 0 or more", path.display()))
+                EngineError::Data(format!(
+                    "{}: label {l} at index {i} is not a valid class index; labels must be 0 or more",
+                    path.display()
+                ))
             })
         })
         .collect::<Result<Vec<u32>>>()?;
