@@ -1,1 +1,46 @@
-//! comm
+//! asgd-comm: the TCP transport of asgd. It knows nothing of GPUs.
+//!
+//! - [`Communicator`]: join a job ([`Communicator::from_env`] reads torchrun's, Slurm's or
+//!   Open MPI's variables) and run collectives on `f32` buffers: ring all-reduce (sum and
+//!   average), broadcast, all-gather, barrier. Each has a blocking form and a `start_*` form
+//!   that returns a [`Handle`], so training can overlap communication.
+//! - [`CommConfig`]: addresses, shared secret, timeout, chunk size, emulated network.
+//! - [`frame`]: the wire format as pure functions.
+//! - [`launch`]: start N local ranks of a program with the variables set (`asgd launch`).
+//! - [`bench`](mod@bench): the all-reduce benchmark against a plain TCP stream (`asgd bench allreduce`).
+//!
+//! ```no_run
+//! use asgd_comm::Communicator;
+//! let comm = Communicator::from_env()?;
+//! let mut grads = vec![1.0f32; 1000];
+//! comm.all_reduce(&mut grads)?; // every element is now world_size
+//! let pending = comm.start_average(vec![0.5; 1000]); // runs while we do other work
+//! let averaged = pending.wait()?;
+//! # Ok::<(), asgd_comm::CommError>(())
+//! ```
+//!
+//! Security: every connection is mutually authenticated with HMAC-SHA256 when a shared secret
+//! is set (`ASGD_SECRET` or `ASGD_SECRET_FILE`); without one the job listens on loopback only,
+//! unless `ASGD_ALLOW_INSECURE=1`. Data is authenticated per connection, not encrypted.
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("asgd-comm sends f32 buffers in their in-memory byte order, which must be little-endian");
+
+mod auth;
+mod collectives;
+mod communicator;
+mod config;
+mod error;
+pub mod frame;
+mod handle;
+mod plan;
+mod rendezvous;
+mod transport;
+
+pub mod bench;
+pub mod launch;
+
+pub use communicator::Communicator;
+pub use config::{CommConfig, Secret, DEFAULT_CHUNK_BYTES, DEFAULT_MASTER_PORT, DEFAULT_TIMEOUT};
+pub use error::{CommError, Op};
+pub use handle::Handle;

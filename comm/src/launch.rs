@@ -1,0 +1,319 @@
+//! Starting N local ranks of a program, as torchrun does: each child gets `RANK`,
+//! `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT`; every line
+//! it prints goes through a sink (by default prefixed with `[rank K]`); when one rank fails,
+//! the others are stopped and the failure names that rank.
+
+use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How often the launcher checks whether a child has exited.
+const POLL: Duration = Duration::from_millis(10);
+/// How long output from stopped ranks may keep draining after a failure.
+const PUMP_GRACE: Duration = Duration::from_secs(1);
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// Number of ranks (processes), at least 1.
+    pub nproc: usize,
+    /// Where rank 0 listens, as (host, port); `None` picks a free port on 127.0.0.1.
+    pub master: Option<(String, u16)>,
+    /// The program each rank runs.
+    pub program: PathBuf,
+    /// Its arguments (the same for every rank).
+    pub args: Vec<OsString>,
+    /// Extra environment variables for every rank.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl LaunchSpec {
+    /// `nproc` ranks of `program args`, with a free loopback port and no extra variables.
+    pub fn new(nproc: usize, program: impl Into<PathBuf>, args: impl IntoIterator<Item = impl Into<OsString>>) -> Self {
+        LaunchSpec {
+            nproc,
+            master: None,
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The child's standard output.
+    Stdout,
+    /// The child's standard error.
+    Stderr,
+}
+
+/// Why a launch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// Bad arguments (e.g. `--nproc 0` or a malformed `--master`).
+    #[error("{0}")]
+    Invalid(String),
+    /// No free port could be found for rank 0.
+    #[error("could not find a free port on 127.0.0.1 for rank 0: {0}; pass --master HOST:PORT")]
+    NoFreePort(io::Error),
+    /// A child could not be started.
+    #[error("could not start rank {rank} ({program}): {source}")]
+    Spawn {
+        /// The rank being started.
+        rank: usize,
+        /// The program path.
+        program: String,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A rank exited unsuccessfully; the others were stopped.
+    #[error("rank {rank} {status}; stopped the other ranks")]
+    RankFailed {
+        /// The first rank seen to fail.
+        rank: usize,
+        /// How it ended, in words ("exited with code 3", "was killed by signal 9").
+        status: String,
+    },
+}
+
+/// Parses `HOST:PORT`, where HOST may be a bracketed IPv6 address (`[::1]:29500`).
+///
+/// Errors: [`LaunchError::Invalid`] with the expected form.
+pub fn parse_master(s: &str) -> Result<(String, u16), LaunchError> {
+    let bad = || LaunchError::Invalid(format!("--master {s:?} is not HOST:PORT (e.g. 127.0.0.1:29500 or [::1]:29500)"));
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    Ok((host.to_owned(), port))
+}
+
+/// A port that was free on 127.0.0.1 a moment ago (the OS picks it; the small race before
+/// rank 0 binds it is the same one torchrun accepts).
+///
+/// Errors: the OS's, when no socket can be bound.
+pub fn free_loopback_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The default sink: writes `[rank K] line` to this process's stdout or stderr.
+pub fn print_prefixed(rank: usize, stream: Stream, line: &[u8]) {
+    let mut out: Box<dyn Write> = match stream {
+        Stream::Stdout => Box::new(io::stdout().lock()),
+        Stream::Stderr => Box::new(io::stderr().lock()),
+    };
+    let _ = write!(out, "[rank {rank}] ");
+    let _ = out.write_all(line);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// Describes how a process ended, for error messages.
+pub fn describe_status(status: &ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return format!("was killed by signal {sig}");
+        }
+    }
+    match status.code() {
+        Some(code) => format!("exited with code {code}"),
+        None => "ended without an exit code".to_owned(),
+    }
+}
+
+fn killed_by_signal(status: &ExitStatus) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        status.signal().is_some()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = status;
+        false
+    }
+}
+
+fn pump(rank: usize, stream: Stream, pipe: impl Read, sink: &impl Fn(usize, Stream, &[u8])) {
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                let text = text.strip_suffix(b"\r").unwrap_or(text);
+                sink(rank, stream, text);
+            }
+        }
+    }
+}
+
+/// Starts the ranks, passes their output lines to `sink`, and waits for all of them.
+///
+/// When a rank exits unsuccessfully, the others are killed at once and the error names the
+/// failed rank. If several are seen failing in the same instant, one killed by a signal is
+/// named first (the others usually exit because it died), then the lowest rank.
+///
+/// Errors: [`LaunchError`]; `Ok(())` means every rank exited with status 0.
+pub fn launch(spec: &LaunchSpec, sink: impl Fn(usize, Stream, &[u8]) + Send + Sync + 'static) -> Result<(), LaunchError> {
+    if spec.nproc == 0 {
+        return Err(LaunchError::Invalid("--nproc must be at least 1".into()));
+    }
+    let (host, port) = match &spec.master {
+        Some((h, p)) => (h.clone(), *p),
+        None => ("127.0.0.1".to_owned(), free_loopback_port().map_err(LaunchError::NoFreePort)?),
+    };
+    let mut children: Vec<Child> = Vec::with_capacity(spec.nproc);
+    for rank in 0..spec.nproc {
+        let child = Command::new(&spec.program)
+            .args(&spec.args)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WORLD_SIZE", spec.nproc.to_string())
+            .env("LOCAL_WORLD_SIZE", spec.nproc.to_string())
+            .env("MASTER_ADDR", &host)
+            .env("MASTER_PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        match child {
+            Ok(c) => children.push(c),
+            Err(source) => {
+                stop_all(&mut children);
+                return Err(LaunchError::Spawn { rank, program: spec.program.display().to_string(), source });
+            }
+        }
+    }
+
+    let sink = Arc::new(sink);
+    let mut pumps = Vec::with_capacity(2 * spec.nproc);
+    for (rank, child) in children.iter_mut().enumerate() {
+        if let Some(out) = child.stdout.take() {
+            let sink = Arc::clone(&sink);
+            pumps.push(thread::spawn(move || pump(rank, Stream::Stdout, out, &*sink)));
+        }
+        if let Some(err) = child.stderr.take() {
+            let sink = Arc::clone(&sink);
+            pumps.push(thread::spawn(move || pump(rank, Stream::Stderr, err, &*sink)));
+        }
+    }
+    let result = supervise(&mut children);
+    if result.is_err() {
+        stop_all(&mut children);
+        // A grandchild may still hold a pipe open; give the output a moment, not forever.
+        let start = Instant::now();
+        while pumps.iter().any(|p| !p.is_finished()) && start.elapsed() < PUMP_GRACE {
+            thread::sleep(POLL);
+        }
+    } else {
+        for p in pumps {
+            let _ = p.join();
+        }
+    }
+    result
+}
+
+/// Waits until every child has exited successfully, or one has failed.
+fn supervise(children: &mut [Child]) -> Result<(), LaunchError> {
+    let mut done = vec![false; children.len()];
+    loop {
+        let mut failed: Vec<(usize, ExitStatus)> = Vec::new();
+        for (rank, child) in children.iter_mut().enumerate() {
+            if done[rank] {
+                continue;
+            }
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    done[rank] = true;
+                    if !status.success() {
+                        failed.push((rank, status));
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    // Cannot tell; treat as failed rather than wait forever.
+                    done[rank] = true;
+                    return Err(LaunchError::RankFailed { rank, status: "could not be waited for".into() });
+                }
+            }
+        }
+        if let Some(&(rank, status)) = failed.iter().find(|(_, st)| killed_by_signal(st)).or(failed.first()) {
+            return Err(LaunchError::RankFailed { rank, status: describe_status(&status) });
+        }
+        if done.iter().all(|&d| d) {
+            return Ok(());
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// Kills every child still running and reaps them all.
+fn stop_all(children: &mut [Child]) {
+    for child in children.iter_mut() {
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
+        }
+    }
+    for child in children.iter_mut() {
+        let _ = child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_parses_v4_v6_and_names() {
+        assert_eq!(parse_master("127.0.0.1:29500").unwrap(), ("127.0.0.1".into(), 29500));
+        assert_eq!(parse_master("[::1]:7").unwrap(), ("::1".into(), 7));
+        assert_eq!(parse_master("node-1:80").unwrap(), ("node-1".into(), 80));
+        for bad in ["", "host", ":80", "host:", "host:99999", "host:x"] {
+            let e = parse_master(bad).unwrap_err().to_string();
+            assert!(e.contains("HOST:PORT"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn zero_ranks_is_refused() {
+        let spec = LaunchSpec::new(0, "true", Vec::<OsString>::new());
+        assert!(matches!(launch(&spec, |_, _, _| {}), Err(LaunchError::Invalid(_))));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn lines_are_passed_with_rank_and_failures_name_the_rank() {
+        use std::sync::Mutex;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let spec = LaunchSpec::new(3, "sh", ["-c", "echo out $RANK/$WORLD_SIZE; echo err $MASTER_ADDR >&2"]);
+        let store = Arc::clone(&lines);
+        launch(&spec, move |rank, stream, line| store.lock().unwrap().push((rank, stream, String::from_utf8_lossy(line).into_owned())))
+            .unwrap();
+        let mut lines = lines.lock().unwrap().clone();
+        lines.sort_by(|a, b| a.2.cmp(&b.2).then(a.0.cmp(&b.0)));
+        assert_eq!(lines[0], (0, Stream::Stderr, "err 127.0.0.1".into()));
+        assert_eq!(lines[3], (0, Stream::Stdout, "out 0/3".into()));
+        assert_eq!(lines[5], (2, Stream::Stdout, "out 2/3".into()));
+
+        let start = std::time::Instant::now();
+        let spec = LaunchSpec::new(3, "sh", ["-c", "if [ $RANK = 1 ]; then exit 3; fi; exec sleep 30"]);
+        let err = launch(&spec, |_, _, _| {}).unwrap_err();
+        assert!(matches!(&err, LaunchError::RankFailed { rank: 1, status } if status == "exited with code 3"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(10), "the sleeping ranks were not stopped");
+    }
+}

@@ -1,0 +1,279 @@
+//! Assembling a job: rank 0 listens on `MASTER_ADDR:MASTER_PORT`, every other rank dials it,
+//! authenticates and says where it listens; rank 0 answers with everyone's address; then each
+//! rank dials its successor and accepts its predecessor, which forms the ring.
+//!
+//! Connections that fail authentication or introduce themselves wrongly are logged to stderr
+//! and dropped, and the listener keeps waiting for the right peer until the deadline.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::auth;
+use crate::collectives::Ring;
+use crate::config::CommConfig;
+use crate::error::{CommError, Op};
+use crate::frame::Kind;
+use crate::transport::connection::{Connection, LinkError, Pacer};
+use crate::transport::messages::{decode_table, encode_table, AbortNotice, Hello, Purpose};
+use crate::transport::socket::{accept_until, connect_until, listen, tune};
+
+/// Longest a single incoming connection may take to authenticate and introduce itself, so
+/// that a silent stranger cannot stall the listener for the whole rendezvous.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Joins the job described by `cfg`; `None` for a world of one, which needs no socket.
+///
+/// Errors: bad addresses, the insecure-listen refusal, a bind failure, authentication
+/// failures of this rank, and the rendezvous timeout naming the missing ranks.
+pub(crate) fn establish(cfg: &CommConfig) -> Result<Option<Ring>, CommError> {
+    if cfg.world_size == 1 {
+        return Ok(None);
+    }
+    let deadline = Instant::now() + cfg.timeout;
+    let master = resolve(&cfg.master_addr, cfg.master_port)?;
+    let bind_ip = cfg.bind_addr.unwrap_or_else(|| default_bind(master[0].ip()));
+    if cfg.secret.is_none() && !bind_ip.is_loopback() && !cfg.allow_insecure {
+        return Err(CommError::Insecure { addr: bind_ip });
+    }
+    let ring = if cfg.rank == 0 {
+        run_master(cfg, bind_ip, deadline)?
+    } else {
+        run_member(cfg, bind_ip, &master, deadline)?
+    };
+    Ok(Some(ring))
+}
+
+/// Resolves `MASTER_ADDR`, which may be an IPv4 or IPv6 literal (brackets allowed) or a name.
+fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, CommError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let addrs: Vec<SocketAddr> = (bare, port)
+        .to_socket_addrs()
+        .map_err(|e| CommError::Resolve { host: host.to_owned(), detail: e.to_string() })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(CommError::Resolve { host: host.to_owned(), detail: "no address found".into() });
+    }
+    Ok(addrs)
+}
+
+/// With no bind address given: stay on loopback when the master is local, otherwise listen
+/// on every interface of the master's address family.
+fn default_bind(master_ip: IpAddr) -> IpAddr {
+    match master_ip {
+        ip if ip.is_loopback() => ip,
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+fn pacer(cfg: &CommConfig) -> Pacer {
+    Pacer::new(cfg.net_delay, cfg.net_rate_mbps)
+}
+
+fn timeout_error(cfg: &CommConfig, detail: String) -> CommError {
+    CommError::RendezvousTimeout { after: cfg.timeout, detail }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
+}
+
+/// Dials `addrs`, authenticates as the client and sends `hello`.
+fn dial(cfg: &CommConfig, addrs: &[SocketAddr], peer_rank: usize, hello: &Hello, deadline: Instant) -> Result<Connection, CommError> {
+    let stream = connect_until(addrs, cfg.socket_buffer_bytes, deadline)
+        .map_err(|e| timeout_error(cfg, format!("could not reach rank {peer_rank} at {}: {e}", addrs[0])))?;
+    let peer = format!("rank {peer_rank} at {}", addrs[0]);
+    let io_err = |e: std::io::Error| CommError::Auth { peer: peer.clone(), reason: e.to_string() };
+    tune(&stream, remaining(deadline).min(HANDSHAKE_TIMEOUT)).map_err(io_err)?;
+    let mut conn = Connection::new(stream, cfg.max_frame_bytes, cfg.checksum, pacer(cfg)).map_err(io_err)?;
+    auth::client_handshake(&mut conn, cfg.secret.as_ref()).map_err(|f| CommError::Auth { peer: peer.clone(), reason: f.0 })?;
+    conn.write_frame(Kind::Hello, 0, &hello.encode())
+        .map_err(|e| e.into_comm(peer_rank, Op::Rendezvous, cfg.timeout))?;
+    Ok(conn)
+}
+
+/// Authenticates an accepted connection as the server and reads its hello.
+fn admit(cfg: &CommConfig, stream: TcpStream, deadline: Instant) -> Result<(Connection, Hello), String> {
+    tune(&stream, remaining(deadline).min(HANDSHAKE_TIMEOUT)).map_err(|e| e.to_string())?;
+    let mut conn = Connection::new(stream, cfg.max_frame_bytes, cfg.checksum, pacer(cfg)).map_err(|e| e.to_string())?;
+    auth::server_handshake(&mut conn, cfg.secret.as_ref()).map_err(|f| f.0)?;
+    let frame = conn.expect_frame(Kind::Hello).map_err(|e| auth::AuthFailure::from(e).0)?;
+    let hello = Hello::decode(&frame.payload).map_err(|e| format!("its hello does not decode: {e}"))?;
+    Ok((conn, hello))
+}
+
+/// Tells an authenticated peer why it is refused, and logs it.
+fn refuse(cfg: &CommConfig, mut conn: Connection, hello_rank: u32, reason: String) {
+    eprintln!("asgd-comm: rank {} refused rank {hello_rank} at {}: {reason}", cfg.rank, conn.peer_addr());
+    let notice = AbortNotice { suspect: hello_rank, reporter: cfg.rank as u32, op: Op::Rendezvous, reason };
+    let _ = conn.write_frame(Kind::Abort, 0, &notice.encode());
+}
+
+fn log_stranger(cfg: &CommConfig, from: SocketAddr, reason: &str) {
+    eprintln!("asgd-comm: rank {} dropped a connection from {from}: {reason}", cfg.rank);
+}
+
+/// Checks a hello against this job; `Err` holds the sentence for the refused peer.
+fn check_hello(cfg: &CommConfig, hello: &Hello, purpose: Purpose) -> Result<(), String> {
+    if hello.world_size as usize != cfg.world_size {
+        return Err(format!(
+            "it says WORLD_SIZE is {} but rank {} says {}; start every rank with the same WORLD_SIZE",
+            hello.world_size, cfg.rank, cfg.world_size
+        ));
+    }
+    if hello.purpose != purpose {
+        return Err(format!("it sent a {:?} hello where a {purpose:?} hello was expected", hello.purpose));
+    }
+    if hello.rank as usize >= cfg.world_size {
+        return Err(format!("its RANK {} is not below WORLD_SIZE {}", hello.rank, cfg.world_size));
+    }
+    Ok(())
+}
+
+fn run_master(cfg: &CommConfig, bind_ip: IpAddr, deadline: Instant) -> Result<Ring, CommError> {
+    let addr = SocketAddr::new(bind_ip, cfg.master_port);
+    let listener = listen(addr, cfg.socket_buffer_bytes).map_err(|source| CommError::Bind { addr, source })?;
+    let n = cfg.world_size;
+    let mut table: Vec<Option<SocketAddr>> = vec![None; n];
+    let mut members: Vec<Option<Connection>> = (0..n).map(|_| None).collect();
+    let mut missing = n - 1;
+    while missing > 0 {
+        let accepted = accept_until(&listener, deadline, None)
+            .map_err(|e| timeout_error(cfg, format!("the rendezvous listener failed: {e}")))?;
+        let Some((stream, from)) = accepted else {
+            let absent: Vec<usize> = (1..n).filter(|&r| members[r].is_none()).collect();
+            return Err(timeout_error(cfg, format!("rank 0 is still waiting for ranks {absent:?}")));
+        };
+        let (conn, hello) = match admit(cfg, stream, deadline) {
+            Ok(ok) => ok,
+            Err(reason) => {
+                log_stranger(cfg, from, &reason);
+                continue;
+            }
+        };
+        if let Err(reason) = check_hello(cfg, &hello, Purpose::Join) {
+            refuse(cfg, conn, hello.rank, reason);
+            continue;
+        }
+        let rank = hello.rank as usize;
+        if rank == 0 || members[rank].is_some() {
+            refuse(cfg, conn, hello.rank, format!("rank {rank} has already joined; give every process its own RANK"));
+            continue;
+        }
+        let ip = hello.advertise.unwrap_or_else(|| from.ip().to_canonical());
+        table[rank] = Some(SocketAddr::new(ip, hello.port));
+        members[rank] = Some(conn);
+        missing -= 1;
+    }
+    let payload = encode_table(&table);
+    for (rank, conn) in members.iter_mut().enumerate() {
+        if let Some(conn) = conn {
+            conn.write_frame(Kind::PeerTable, 0, &payload).map_err(|e| e.into_comm(rank, Op::Rendezvous, cfg.timeout))?;
+        }
+    }
+    drop(members);
+    let next = table[1 % n].ok_or_else(|| timeout_error(cfg, "rank 1 has no address".into()))?;
+    form_ring(cfg, &listener, next, deadline)
+}
+
+fn run_member(cfg: &CommConfig, bind_ip: IpAddr, master: &[SocketAddr], deadline: Instant) -> Result<Ring, CommError> {
+    let any = SocketAddr::new(bind_ip, 0);
+    let listener = listen(any, cfg.socket_buffer_bytes).map_err(|source| CommError::Bind { addr: any, source })?;
+    let port = listener.local_addr().map_err(|source| CommError::Bind { addr: any, source })?.port();
+    let advertise = cfg.advertise_addr.or((!bind_ip.is_unspecified()).then_some(bind_ip));
+    let hello = Hello { purpose: Purpose::Join, rank: cfg.rank as u32, world_size: cfg.world_size as u32, port, advertise };
+    let mut conn = dial(cfg, master, 0, &hello, deadline)?;
+    // Rank 0 answers only once every rank has joined, which may take until the deadline.
+    let _ = conn.set_timeout(remaining(deadline));
+    let frame = conn.expect_frame(Kind::PeerTable).map_err(|e| match e {
+        LinkError::Abort(notice) => CommError::Config(format!("rank 0 refused this rank: {}", notice.reason)),
+        LinkError::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            timeout_error(cfg, "rank 0 never sent the peer table, so some ranks did not join".into())
+        }
+        other => other.into_comm(0, Op::Rendezvous, cfg.timeout),
+    })?;
+    let mut table = decode_table(&frame.payload, cfg.world_size)
+        .map_err(|e| CommError::Protocol { rank: 0, op: Op::Rendezvous, detail: format!("its peer table does not decode: {e}") })?;
+    // Rank 0 is reached where this rank already reached it.
+    table[0] = Some(conn.peer_addr());
+    drop(conn);
+    let next_rank = (cfg.rank + 1) % cfg.world_size;
+    let next = table[next_rank]
+        .ok_or_else(|| CommError::Protocol { rank: 0, op: Op::Rendezvous, detail: format!("the peer table has no address for rank {next_rank}") })?;
+    form_ring(cfg, &listener, next, deadline)
+}
+
+/// Dials the successor while accepting the predecessor; both at once, since each rank's
+/// handshake needs the other side to be accepting.
+fn form_ring(cfg: &CommConfig, listener: &TcpListener, next_addr: SocketAddr, deadline: Instant) -> Result<Ring, CommError> {
+    let n = cfg.world_size;
+    let (next_rank, prev_rank) = ((cfg.rank + 1) % n, (cfg.rank + n - 1) % n);
+    let give_up = AtomicBool::new(false);
+    let (next, prev) = thread::scope(|s| {
+        let acceptor = s.spawn(|| accept_prev(cfg, listener, prev_rank, deadline, &give_up));
+        let hello = Hello { purpose: Purpose::Ring, rank: cfg.rank as u32, world_size: n as u32, port: 0, advertise: None };
+        let next = dial(cfg, &[next_addr], next_rank, &hello, deadline);
+        if next.is_err() {
+            give_up.store(true, Ordering::Relaxed);
+        }
+        let prev = acceptor
+            .join()
+            .unwrap_or_else(|_| Err(timeout_error(cfg, "the accepting thread panicked".into())));
+        (next, prev)
+    });
+    let (next, prev) = (next?, prev?);
+    Ring::new(cfg.rank, n, next, prev, cfg.timeout).map_err(|e| CommError::Io { rank: next_rank, op: Op::Rendezvous, source: e })
+}
+
+fn accept_prev(cfg: &CommConfig, listener: &TcpListener, prev_rank: usize, deadline: Instant, give_up: &AtomicBool) -> Result<Connection, CommError> {
+    loop {
+        let accepted = accept_until(listener, deadline, Some(give_up))
+            .map_err(|e| timeout_error(cfg, format!("the ring listener failed: {e}")))?;
+        let Some((stream, from)) = accepted else {
+            return Err(timeout_error(cfg, format!("rank {} never heard from its predecessor, rank {prev_rank}", cfg.rank)));
+        };
+        match admit(cfg, stream, deadline) {
+            Ok((conn, hello)) => match check_hello(cfg, &hello, Purpose::Ring) {
+                Ok(()) if hello.rank as usize == prev_rank => return Ok(conn),
+                Ok(()) => refuse(cfg, conn, hello.rank, format!("rank {} expects its predecessor, rank {prev_rank}", cfg.rank)),
+                Err(reason) => refuse(cfg, conn, hello.rank, reason),
+            },
+            Err(reason) => log_stranger(cfg, from, &reason),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_accepts_v4_v6_brackets_and_names() {
+        assert_eq!(resolve("127.0.0.1", 5).unwrap(), vec!["127.0.0.1:5".parse().unwrap()]);
+        assert_eq!(resolve("[::1]", 5).unwrap(), vec!["[::1]:5".parse().unwrap()]);
+        assert_eq!(resolve("::1", 5).unwrap(), vec!["[::1]:5".parse().unwrap()]);
+        assert!(resolve("localhost", 5).unwrap().iter().all(|a| a.ip().is_loopback()));
+        assert!(matches!(resolve("no-such-host.invalid", 5), Err(CommError::Resolve { .. })));
+    }
+
+    #[test]
+    fn default_bind_stays_on_loopback_for_a_local_master() {
+        assert_eq!(default_bind("127.0.0.1".parse().unwrap()), "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(default_bind("::1".parse().unwrap()), "::1".parse::<IpAddr>().unwrap());
+        assert!(default_bind("10.0.0.1".parse().unwrap()).is_unspecified());
+    }
+
+    #[test]
+    fn no_secret_and_a_public_bind_is_refused_with_the_fix() {
+        let mut cfg = CommConfig::new(0, 2, "10.0.0.1", 1);
+        let err = establish(&cfg).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("ASGD_SECRET") && err.contains("ASGD_ALLOW_INSECURE=1"), "{err}");
+        cfg.bind_addr = Some("0.0.0.0".parse().unwrap());
+        assert!(matches!(establish(&cfg), Err(CommError::Insecure { .. })));
+    }
+}

@@ -1,0 +1,248 @@
+//! Payloads of the control frames (hello, peer table, abort notice), as pure encode/decode
+//! functions. Decoding checks every length against the bytes present and rejects trailing
+//! bytes, so a hostile or garbled payload is an error, never a panic or a huge allocation.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::error::Op;
+
+/// Why a control payload did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MessageError(pub &'static str);
+
+impl std::fmt::Display for MessageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Why a connection is being opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A rank joining through rank 0's rendezvous port.
+    Join,
+    /// A rank connecting to its successor in the ring.
+    Ring,
+}
+
+/// The first message after authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hello {
+    pub purpose: Purpose,
+    pub rank: u32,
+    pub world_size: u32,
+    /// Port this rank listens on for its ring predecessor (0 for `Ring` hellos).
+    pub port: u16,
+    /// Address the rank asks to be reached at; `None` lets rank 0 use the source address it sees.
+    pub advertise: Option<IpAddr>,
+}
+
+/// Why a rank stopped: passed along the ring so that every rank names the same culprit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AbortNotice {
+    pub suspect: u32,
+    pub reporter: u32,
+    pub op: Op,
+    pub reason: String,
+}
+
+/// Longest abort reason sent; longer ones are cut at a character boundary.
+const MAX_REASON_BYTES: usize = 1024;
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], MessageError> {
+        if self.0.len() < n {
+            return Err(MessageError("the message is shorter than its fields"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, MessageError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, MessageError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, MessageError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn ip(&mut self) -> Result<Option<IpAddr>, MessageError> {
+        match self.u8()? {
+            0 => Ok(None),
+            4 => {
+                let b = self.take(4)?;
+                Ok(Some(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))))
+            }
+            6 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(self.take(16)?);
+                Ok(Some(IpAddr::V6(Ipv6Addr::from(a))))
+            }
+            _ => Err(MessageError("unknown address family")),
+        }
+    }
+    fn finish(self) -> Result<(), MessageError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(MessageError("the message has trailing bytes"))
+        }
+    }
+}
+
+fn put_ip(out: &mut Vec<u8>, ip: Option<IpAddr>) {
+    match ip {
+        None => out.push(0),
+        Some(IpAddr::V4(a)) => {
+            out.push(4);
+            out.extend_from_slice(&a.octets());
+        }
+        Some(IpAddr::V6(a)) => {
+            out.push(6);
+            out.extend_from_slice(&a.octets());
+        }
+    }
+}
+
+impl Hello {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        out.push(match self.purpose {
+            Purpose::Join => 1,
+            Purpose::Ring => 2,
+        });
+        out.extend_from_slice(&self.rank.to_le_bytes());
+        out.extend_from_slice(&self.world_size.to_le_bytes());
+        out.extend_from_slice(&self.port.to_le_bytes());
+        put_ip(&mut out, self.advertise);
+        out
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Hello, MessageError> {
+        let mut r = Reader(buf);
+        let purpose = match r.u8()? {
+            1 => Purpose::Join,
+            2 => Purpose::Ring,
+            _ => return Err(MessageError("unknown hello purpose")),
+        };
+        let hello = Hello { purpose, rank: r.u32()?, world_size: r.u32()?, port: r.u16()?, advertise: r.ip()? };
+        r.finish()?;
+        Ok(hello)
+    }
+}
+
+/// Rank 0's answer to a join: every rank's ring address; rank 0's own entry is `None`, as each
+/// rank reaches rank 0 at the master address it already used.
+pub(crate) fn encode_table(table: &[Option<SocketAddr>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + table.len() * 19);
+    out.extend_from_slice(&(table.len() as u32).to_le_bytes());
+    for entry in table {
+        put_ip(&mut out, entry.map(|a| a.ip()));
+        out.extend_from_slice(&entry.map_or(0, |a| a.port()).to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a peer table that must have `world_size` entries.
+pub(crate) fn decode_table(buf: &[u8], world_size: usize) -> Result<Vec<Option<SocketAddr>>, MessageError> {
+    let mut r = Reader(buf);
+    let n = r.u32()? as usize;
+    if n != world_size {
+        return Err(MessageError("the peer table has a different number of ranks than WORLD_SIZE"));
+    }
+    // Each entry takes at least 3 bytes; checking first keeps a bogus count from allocating.
+    if buf.len() < 4 + 3 * n {
+        return Err(MessageError("the message is shorter than its fields"));
+    }
+    let mut table = Vec::with_capacity(n);
+    for _ in 0..n {
+        let ip = r.ip()?;
+        let port = r.u16()?;
+        table.push(ip.map(|ip| SocketAddr::new(ip, port)));
+    }
+    r.finish()?;
+    Ok(table)
+}
+
+impl AbortNotice {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut reason = self.reason.as_str();
+        if reason.len() > MAX_REASON_BYTES {
+            let mut cut = MAX_REASON_BYTES;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason = &reason[..cut];
+        }
+        let mut out = Vec::with_capacity(13 + reason.len());
+        out.extend_from_slice(&self.suspect.to_le_bytes());
+        out.extend_from_slice(&self.reporter.to_le_bytes());
+        out.push(self.op.code() as u8);
+        out.extend_from_slice(&(reason.len() as u32).to_le_bytes());
+        out.extend_from_slice(reason.as_bytes());
+        out
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<AbortNotice, MessageError> {
+        let mut r = Reader(buf);
+        let suspect = r.u32()?;
+        let reporter = r.u32()?;
+        let op = Op::from_code(u32::from(r.u8()?)).ok_or(MessageError("unknown operation code"))?;
+        let len = r.u32()? as usize;
+        let reason = String::from_utf8_lossy(r.take(len)?).into_owned();
+        r.finish()?;
+        Ok(AbortNotice { suspect, reporter, op, reason })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trips_v4_v6_and_none() {
+        for advertise in [None, Some("10.1.2.3".parse().unwrap()), Some("fe80::1".parse().unwrap())] {
+            let h = Hello { purpose: Purpose::Join, rank: 3, world_size: 8, port: 4242, advertise };
+            assert_eq!(Hello::decode(&h.encode()), Ok(h));
+        }
+    }
+
+    #[test]
+    fn table_round_trips() {
+        let t = vec![None, Some("127.0.0.1:5".parse().unwrap()), Some("[::1]:6".parse().unwrap())];
+        assert_eq!(decode_table(&encode_table(&t), 3), Ok(t.clone()));
+        assert!(decode_table(&encode_table(&t), 4).is_err());
+    }
+
+    #[test]
+    fn abort_round_trips_and_long_reasons_are_cut() {
+        let a = AbortNotice { suspect: 1, reporter: 2, op: Op::AllReduce, reason: "é".repeat(600) };
+        let back = AbortNotice::decode(&a.encode()).unwrap();
+        assert_eq!((back.suspect, back.reporter, back.op), (1, 2, Op::AllReduce));
+        assert!(back.reason.len() <= MAX_REASON_BYTES && back.reason.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn truncated_and_padded_payloads_are_errors() {
+        let h = Hello { purpose: Purpose::Ring, rank: 1, world_size: 2, port: 0, advertise: None }.encode();
+        for cut in 0..h.len() {
+            assert!(Hello::decode(&h[..cut]).is_err());
+        }
+        let mut long = h.clone();
+        long.push(0);
+        assert!(Hello::decode(&long).is_err());
+        // A table claiming a billion ranks is refused before allocating.
+        let mut huge = 1_000_000_000u32.to_le_bytes().to_vec();
+        huge.push(0);
+        assert!(decode_table(&huge, 1_000_000_000).is_err());
+        let abort = AbortNotice { suspect: 0, reporter: 1, op: Op::Barrier, reason: "x".into() }.encode();
+        for cut in 0..abort.len() {
+            assert!(AbortNotice::decode(&abort[..cut]).is_err());
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Everything below the collectives: sockets, framed connections, control messages.
+
+pub(crate) mod connection;
+pub(crate) mod messages;
+pub(crate) mod socket;

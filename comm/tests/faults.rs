@@ -1,0 +1,122 @@
+//! Failures across real processes: a killed rank, a hung rank, wrong secrets, strangers on
+//! the rendezvous port, mismatched buffers. Every surviving rank must fail with an error
+//! naming the rank and the operation, within the configured timeout, and never hang.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{free_port, run_world, spawn_rank, Rank};
+
+const TIMEOUT_S: &str = "2";
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Starts `n` looping ranks (1 MiB all-reduces, the two-thread path) and waits until all run.
+fn looping_world(n: usize, args: &[&str]) -> Vec<Rank> {
+    let port = free_port();
+    let ranks: Vec<Rank> =
+        (0..n).map(|r| spawn_rank(r, n, port, args, &[("ASGD_COMM_TIMEOUT_S", TIMEOUT_S)])).collect();
+    for r in &ranks {
+        assert!(r.wait_for_stdout("ready", Duration::from_secs(30)), "rank {} never got going: {}", r.rank, r.stderr_text());
+    }
+    ranks
+}
+
+#[test]
+fn killed_rank_fails_every_other_rank_within_the_timeout() {
+    let mut ranks = looping_world(4, &["loop", "--elems", "262144"]);
+    std::thread::sleep(Duration::from_millis(100));
+    ranks[1].child.kill().unwrap();
+    let killed_at = Instant::now();
+    for r in [0, 2, 3] {
+        let (status, at) = ranks[r]
+            .wait_for_exit(TIMEOUT + Duration::from_secs(3))
+            .unwrap_or_else(|| panic!("rank {r} still running well past the timeout"));
+        let err = ranks[r].stderr_text();
+        assert!(!status.success(), "rank {r} exited successfully: {err}");
+        assert!(at - killed_at < TIMEOUT, "rank {r} took {:?} to fail", at - killed_at);
+        assert!(err.contains("rank 1") && err.contains("all_reduce"), "rank {r} did not name rank 1 and the operation: {err}");
+    }
+}
+
+#[test]
+fn hung_rank_turns_into_timeouts_not_hangs() {
+    // Rank 1 takes part in three all-reduces, then stops calling with its sockets open.
+    let mut ranks = looping_world(3, &["stall", "1", "--elems", "262144"]);
+    let started = Instant::now();
+    for r in [0, 2] {
+        let (status, at) = ranks[r]
+            .wait_for_exit(TIMEOUT + Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("rank {r} hung"));
+        let err = ranks[r].stderr_text();
+        assert!(!status.success(), "{err}");
+        // Up to one timeout of no progress, plus the 200 ms a failed collective may wait for
+        // its sender thread, plus scheduling on a loaded machine.
+        assert!(at - started < TIMEOUT + Duration::from_millis(1500), "rank {r} took {:?}", at - started);
+        assert!(err.contains("all_reduce"), "{err}");
+        // Rank 2 reads from rank 1 directly; rank 0 may hear of it through rank 2.
+        let named = if r == 2 { err.contains("rank 1") } else { err.contains("rank 1") || err.contains("rank 2") };
+        assert!(named, "rank {r}: {err}");
+    }
+}
+
+#[test]
+fn wrong_secret_is_refused_on_both_sides() {
+    let port = free_port();
+    let env0 = [("ASGD_SECRET", "right"), ("ASGD_COMM_TIMEOUT_S", TIMEOUT_S)];
+    let env1 = [("ASGD_SECRET", "wrong"), ("ASGD_COMM_TIMEOUT_S", TIMEOUT_S)];
+    let mut r0 = spawn_rank(0, 2, port, &["join"], &env0);
+    let mut r1 = spawn_rank(1, 2, port, &["join"], &env1);
+    let (s1, _) = r1.wait_for_exit(Duration::from_secs(10)).expect("rank 1 hung");
+    let e1 = r1.stderr_text();
+    assert!(!s1.success());
+    assert!(e1.contains("authentication with rank 0") && e1.contains("ASGD_SECRET"), "{e1}");
+    let (s0, _) = r0.wait_for_exit(Duration::from_secs(10)).expect("rank 0 hung");
+    let e0 = r0.stderr_text();
+    assert!(!s0.success());
+    // Rank 1 checks rank 0's proof first and hangs up on it; rank 0 logs that.
+    assert!(e0.contains("dropped a connection") && e0.contains("different secret"), "rank 0 did not log the refusal: {e0}");
+    assert!(e0.contains("rendezvous did not finish") && e0.contains("[1]"), "{e0}");
+}
+
+#[test]
+fn impostor_and_garbage_are_dropped_and_the_job_goes_on() {
+    let port = free_port();
+    let secret = [("ASGD_SECRET", "s3cret")];
+    let r0 = spawn_rank(0, 2, port, &["join"], &secret);
+    // A process with the wrong secret claiming rank 1 gets there first.
+    let mut impostor = spawn_rank(1, 2, port, &["join"], &[("ASGD_SECRET", "guess")]);
+    assert!(r0.wait_for_stderr("dropped a connection", Duration::from_secs(10)), "{}", r0.stderr_text());
+    let (status, _) = impostor.wait_for_exit(Duration::from_secs(10)).expect("impostor hung");
+    assert!(!status.success());
+    // Something that is not asgd at all.
+    let mut stranger = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stranger.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut r1 = spawn_rank(1, 2, port, &["join"], &secret);
+    let mut r0 = r0;
+    for r in [&mut r0, &mut r1] {
+        let (status, _) = r.wait_for_exit(Duration::from_secs(20)).expect("hung");
+        assert!(status.success(), "rank {}: {}", r.rank, r.stderr_text());
+        assert!(r.wait_for_stdout("joined", Duration::from_secs(1)));
+    }
+    let log = r0.stderr_text();
+    assert!(log.contains("bad magic"), "the garbage connection was not logged: {log}");
+}
+
+#[test]
+fn no_secret_on_a_public_address_is_refused_with_the_fix() {
+    let (result, lines) = run_world(2, &["join"], &[("ASGD_BIND_ADDR", "0.0.0.0")]);
+    assert!(result.is_err());
+    let err = lines.iter().map(|(_, _, l)| l.as_str()).collect::<Vec<_>>().join("\n");
+    assert!(err.contains("ASGD_SECRET") && err.contains("ASGD_ALLOW_INSECURE=1"), "{err}");
+}
+
+#[test]
+fn different_buffer_lengths_are_an_error_not_corruption() {
+    let (result, lines) = run_world(2, &["mismatch"], &[("ASGD_COMM_TIMEOUT_S", TIMEOUT_S)]);
+    assert!(result.is_err());
+    let err = lines.iter().map(|(_, _, l)| l.as_str()).collect::<Vec<_>>().join("\n");
+    assert!(err.contains("same length"), "{err}");
+}
