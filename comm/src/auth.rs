@@ -180,7 +180,10 @@ mod tests {
     }
 
     /// Runs both sides over loopback; returns (client result, server result).
-    fn handshake(client_secret: Option<&str>, server_secret: Option<&str>) -> (Result<(), AuthFailure>, Result<(), AuthFailure>) {
+    fn handshake(
+        client_secret: Option<&str>,
+        server_secret: Option<&str>,
+    ) -> (Result<(), AuthFailure>, Result<(), AuthFailure>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server_secret = server_secret.map(|s| Secret::new(s).unwrap());

@@ -297,7 +297,10 @@ fn allreduce_rank(opts: &BenchOptions, table: bool) -> Result<(), BenchError> {
         let mut buf = vec![1.0f32; elems];
         comm.all_reduce(&mut buf)?;
         if let Some(i) = buf.iter().position(|&x| x != n as f32) {
-            return Err(BenchError::Invalid(format!("all_reduce of {bytes} bytes gave {} at element {i}, not {n}", buf[i])));
+            return Err(BenchError::Invalid(format!(
+                "all_reduce of {bytes} bytes gave {} at element {i}, not {n}",
+                buf[i]
+            )));
         }
         // Zeros keep the values finite however many times they are summed.
         buf.fill(0.0);
@@ -332,7 +335,10 @@ fn allreduce_rank(opts: &BenchOptions, table: bool) -> Result<(), BenchError> {
 
 /// A listening socket on the loopback (or the configured bind address), with the same
 /// socket options as the comm layer, and its port gathered by every rank.
-fn exchange_ports(comm: &Communicator, cfg: &CommConfig) -> Result<(std::net::TcpListener, Vec<SocketAddr>), BenchError> {
+fn exchange_ports(
+    comm: &Communicator,
+    cfg: &CommConfig,
+) -> Result<(std::net::TcpListener, Vec<SocketAddr>), BenchError> {
     let ip = cfg.bind_addr.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let listener = listen(SocketAddr::new(ip, 0), cfg.socket_buffer_bytes)?;
     let port = listener.local_addr()?.port();

@@ -14,11 +14,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{CommError, Op};
+use crate::frame::Kind;
 use crate::plan::Plan;
 use crate::transport::connection::{Connection, LinkError, PIECE_ELEMS};
 use crate::transport::messages::AbortNotice;
 use crate::transport::socket::send_buffer_bytes;
-use crate::frame::Kind;
 
 /// Largest traffic, in bytes, that a collective sends from one thread before receiving.
 const MAX_INLINE_BYTES: usize = 64 * 1024;
@@ -48,14 +48,30 @@ enum Failure {
 
 impl Ring {
     /// Joins the two connected, authenticated sockets into a ring.
-    pub(crate) fn new(rank: usize, world_size: usize, next: Connection, prev: Connection, timeout: Duration) -> std::io::Result<Ring> {
+    pub(crate) fn new(
+        rank: usize,
+        world_size: usize,
+        next: Connection,
+        prev: Connection,
+        timeout: Duration,
+    ) -> std::io::Result<Ring> {
         let next_waker = next.try_clone_stream()?;
         let prev_waker = prev.try_clone_stream()?;
         // Half the send buffer: the kernel counts its own overhead in SO_SNDBUF.
         let inline_bytes = (send_buffer_bytes(next.stream()) / 2).min(MAX_INLINE_BYTES);
         next.set_timeout(timeout)?;
         prev.set_timeout(timeout)?;
-        Ok(Ring { rank, world_size, next, prev, next_waker, prev_waker, timeout, scratch: vec![0.0; PIECE_ELEMS], inline_bytes })
+        Ok(Ring {
+            rank,
+            world_size,
+            next,
+            prev,
+            next_waker,
+            prev_waker,
+            timeout,
+            scratch: vec![0.0; PIECE_ELEMS],
+            inline_bytes,
+        })
     }
 
     pub(crate) fn next_rank(&self) -> usize {
@@ -182,9 +198,8 @@ impl Ring {
                     let _ = next_waker.shutdown(Shutdown::Write);
                 }
             }
-            let sent = sender.join().unwrap_or_else(|_| {
-                Err(LinkError::Unexpected("the sender thread panicked".into()))
-            });
+            let sent =
+                sender.join().unwrap_or_else(|_| Err(LinkError::Unexpected("the sender thread panicked".into())));
             // The failure that explains the others: an abort notice names the culprit; a send
             // error we caused by cutting the socket explains nothing.
             let sent = if cut_by_us.load(Ordering::Relaxed) { Ok(()) } else { sent };
@@ -192,7 +207,9 @@ impl Ring {
                 (Err(Some(e @ LinkError::Abort(_))), _) => Err(Failure::Recv(e)),
                 (_, Err(e)) => Err(Failure::Send(e)),
                 (Err(Some(e)), Ok(())) => Err(Failure::Recv(e)),
-                (Err(None), Ok(())) => Err(Failure::Recv(LinkError::Unexpected("the sender thread stopped early".into()))),
+                (Err(None), Ok(())) => {
+                    Err(Failure::Recv(LinkError::Unexpected("the sender thread stopped early".into())))
+                }
                 (Ok(()), Ok(())) => Ok(()),
             }
         })

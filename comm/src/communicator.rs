@@ -258,8 +258,12 @@ fn run(ring: &mut Ring, work: Work, buf: &mut [f32], tag: u32, chunk_elems: usiz
             }
             Ok(())
         }
-        Work::Broadcast { root } => ring.run(&plan::broadcast(buf.len(), n, rank, root, chunk_elems), buf, Op::Broadcast, tag),
-        Work::AllGather { seg_len } => ring.run(&plan::all_gather(seg_len, n, rank, chunk_elems), buf, Op::AllGather, tag),
+        Work::Broadcast { root } => {
+            ring.run(&plan::broadcast(buf.len(), n, rank, root, chunk_elems), buf, Op::Broadcast, tag)
+        }
+        Work::AllGather { seg_len } => {
+            ring.run(&plan::all_gather(seg_len, n, rank, chunk_elems), buf, Op::AllGather, tag)
+        }
         // A one-element sum reaches every rank only after every rank has added to it.
         Work::Barrier => ring.run(&plan::all_reduce(buf.len(), n, rank, chunk_elems), buf, Op::Barrier, tag),
     }

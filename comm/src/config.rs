@@ -220,7 +220,9 @@ impl CommConfig {
             )));
         }
         if self.timeout.is_zero() {
-            return Err(CommError::Config("the comm timeout is 0; set ASGD_COMM_TIMEOUT_S to a positive number of seconds".into()));
+            return Err(CommError::Config(
+                "the comm timeout is 0; set ASGD_COMM_TIMEOUT_S to a positive number of seconds".into(),
+            ));
         }
         if self.chunk_bytes < 4 || self.chunk_bytes > self.max_frame_bytes {
             return Err(CommError::Config(format!(
@@ -245,9 +247,7 @@ impl CommConfig {
 }
 
 fn parse_num<T: std::str::FromStr>(name: &str, value: &str, what: &str) -> Result<T, CommError> {
-    value
-        .parse()
-        .map_err(|_| CommError::Config(format!("{name} is {value:?}, which is not {what}; fix or unset it")))
+    value.parse().map_err(|_| CommError::Config(format!("{name} is {value:?}, which is not {what}; fix or unset it")))
 }
 
 fn parse_ip(name: &str, value: &str) -> Result<IpAddr, CommError> {
@@ -283,8 +283,9 @@ fn read_secret_file(path: &Path) -> Result<Secret, CommError> {
     // Editors and `echo` add a final newline; a secret never ends in one on purpose.
     let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
     let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
-    Secret::new(trimmed.to_vec())
-        .map_err(|_| CommError::Config(format!("ASGD_SECRET_FILE {} is empty; write the shared secret into it", path.display())))
+    Secret::new(trimmed.to_vec()).map_err(|_| {
+        CommError::Config(format!("ASGD_SECRET_FILE {} is empty; write the shared secret into it", path.display()))
+    })
 }
 
 #[cfg(test)]
@@ -299,7 +300,8 @@ mod tests {
 
     #[test]
     fn torchrun_names_are_read() {
-        let c = cfg(&[("RANK", "2"), ("WORLD_SIZE", "4"), ("MASTER_ADDR", "10.0.0.1"), ("MASTER_PORT", "1234")]).unwrap();
+        let c =
+            cfg(&[("RANK", "2"), ("WORLD_SIZE", "4"), ("MASTER_ADDR", "10.0.0.1"), ("MASTER_PORT", "1234")]).unwrap();
         assert_eq!((c.rank, c.world_size, c.master_addr.as_str(), c.master_port), (2, 4, "10.0.0.1", 1234));
     }
 

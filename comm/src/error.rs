@@ -86,9 +86,7 @@ pub enum CommError {
     },
 
     /// The listening socket could not be opened.
-    #[error(
-        "could not listen on {addr}: {source}; choose a free MASTER_PORT or another ASGD_BIND_ADDR"
-    )]
+    #[error("could not listen on {addr}: {source}; choose a free MASTER_PORT or another ASGD_BIND_ADDR")]
     Bind {
         /// The address that was asked for.
         addr: SocketAddr,
@@ -233,9 +231,6 @@ impl CommError {
 
     /// Whether the communicator stays usable after this error (nothing went on the wire).
     pub(crate) fn leaves_ring_intact(&self) -> bool {
-        matches!(
-            self,
-            CommError::InvalidArgument { .. } | CommError::Aborted(_) | CommError::Shutdown { .. }
-        )
+        matches!(self, CommError::InvalidArgument { .. } | CommError::Aborted(_) | CommError::Shutdown { .. })
     }
 }

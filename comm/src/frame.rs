@@ -132,16 +132,9 @@ pub struct Header {
 ///
 /// Errors: none; a payload longer than `u32::MAX` bytes cannot be framed and is reported as
 /// [`FrameError::TooLarge`].
-pub fn encode_header(
-    kind: Kind,
-    tag: u32,
-    payload: &[u8],
-    checksum: bool,
-) -> Result<[u8; HEADER_LEN], FrameError> {
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
-        len: payload.len(),
-        max: u32::MAX as usize,
-    })?;
+pub fn encode_header(kind: Kind, tag: u32, payload: &[u8], checksum: bool) -> Result<[u8; HEADER_LEN], FrameError> {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| FrameError::TooLarge { len: payload.len(), max: u32::MAX as usize })?;
     let mut h = [0u8; HEADER_LEN];
     h[0..2].copy_from_slice(&MAGIC);
     h[2] = VERSION;
@@ -264,9 +257,8 @@ impl Frame {
             return Ok(None);
         };
         // check() succeeded, so the header is present and valid.
-        let head: &[u8; HEADER_LEN] = buf
-            .first_chunk::<HEADER_LEN>()
-            .ok_or(FrameError::Truncated { got: buf.len(), need: HEADER_LEN })?;
+        let head: &[u8; HEADER_LEN] =
+            buf.first_chunk::<HEADER_LEN>().ok_or(FrameError::Truncated { got: buf.len(), need: HEADER_LEN })?;
         let header = decode_header(head, max_len)?;
         let payload = &buf[HEADER_LEN..total];
         let mut verifier = PayloadVerifier::new(&header, head);
@@ -350,10 +342,7 @@ mod tests {
         let mut head = encode_header(Kind::Data, 1, &[0u8; 16], true).unwrap();
         // Announce 4 GiB - 1 of payload; only the header is present.
         head[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(
-            Frame::check(&head, 1 << 20),
-            Err(FrameError::TooLarge { len: u32::MAX as usize, max: 1 << 20 })
-        );
+        assert_eq!(Frame::check(&head, 1 << 20), Err(FrameError::TooLarge { len: u32::MAX as usize, max: 1 << 20 }));
         // Exactly at the limit is fine.
         let bytes = frame(&[1u8; 64]).encode(true).unwrap();
         assert!(Frame::parse(&bytes, 64).unwrap().is_some());

@@ -168,7 +168,10 @@ fn pump(rank: usize, stream: Stream, pipe: impl Read, sink: &impl Fn(usize, Stre
 /// named first (the others usually exit because it died), then the lowest rank.
 ///
 /// Errors: [`LaunchError`]; `Ok(())` means every rank exited with status 0.
-pub fn launch(spec: &LaunchSpec, sink: impl Fn(usize, Stream, &[u8]) + Send + Sync + 'static) -> Result<(), LaunchError> {
+pub fn launch(
+    spec: &LaunchSpec,
+    sink: impl Fn(usize, Stream, &[u8]) + Send + Sync + 'static,
+) -> Result<(), LaunchError> {
     if spec.nproc == 0 {
         return Err(LaunchError::Invalid("--nproc must be at least 1".into()));
     }
@@ -302,8 +305,10 @@ mod tests {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let spec = LaunchSpec::new(3, "sh", ["-c", "echo out $RANK/$WORLD_SIZE; echo err $MASTER_ADDR >&2"]);
         let store = Arc::clone(&lines);
-        launch(&spec, move |rank, stream, line| store.lock().unwrap().push((rank, stream, String::from_utf8_lossy(line).into_owned())))
-            .unwrap();
+        launch(&spec, move |rank, stream, line| {
+            store.lock().unwrap().push((rank, stream, String::from_utf8_lossy(line).into_owned()))
+        })
+        .unwrap();
         let mut lines = lines.lock().unwrap().clone();
         lines.sort_by(|a, b| a.2.cmp(&b.2).then(a.0.cmp(&b.0)));
         assert_eq!(lines[0], (0, Stream::Stderr, "err 127.0.0.1".into()));

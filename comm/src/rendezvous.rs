@@ -37,11 +37,8 @@ pub(crate) fn establish(cfg: &CommConfig) -> Result<Option<Ring>, CommError> {
     if cfg.secret.is_none() && !bind_ip.is_loopback() && !cfg.allow_insecure {
         return Err(CommError::Insecure { addr: bind_ip });
     }
-    let ring = if cfg.rank == 0 {
-        run_master(cfg, bind_ip, deadline)?
-    } else {
-        run_member(cfg, bind_ip, &master, deadline)?
-    };
+    let ring =
+        if cfg.rank == 0 { run_master(cfg, bind_ip, deadline)? } else { run_member(cfg, bind_ip, &master, deadline)? };
     Ok(Some(ring))
 }
 
@@ -84,14 +81,21 @@ fn remaining(deadline: Instant) -> Duration {
 }
 
 /// Dials `addrs`, authenticates as the client and sends `hello`.
-fn dial(cfg: &CommConfig, addrs: &[SocketAddr], peer_rank: usize, hello: &Hello, deadline: Instant) -> Result<Connection, CommError> {
+fn dial(
+    cfg: &CommConfig,
+    addrs: &[SocketAddr],
+    peer_rank: usize,
+    hello: &Hello,
+    deadline: Instant,
+) -> Result<Connection, CommError> {
     let stream = connect_until(addrs, cfg.socket_buffer_bytes, deadline)
         .map_err(|e| timeout_error(cfg, format!("could not reach rank {peer_rank} at {}: {e}", addrs[0])))?;
     let peer = format!("rank {peer_rank} at {}", addrs[0]);
     let io_err = |e: std::io::Error| CommError::Auth { peer: peer.clone(), reason: e.to_string() };
     tune(&stream, remaining(deadline).min(HANDSHAKE_TIMEOUT)).map_err(io_err)?;
     let mut conn = Connection::new(stream, cfg.max_frame_bytes, cfg.checksum, pacer(cfg)).map_err(io_err)?;
-    auth::client_handshake(&mut conn, cfg.secret.as_ref()).map_err(|f| CommError::Auth { peer: peer.clone(), reason: f.0 })?;
+    auth::client_handshake(&mut conn, cfg.secret.as_ref())
+        .map_err(|f| CommError::Auth { peer: peer.clone(), reason: f.0 })?;
     conn.write_frame(Kind::Hello, 0, &hello.encode())
         .map_err(|e| e.into_comm(peer_rank, Op::Rendezvous, cfg.timeout))?;
     Ok(conn)
@@ -173,7 +177,8 @@ fn run_master(cfg: &CommConfig, bind_ip: IpAddr, deadline: Instant) -> Result<Ri
     let payload = encode_table(&table);
     for (rank, conn) in members.iter_mut().enumerate() {
         if let Some(conn) = conn {
-            conn.write_frame(Kind::PeerTable, 0, &payload).map_err(|e| e.into_comm(rank, Op::Rendezvous, cfg.timeout))?;
+            conn.write_frame(Kind::PeerTable, 0, &payload)
+                .map_err(|e| e.into_comm(rank, Op::Rendezvous, cfg.timeout))?;
         }
     }
     drop(members);
@@ -186,7 +191,8 @@ fn run_member(cfg: &CommConfig, bind_ip: IpAddr, master: &[SocketAddr], deadline
     let listener = listen(any, cfg.socket_buffer_bytes).map_err(|source| CommError::Bind { addr: any, source })?;
     let port = listener.local_addr().map_err(|source| CommError::Bind { addr: any, source })?.port();
     let advertise = cfg.advertise_addr.or((!bind_ip.is_unspecified()).then_some(bind_ip));
-    let hello = Hello { purpose: Purpose::Join, rank: cfg.rank as u32, world_size: cfg.world_size as u32, port, advertise };
+    let hello =
+        Hello { purpose: Purpose::Join, rank: cfg.rank as u32, world_size: cfg.world_size as u32, port, advertise };
     let mut conn = dial(cfg, master, 0, &hello, deadline)?;
     // Rank 0 answers only once every rank has joined, which may take until the deadline.
     let _ = conn.set_timeout(remaining(deadline));
@@ -197,50 +203,78 @@ fn run_member(cfg: &CommConfig, bind_ip: IpAddr, master: &[SocketAddr], deadline
         }
         other => other.into_comm(0, Op::Rendezvous, cfg.timeout),
     })?;
-    let mut table = decode_table(&frame.payload, cfg.world_size)
-        .map_err(|e| CommError::Protocol { rank: 0, op: Op::Rendezvous, detail: format!("its peer table does not decode: {e}") })?;
+    let mut table = decode_table(&frame.payload, cfg.world_size).map_err(|e| CommError::Protocol {
+        rank: 0,
+        op: Op::Rendezvous,
+        detail: format!("its peer table does not decode: {e}"),
+    })?;
     // Rank 0 is reached where this rank already reached it.
     table[0] = Some(conn.peer_addr());
     drop(conn);
     let next_rank = (cfg.rank + 1) % cfg.world_size;
-    let next = table[next_rank]
-        .ok_or_else(|| CommError::Protocol { rank: 0, op: Op::Rendezvous, detail: format!("the peer table has no address for rank {next_rank}") })?;
+    let next = table[next_rank].ok_or_else(|| CommError::Protocol {
+        rank: 0,
+        op: Op::Rendezvous,
+        detail: format!("the peer table has no address for rank {next_rank}"),
+    })?;
     form_ring(cfg, &listener, next, deadline)
 }
 
 /// Dials the successor while accepting the predecessor; both at once, since each rank's
 /// handshake needs the other side to be accepting.
-fn form_ring(cfg: &CommConfig, listener: &TcpListener, next_addr: SocketAddr, deadline: Instant) -> Result<Ring, CommError> {
+fn form_ring(
+    cfg: &CommConfig,
+    listener: &TcpListener,
+    next_addr: SocketAddr,
+    deadline: Instant,
+) -> Result<Ring, CommError> {
     let n = cfg.world_size;
     let (next_rank, prev_rank) = ((cfg.rank + 1) % n, (cfg.rank + n - 1) % n);
     let give_up = AtomicBool::new(false);
     let (next, prev) = thread::scope(|s| {
         let acceptor = s.spawn(|| accept_prev(cfg, listener, prev_rank, deadline, &give_up));
-        let hello = Hello { purpose: Purpose::Ring, rank: cfg.rank as u32, world_size: n as u32, port: 0, advertise: None };
+        let hello =
+            Hello { purpose: Purpose::Ring, rank: cfg.rank as u32, world_size: n as u32, port: 0, advertise: None };
         let next = dial(cfg, &[next_addr], next_rank, &hello, deadline);
         if next.is_err() {
             give_up.store(true, Ordering::Relaxed);
         }
-        let prev = acceptor
-            .join()
-            .unwrap_or_else(|_| Err(timeout_error(cfg, "the accepting thread panicked".into())));
+        let prev = acceptor.join().unwrap_or_else(|_| Err(timeout_error(cfg, "the accepting thread panicked".into())));
         (next, prev)
     });
     let (next, prev) = (next?, prev?);
-    Ring::new(cfg.rank, n, next, prev, cfg.timeout).map_err(|e| CommError::Io { rank: next_rank, op: Op::Rendezvous, source: e })
+    Ring::new(cfg.rank, n, next, prev, cfg.timeout).map_err(|e| CommError::Io {
+        rank: next_rank,
+        op: Op::Rendezvous,
+        source: e,
+    })
 }
 
-fn accept_prev(cfg: &CommConfig, listener: &TcpListener, prev_rank: usize, deadline: Instant, give_up: &AtomicBool) -> Result<Connection, CommError> {
+fn accept_prev(
+    cfg: &CommConfig,
+    listener: &TcpListener,
+    prev_rank: usize,
+    deadline: Instant,
+    give_up: &AtomicBool,
+) -> Result<Connection, CommError> {
     loop {
         let accepted = accept_until(listener, deadline, Some(give_up))
             .map_err(|e| timeout_error(cfg, format!("the ring listener failed: {e}")))?;
         let Some((stream, from)) = accepted else {
-            return Err(timeout_error(cfg, format!("rank {} never heard from its predecessor, rank {prev_rank}", cfg.rank)));
+            return Err(timeout_error(
+                cfg,
+                format!("rank {} never heard from its predecessor, rank {prev_rank}", cfg.rank),
+            ));
         };
         match admit(cfg, stream, deadline) {
             Ok((conn, hello)) => match check_hello(cfg, &hello, Purpose::Ring) {
                 Ok(()) if hello.rank as usize == prev_rank => return Ok(conn),
-                Ok(()) => refuse(cfg, conn, hello.rank, format!("rank {} expects its predecessor, rank {prev_rank}", cfg.rank)),
+                Ok(()) => refuse(
+                    cfg,
+                    conn,
+                    hello.rank,
+                    format!("rank {} expects its predecessor, rank {prev_rank}", cfg.rank),
+                ),
                 Err(reason) => refuse(cfg, conn, hello.rank, reason),
             },
             Err(reason) => log_stranger(cfg, from, &reason),

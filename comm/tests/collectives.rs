@@ -78,6 +78,7 @@ fn explicit_bind_and_advertise_addresses() {
 #[test]
 fn emulated_slow_network_still_computes_the_sum() {
     // 1 ms per frame and 200 MB/s: slower, same answer.
-    let (result, lines) = run_world(2, &["check", "--sizes", "7,1001"], &[("ASGD_NET_DELAY_MS", "1"), ("ASGD_NET_RATE_MBPS", "200")]);
+    let (result, lines) =
+        run_world(2, &["check", "--sizes", "7,1001"], &[("ASGD_NET_DELAY_MS", "1"), ("ASGD_NET_RATE_MBPS", "200")]);
     assert_ok(&result, &lines);
 }

@@ -19,7 +19,12 @@ fn looping_world(n: usize, args: &[&str]) -> Vec<Rank> {
     let ranks: Vec<Rank> =
         (0..n).map(|r| spawn_rank(r, n, port, args, &[("ASGD_COMM_TIMEOUT_S", TIMEOUT_S)])).collect();
     for r in &ranks {
-        assert!(r.wait_for_stdout("ready", Duration::from_secs(30)), "rank {} never got going: {}", r.rank, r.stderr_text());
+        assert!(
+            r.wait_for_stdout("ready", Duration::from_secs(30)),
+            "rank {} never got going: {}",
+            r.rank,
+            r.stderr_text()
+        );
     }
     ranks
 }
@@ -37,7 +42,10 @@ fn killed_rank_fails_every_other_rank_within_the_timeout() {
         let err = ranks[r].stderr_text();
         assert!(!status.success(), "rank {r} exited successfully: {err}");
         assert!(at - killed_at < TIMEOUT, "rank {r} took {:?} to fail", at - killed_at);
-        assert!(err.contains("rank 1") && err.contains("all_reduce"), "rank {r} did not name rank 1 and the operation: {err}");
+        assert!(
+            err.contains("rank 1") && err.contains("all_reduce"),
+            "rank {r} did not name rank 1 and the operation: {err}"
+        );
     }
 }
 
@@ -47,9 +55,8 @@ fn hung_rank_turns_into_timeouts_not_hangs() {
     let mut ranks = looping_world(3, &["stall", "1", "--elems", "262144"]);
     let started = Instant::now();
     for r in [0, 2] {
-        let (status, at) = ranks[r]
-            .wait_for_exit(TIMEOUT + Duration::from_secs(5))
-            .unwrap_or_else(|| panic!("rank {r} hung"));
+        let (status, at) =
+            ranks[r].wait_for_exit(TIMEOUT + Duration::from_secs(5)).unwrap_or_else(|| panic!("rank {r} hung"));
         let err = ranks[r].stderr_text();
         assert!(!status.success(), "{err}");
         // Up to one timeout of no progress, plus the 200 ms a failed collective may wait for
@@ -77,7 +84,10 @@ fn wrong_secret_is_refused_on_both_sides() {
     let e0 = r0.stderr_text();
     assert!(!s0.success());
     // Rank 1 checks rank 0's proof first and hangs up on it; rank 0 logs that.
-    assert!(e0.contains("dropped a connection") && e0.contains("different secret"), "rank 0 did not log the refusal: {e0}");
+    assert!(
+        e0.contains("dropped a connection") && e0.contains("different secret"),
+        "rank 0 did not log the refusal: {e0}"
+    );
     assert!(e0.contains("rendezvous did not finish") && e0.contains("[1]"), "{e0}");
 }
 

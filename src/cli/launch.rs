@@ -1,10 +1,30 @@
-//! `asgd launch`: placeholder until the comm work lands.
+//! `asgd launch`: start N local ranks of an asgd subcommand, torchrun style.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct LaunchArgs {}
+use anyhow::Context;
+use asgd_comm::launch::{self, LaunchSpec};
 
-pub fn run(_args: LaunchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("asgd launch is not built yet")
+/// Start N local processes of an asgd subcommand with RANK, WORLD_SIZE, MASTER_ADDR and
+/// MASTER_PORT set; every output line is prefixed with `[rank K]`.
+#[derive(clap::Args)]
+pub struct LaunchArgs {
+    /// Number of ranks (processes) to start.
+    #[arg(long, value_name = "N")]
+    nproc: usize,
+    /// Where rank 0 listens, HOST:PORT (IPv6 as [ADDR]:PORT); default: a free port on 127.0.0.1.
+    #[arg(long, value_name = "HOST:PORT")]
+    master: Option<String>,
+    /// The asgd subcommand and its flags, after `--`.
+    #[arg(last = true, required = true, value_name = "SUBCOMMAND")]
+    command: Vec<OsString>,
+}
+
+pub fn run(args: LaunchArgs) -> anyhow::Result<ExitCode> {
+    let program = std::env::current_exe().context("could not find the asgd executable to start the ranks")?;
+    let mut spec = LaunchSpec::new(args.nproc, program, args.command);
+    spec.master = args.master.as_deref().map(launch::parse_master).transpose()?;
+    launch::launch(&spec, launch::print_prefixed)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -32,7 +32,10 @@ fn check_close(what: &str, got: &[f32], want: &[f64], abs: &[f64], terms: usize)
     for i in 0..got.len() {
         let tol = 2.0 * terms as f64 * f32::EPSILON as f64 * abs[i] + 1e-6;
         if (got[i] as f64 - want[i]).abs() > tol {
-            return Err(format!("{what}: element {i} is {} but the reference is {} (tolerance {tol:e})", got[i], want[i]));
+            return Err(format!(
+                "{what}: element {i} is {} but the reference is {} (tolerance {tol:e})",
+                got[i], want[i]
+            ));
         }
     }
     Ok(())
@@ -113,7 +116,10 @@ fn run_loop(comm: &Communicator, elems: usize, stalled: Option<usize>) -> Result
     let mut last_ok = Instant::now();
     loop {
         if let Err(err) = comm.all_reduce(&mut buf) {
-            return Err(format!("{err} (after {iters} all-reduces, {} ms after the last success)", last_ok.elapsed().as_millis()));
+            return Err(format!(
+                "{err} (after {iters} all-reduces, {} ms after the last success)",
+                last_ok.elapsed().as_millis()
+            ));
         }
         last_ok = Instant::now();
         iters += 1;

@@ -261,7 +261,13 @@ impl Connection {
     ///
     /// The payload must be exactly `dst`'s size: ranks with different buffer lengths fail here
     /// instead of corrupting memory.
-    pub(crate) fn read_data(&mut self, tag: u32, dst: &mut [f32], mode: Mode, scratch: &mut [f32]) -> Result<(), LinkError> {
+    pub(crate) fn read_data(
+        &mut self,
+        tag: u32,
+        dst: &mut [f32],
+        mode: Mode,
+        scratch: &mut [f32],
+    ) -> Result<(), LinkError> {
         let (header, head) = self.read_header()?.ok_or(LinkError::Closed)?;
         match header.kind {
             Kind::Data => {}
@@ -395,7 +401,10 @@ mod tests {
         let mut sender = Connection::new(client, 1 << 20, true, Pacer::new(Duration::ZERO, None)).unwrap();
         sender.write_data((5 << 3) | 2, &src).unwrap();
         let err = conn.read_data((5 << 3) | 1, &mut dst, Mode::Copy, &mut scratch).unwrap_err();
-        assert!(matches!(&err, LinkError::Unexpected(m) if m.contains("broadcast") && m.contains("all_reduce")), "{err:?}");
+        assert!(
+            matches!(&err, LinkError::Unexpected(m) if m.contains("broadcast") && m.contains("all_reduce")),
+            "{err:?}"
+        );
     }
 
     #[test]
