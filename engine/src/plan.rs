@@ -142,6 +142,13 @@ impl Plan {
         }
     }
 
+    /// Records the forward pass of layer `i` alone (for per-layer timing).
+    pub fn record_forward_layer(&self, i: usize, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.layers[i].forward {
+            d.record(pass);
+        }
+    }
+
     /// Records the loss, its gradient with respect to the logits, and the running totals.
     pub fn record_loss(&self, pass: &mut wgpu::ComputePass<'_>) {
         for d in &self.loss_dispatches {

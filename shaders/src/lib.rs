@@ -27,10 +27,16 @@ shaders! {
     MATMUL => "matmul.wgsl",
     /// The same matrix product tiled through workgroup memory.
     MATMUL_TILED => "matmul_tiled.wgsl",
+    /// Matrix products with tiny outputs and long K, threads sharing K.
+    MATMUL_KDOT => "matmul_kdot.wgsl",
+    /// Summing the partial products of a split-K matrix product.
+    MATMUL_SPLIT => "matmul_split.wgsl",
     /// Bias add over a channel axis and its gradient (a per-channel sum).
     BIAS => "bias.wgsl",
-    /// 2-D convolution forward, input gradient and weight gradient.
+    /// The layout kernels of 2-D convolution: im2col and col2im.
     CONV2D => "conv2d.wgsl",
+    /// Swapping the two outer axes of a 3-D tensor.
+    PERMUTE => "permute.wgsl",
     /// Max-pooling forward (values and arg-max).
     MAXPOOL => "maxpool.wgsl",
     /// Max-pooling backward.

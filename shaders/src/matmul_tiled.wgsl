@@ -11,12 +11,21 @@
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override ACCUMULATE: bool = false;
+// Split-K: workgroup z sums only K-range [z*k_chunk, (z+1)*k_chunk) and writes its raw partial
+// product to slice z of c, which is then (S, M, N); matmul_split.wgsl adds the slices. This
+// gives work to many workgroups when C is small and K long (a convolution's weight gradient:
+// 6x25 outputs, K = 50176).
+override SPLIT: bool = false;
 
 struct Params {
     m: u32,
     n: u32,
     k: u32,
     alpha: f32,
+    k_chunk: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -31,14 +40,15 @@ const TK: u32 = 16u;
 var<workgroup> As: array<array<f32, 64>, 16>;
 var<workgroup> Bs: array<array<f32, 64>, 16>;
 
-fn a_at(row: u32, kk: u32) -> f32 {
-    if (row >= p.m || kk >= p.k) { return 0.0; }
+// k_end bounds the K-range of this workgroup (p.k without SPLIT).
+fn a_at(row: u32, kk: u32, k_end: u32) -> f32 {
+    if (row >= p.m || kk >= k_end) { return 0.0; }
     if (TRANS_A) { return a[kk * p.m + row]; }
     return a[row * p.k + kk];
 }
 
-fn b_at(kk: u32, col: u32) -> f32 {
-    if (kk >= p.k || col >= p.n) { return 0.0; }
+fn b_at(kk: u32, col: u32, k_end: u32) -> f32 {
+    if (kk >= k_end || col >= p.n) { return 0.0; }
     if (TRANS_B) { return b[col * p.k + kk]; }
     return b[kk * p.n + col];
 }
@@ -48,9 +58,20 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
     let row_base = wg.y * TILE;
     let col_base = wg.x * TILE;
     let t = lid.y * 16u + lid.x;  // 0..256
-    var acc: array<array<f32, 4>, 4>;
-    let slices = (p.k + TK - 1u) / TK;
-    for (var s = 0u; s < slices; s++) {
+    // vec4 accumulators rather than a 4x4 array: see matmul.wgsl for why.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    // With SPLIT, k_chunk is a multiple of TK, so slices never straddle two workgroups' ranges.
+    var first = 0u;
+    var k_end = p.k;
+    if (SPLIT) {
+        first = wg.z * p.k_chunk / TK;
+        k_end = min(p.k, (wg.z + 1u) * p.k_chunk);
+    }
+    let slices = (k_end + TK - 1u) / TK;
+    for (var s = first; s < slices; s++) {
         let k0 = s * TK;
         // 256 threads load 64x16 values of each operand, 4 apiece. With TRANS_A the
         // fast-moving index runs along the rows of the tile, else along K, so that
@@ -58,42 +79,47 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
         for (var q = 0u; q < 4u; q++) {
             let e = t + 256u * q;  // 0..1024
             if (TRANS_A) {
-                As[e / 64u][e % 64u] = a_at(row_base + e % 64u, k0 + e / 64u);
+                As[e / 64u][e % 64u] = a_at(row_base + e % 64u, k0 + e / 64u, k_end);
             } else {
-                As[e % 16u][e / 16u] = a_at(row_base + e / 16u, k0 + e % 16u);
+                As[e % 16u][e / 16u] = a_at(row_base + e / 16u, k0 + e % 16u, k_end);
             }
             if (TRANS_B) {
-                Bs[e % 16u][e / 16u] = b_at(k0 + e % 16u, col_base + e / 16u);
+                Bs[e % 16u][e / 16u] = b_at(k0 + e % 16u, col_base + e / 16u, k_end);
             } else {
-                Bs[e / 64u][e % 64u] = b_at(k0 + e / 64u, col_base + e % 64u);
+                Bs[e / 64u][e % 64u] = b_at(k0 + e / 64u, col_base + e % 64u, k_end);
             }
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                av[i] = As[kk][lid.y + 16u * i];
-                bv[i] = Bs[kk][lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i][j] = fma(av[i], bv[j], acc[i][j]);
-                }
-            }
+            let av = vec4<f32>(As[kk][lid.y], As[kk][lid.y + 16u], As[kk][lid.y + 32u], As[kk][lid.y + 48u]);
+            let bv = vec4<f32>(Bs[kk][lid.x], Bs[kk][lid.x + 16u], Bs[kk][lid.x + 32u], Bs[kk][lid.x + 48u]);
+            acc0 = fma(vec4<f32>(av.x), bv, acc0);
+            acc1 = fma(vec4<f32>(av.y), bv, acc1);
+            acc2 = fma(vec4<f32>(av.z), bv, acc2);
+            acc3 = fma(vec4<f32>(av.w), bv, acc3);
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
-        let row = row_base + lid.y + 16u * i;
-        if (row >= p.m) { break; }
-        for (var j = 0u; j < 4u; j++) {
-            let col = col_base + lid.x + 16u * j;
-            if (col >= p.n) { break; }
-            let idx = row * p.n + col;
-            var v = p.alpha * acc[i][j];
-            if (ACCUMULATE) { v = v + c[idx]; }
-            c[idx] = v;
+    let r0 = row_base + lid.y;
+    let c0 = col_base + lid.x;
+    store(r0, c0, acc0, wg.z);
+    store(r0 + 16u, c0, acc1, wg.z);
+    store(r0 + 32u, c0, acc2, wg.z);
+    store(r0 + 48u, c0, acc3, wg.z);
+}
+
+fn store(row: u32, c0: u32, v: vec4<f32>, slice: u32) {
+    if (row >= p.m) { return; }
+    for (var j = 0u; j < 4u; j++) {
+        let col = c0 + 16u * j;
+        if (col >= p.n) { return; }
+        let idx = row * p.n + col;
+        if (SPLIT) {
+            c[slice * p.m * p.n + idx] = v[j];
+            continue;
         }
+        var out = p.alpha * v[j];
+        if (ACCUMULATE) { out = out + c[idx]; }
+        c[idx] = out;
     }
 }

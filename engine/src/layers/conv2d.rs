@@ -6,7 +6,7 @@ use super::{uniform_init, Layer, LayerIo, LayerPlan, Param};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::ops::bias::{bias_add, channel_sum};
-use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward, cpu, ConvShape};
+use crate::ops::conv2d::{conv2d_backward, conv2d_forward, cpu, ConvScratch, ConvShape};
 use crate::tensor::Tensor;
 
 /// `y[b,o] = b[o] + sum_c x[b,c] * W[o,c]` (cross-correlation) with `x` `(B, Cin, H, W)`,
@@ -99,17 +99,13 @@ impl Layer for Conv2d {
         let s = self.shape(io.batch, io.in_shape)?;
         let (oh, ow) = s.out_hw()?;
         let (w, bias) = (&self.params[0].value, &self.params[1].value);
-        let forward = vec![
-            conv2d_forward(io.dev, io.y, io.x, w, &s)?,
-            bias_add(io.dev, io.y, bias, io.batch, oh * ow)?,
-        ];
+        let scratch = ConvScratch::new(io.dev, &s, io.dy.is_some())?;
+        let mut forward = conv2d_forward(io.dev, io.y, io.x, w, &scratch, &s, io.matmul)?;
+        forward.push(bias_add(io.dev, io.y, bias, io.batch, oh * ow)?);
         let mut backward = Vec::new();
         if let Some(dy) = io.dy {
-            backward.push(conv2d_backward_weight(io.dev, &io.grads[0], dy, io.x, &s)?);
+            backward = conv2d_backward(io.dev, &io.grads[0], io.dx, dy, w, &scratch, &s, io.matmul)?;
             backward.push(channel_sum(io.dev, &io.grads[1], dy, io.batch, oh * ow)?);
-            if let Some(dx) = io.dx {
-                backward.push(conv2d_backward_input(io.dev, dx, dy, w, &s)?);
-            }
         }
         Ok(LayerPlan { forward, backward })
     }

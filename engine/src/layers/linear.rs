@@ -56,19 +56,17 @@ impl Layer for Linear {
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
         let (b, i, o) = (io.batch, self.inputs, self.outputs);
         let (w, bias) = (&self.params[0].value, &self.params[1].value);
-        let forward = vec![
-            matmul(io.dev, io.y, io.x, w, MatmulSpec { trans_b: true, ..MatmulSpec::new(b, o, i) }, io.matmul)?,
-            bias_add(io.dev, io.y, bias, b, 1)?,
-        ];
+        let mut forward = matmul(io.dev, io.y, io.x, w, MatmulSpec { trans_b: true, ..MatmulSpec::new(b, o, i) }, io.matmul)?;
+        forward.push(bias_add(io.dev, io.y, bias, b, 1)?);
         let mut backward = Vec::new();
         if let Some(dy) = io.dy {
             // dW = dy^T x: (out, in) from dy (B, out) and x (B, in).
             let dw = MatmulSpec { trans_a: true, ..MatmulSpec::new(o, i, b) };
-            backward.push(matmul(io.dev, &io.grads[0], dy, io.x, dw, io.matmul)?);
+            backward.extend(matmul(io.dev, &io.grads[0], dy, io.x, dw, io.matmul)?);
             backward.push(channel_sum(io.dev, &io.grads[1], dy, b, 1)?);
             if let Some(dx) = io.dx {
                 // dx = dy W: (B, in) from dy (B, out) and W (out, in).
-                backward.push(matmul(io.dev, dx, dy, w, MatmulSpec::new(b, i, o), io.matmul)?);
+                backward.extend(matmul(io.dev, dx, dy, w, MatmulSpec::new(b, i, o), io.matmul)?);
             }
         }
         Ok(LayerPlan { forward, backward })

@@ -1,9 +1,11 @@
 //! 2-D convolution (PyTorch's Conv2d without bias; the bias is [`super::bias`]): forward,
-//! input gradient and weight gradient.
+//! input gradient and weight gradient, as im2col / matrix product / col2im (see
+//! `shaders/src/conv2d.wgsl` for the scheme).
 
 use bytemuck::{Pod, Zeroable};
 
-use super::bias::grid_per_item;
+use super::matmul::{matmul, MatmulKernel, MatmulSpec};
+use super::permute::swap_outer;
 use super::{expect, u32_of};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
@@ -65,7 +67,6 @@ struct Params {
     cin: u32,
     h: u32,
     w: u32,
-    cout: u32,
     kh: u32,
     kw: u32,
     stride: u32,
@@ -73,6 +74,7 @@ struct Params {
     oh: u32,
     ow: u32,
     n: u32,
+    _pad0: u32,
 }
 
 fn params(s: &ConvShape, n: usize) -> Result<Params> {
@@ -82,7 +84,6 @@ fn params(s: &ConvShape, n: usize) -> Result<Params> {
         cin: u32_of(s.cin, "input channels")?,
         h: u32_of(s.h, "height")?,
         w: u32_of(s.w, "width")?,
-        cout: u32_of(s.cout, "output channels")?,
         kh: u32_of(s.kh, "kernel height")?,
         kw: u32_of(s.kw, "kernel width")?,
         stride: u32_of(s.stride, "stride")?,
@@ -90,40 +91,114 @@ fn params(s: &ConvShape, n: usize) -> Result<Params> {
         oh: u32_of(oh, "output height")?,
         ow: u32_of(ow, "output width")?,
         n: u32_of(n, "elements")?,
+        _pad0: 0,
     })
 }
 
-/// `y = conv2d(x, w)`.
+impl ConvShape {
+    /// `(CKK, B*P)`: the shape of the im2col matrix (CKK = Cin*KH*KW, P = OH*OW).
+    pub fn cols_shape(&self) -> Result<[usize; 2]> {
+        let (oh, ow) = self.out_hw()?;
+        Ok([self.cin * self.kh * self.kw, self.batch * oh * ow])
+    }
+}
+
+/// `cols = im2col(x)`.
+// cols is (Cin*KH*KW, B*OH*OW), x is (B, Cin, H, W).
+pub fn im2col(dev: &Device, cols: &Tensor, x: &Tensor, s: &ConvShape) -> Result<Dispatch> {
+    let (nx, _, _) = s.sizes()?;
+    let [r, c] = s.cols_shape()?;
+    expect(cols, "im2col output", r * c, DType::F32)?;
+    expect(x, "im2col input", nx, DType::F32)?;
+    let k = Kernel::get(dev, &asgd_shaders::CONV2D, "im2col", &[]);
+    Ok(Dispatch::new(dev, k, &params(s, r * c)?, &[cols, x], grid_1d(r * c, 256)))
+}
+
+/// `dx = col2im(dcols)`: each input element sums the column entries of its taps.
+// dx is (B, Cin, H, W), dcols is (Cin*KH*KW, B*OH*OW).
+pub fn col2im(dev: &Device, dx: &Tensor, dcols: &Tensor, s: &ConvShape) -> Result<Dispatch> {
+    let (nx, _, _) = s.sizes()?;
+    let [r, c] = s.cols_shape()?;
+    expect(dx, "col2im output", nx, DType::F32)?;
+    expect(dcols, "col2im input", r * c, DType::F32)?;
+    let k = Kernel::get(dev, &asgd_shaders::CONV2D, "col2im", &[]);
+    Ok(Dispatch::new(dev, k, &params(s, nx)?, &[dx, dcols], grid_1d(nx, 256)))
+}
+
+/// Scratch buffers of a convolution for one batch size: the im2col matrix (kept from the
+/// forward pass for the weight gradient), the product in (Cout, B, P) order, and its gradient.
+pub struct ConvScratch {
+    cols: Tensor,
+    y_t: Tensor,
+    dy_t: Tensor,
+    dcols: Tensor,
+}
+
+impl ConvScratch {
+    /// Allocates the scratch of shape `s`; `backward` adds the gradient buffers.
+    pub fn new(dev: &Device, s: &ConvShape, backward: bool) -> Result<Self> {
+        let [r, c] = s.cols_shape()?;
+        let small = |b: bool, n: usize| Tensor::empty(dev, &[if b { n } else { 1 }], DType::F32);
+        Ok(Self {
+            cols: Tensor::empty(dev, &[r, c], DType::F32),
+            y_t: Tensor::empty(dev, &[s.cout, c], DType::F32),
+            dy_t: small(backward, s.cout * c),
+            dcols: small(backward, r * c),
+        })
+    }
+}
+
+/// `y = conv2d(x, w)` without bias: im2col, one matrix product, a permute to NCHW.
 // y is (B, Cout, OH, OW), x is (B, Cin, H, W), w is (Cout, Cin, KH, KW).
-pub fn conv2d_forward(dev: &Device, y: &Tensor, x: &Tensor, w: &Tensor, s: &ConvShape) -> Result<Dispatch> {
-    let (nx, nw, ny) = s.sizes()?;
+pub fn conv2d_forward(
+    dev: &Device,
+    y: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    scratch: &ConvScratch,
+    s: &ConvShape,
+    kernel: MatmulKernel,
+) -> Result<Vec<Dispatch>> {
+    let (_, nw, ny) = s.sizes()?;
+    let [ckk, cols_n] = s.cols_shape()?;
+    expect(w, "conv2d weight", nw, DType::F32)?;
     expect(y, "conv2d output", ny, DType::F32)?;
-    expect(x, "conv2d input", nx, DType::F32)?;
-    expect(w, "conv2d weight", nw, DType::F32)?;
-    let k = Kernel::get(dev, &asgd_shaders::CONV2D, "conv2d_forward", &[]);
-    Ok(Dispatch::new(dev, k, &params(s, ny)?, &[y, x, w], grid_1d(ny, 256)))
+    let mut d = vec![im2col(dev, &scratch.cols, x, s)?];
+    d.extend(matmul(dev, &scratch.y_t, w, &scratch.cols, MatmulSpec::new(s.cout, cols_n, ckk), kernel)?);
+    d.push(swap_outer(dev, y, &scratch.y_t, s.cout, s.batch, cols_n / s.batch)?);
+    Ok(d)
 }
 
-/// `dx`, the gradient of the input.
-// dx is (B, Cin, H, W), dy is (B, Cout, OH, OW), w is (Cout, Cin, KH, KW).
-pub fn conv2d_backward_input(dev: &Device, dx: &Tensor, dy: &Tensor, w: &Tensor, s: &ConvShape) -> Result<Dispatch> {
-    let (nx, nw, ny) = s.sizes()?;
-    expect(dx, "conv2d input gradient", nx, DType::F32)?;
-    expect(dy, "conv2d output gradient", ny, DType::F32)?;
-    expect(w, "conv2d weight", nw, DType::F32)?;
-    let k = Kernel::get(dev, &asgd_shaders::CONV2D, "conv2d_backward_input", &[]);
-    Ok(Dispatch::new(dev, k, &params(s, nx)?, &[dx, dy, w], grid_1d(nx, 256)))
-}
-
-/// `dw`, the gradient of the weight (overwritten).
-// dw is (Cout, Cin, KH, KW), dy is (B, Cout, OH, OW), x is (B, Cin, H, W).
-pub fn conv2d_backward_weight(dev: &Device, dw: &Tensor, dy: &Tensor, x: &Tensor, s: &ConvShape) -> Result<Dispatch> {
-    let (nx, nw, ny) = s.sizes()?;
+/// The weight gradient `dw` (overwritten) and, when `dx` is given, the input gradient, from
+/// `dy` and the im2col matrix the forward pass left in `scratch`.
+// dw is (Cout, Cin, KH, KW), dx is (B, Cin, H, W), dy is (B, Cout, OH, OW).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward(
+    dev: &Device,
+    dw: &Tensor,
+    dx: Option<&Tensor>,
+    dy: &Tensor,
+    w: &Tensor,
+    scratch: &ConvScratch,
+    s: &ConvShape,
+    kernel: MatmulKernel,
+) -> Result<Vec<Dispatch>> {
+    let (_, nw, ny) = s.sizes()?;
+    let [ckk, cols_n] = s.cols_shape()?;
     expect(dw, "conv2d weight gradient", nw, DType::F32)?;
     expect(dy, "conv2d output gradient", ny, DType::F32)?;
-    expect(x, "conv2d input", nx, DType::F32)?;
-    let k = Kernel::get(dev, &asgd_shaders::CONV2D, "conv2d_backward_weight", &[]);
-    Ok(Dispatch::new(dev, k, &params(s, nw)?, &[dw, dy, x], grid_per_item(nw)))
+    expect(&scratch.dy_t, "conv2d scratch (built without backward?)", s.cout * cols_n, DType::F32)?;
+    let mut d = vec![swap_outer(dev, &scratch.dy_t, dy, s.batch, s.cout, cols_n / s.batch)?];
+    // dW = dy' cols^T: (Cout, CKK) from dy' (Cout, B*P) and cols (CKK, B*P).
+    let spec = MatmulSpec { trans_b: true, ..MatmulSpec::new(s.cout, ckk, cols_n) };
+    d.extend(matmul(dev, dw, &scratch.dy_t, &scratch.cols, spec, kernel)?);
+    if let Some(dx) = dx {
+        // dcols = W^T dy': (CKK, B*P) from W (Cout, CKK) and dy' (Cout, B*P).
+        let spec = MatmulSpec { trans_a: true, ..MatmulSpec::new(ckk, cols_n, s.cout) };
+        d.extend(matmul(dev, &scratch.dcols, w, &scratch.dy_t, spec, kernel)?);
+        d.push(col2im(dev, dx, &scratch.dcols, s)?);
+    }
+    Ok(d)
 }
 
 /// CPU references in f64, written as the textbook loops.
@@ -164,6 +239,31 @@ pub mod cpu {
 
     fn wi(s: &ConvShape, o: usize, c: usize, ky: usize, kx: usize) -> usize {
         ((o * s.cin + c) * s.kh + ky) * s.kw + kx
+    }
+
+    /// `cols = im2col(x)`, shape `(Cin*KH*KW, B*OH*OW)`.
+    pub fn im2col(x: &[f64], s: &ConvShape) -> Vec<f64> {
+        let [r, c] = s.cols_shape().expect("valid shape");
+        let (oh, ow) = s.out_hw().expect("valid shape");
+        let mut cols = vec![0.0; r * c];
+        taps(s, |b, o, ch, oy, ox, ky, kx, xi| {
+            if o == 0 {
+                cols[((ch * s.kh + ky) * s.kw + kx) * c + (b * oh + oy) * ow + ox] = x[xi];
+            }
+        });
+        cols
+    }
+
+    /// `dx = col2im(dcols)`: the adjoint of [`im2col`].
+    pub fn col2im(dx: &mut [f64], dcols: &[f64], s: &ConvShape) {
+        let [_, c] = s.cols_shape().expect("valid shape");
+        let (oh, ow) = s.out_hw().expect("valid shape");
+        dx.fill(0.0);
+        taps(s, |b, o, ch, oy, ox, ky, kx, xi| {
+            if o == 0 {
+                dx[xi] += dcols[((ch * s.kh + ky) * s.kw + kx) * c + (b * oh + oy) * ow + ox];
+            }
+        });
     }
 
     /// `y = conv2d(x, w)`.

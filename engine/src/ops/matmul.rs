@@ -5,7 +5,7 @@ use bytemuck::{Pod, Zeroable};
 use super::{expect, u32_of};
 use crate::device::Device;
 use crate::error::Result;
-use crate::kernel::{Dispatch, Kernel};
+use crate::kernel::{grid_1d, Dispatch, Kernel};
 use crate::tensor::{DType, Tensor};
 
 /// Which WGSL implementation runs a matrix product.
@@ -75,9 +75,37 @@ struct Params {
     n: u32,
     k: u32,
     alpha: f32,
+    k_chunk: u32,
+    _pad: [u32; 3],
 }
 
-/// `c = alpha * op(a) op(b) (+ c)`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SplitParams {
+    mn: u32,
+    splits: u32,
+    alpha: f32,
+    accumulate: u32,
+}
+
+/// Workgroups below which a product is split along K, and the fewest K values per split.
+const SPLIT_BELOW_GROUPS: usize = 32;
+const MIN_K_PER_SPLIT: usize = 256;
+
+/// `(splits, k_chunk)` for a product with `tiles` output workgroups: split K when there are
+/// too few workgroups to occupy a device and K is long enough to share out. `k_chunk` is a
+/// multiple of 16 (the tiled kernel's K slice).
+pub fn split_k(tiles: usize, k: usize) -> (usize, usize) {
+    if tiles >= SPLIT_BELOW_GROUPS || k < 2 * MIN_K_PER_SPLIT {
+        return (1, k);
+    }
+    let want = SPLIT_BELOW_GROUPS.div_ceil(tiles).min(k / MIN_K_PER_SPLIT).max(1);
+    let chunk = k.div_ceil(want).div_ceil(16) * 16;
+    (k.div_ceil(chunk), chunk)
+}
+
+/// `c = alpha * op(a) op(b) (+ c)`: one dispatch, or two when K is split (the second adds
+/// the partial products in a fixed order, so results stay deterministic).
 // c is (M, N); a is (M, K) or (K, M) with trans_a; b is (K, N) or (N, K) with trans_b.
 pub fn matmul(
     dev: &Device,
@@ -86,25 +114,122 @@ pub fn matmul(
     b: &Tensor,
     spec: MatmulSpec,
     kernel: MatmulKernel,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let MatmulSpec { m, n, k, .. } = spec;
     expect(c, "matmul output", m * n, DType::F32)?;
     expect(a, "matmul left operand", m * k, DType::F32)?;
     expect(b, "matmul right operand", k * n, DType::F32)?;
-    let params = Params { m: u32_of(m, "M")?, n: u32_of(n, "N")?, k: u32_of(k, "K")?, alpha: spec.alpha };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    let kern = Kernel::get(
-        dev,
-        kernel.shader(),
-        "matmul",
-        &[
-            ("TRANS_A", flag(spec.trans_a)),
-            ("TRANS_B", flag(spec.trans_b)),
-            ("ACCUMULATE", flag(spec.accumulate)),
-        ],
-    );
-    let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1];
-    Ok(Dispatch::new(dev, kern, &params, &[c, a, b], groups))
+    let mut constants = vec![
+        ("TRANS_A", flag(spec.trans_a)),
+        ("TRANS_B", flag(spec.trans_b)),
+        ("ACCUMULATE", flag(spec.accumulate)),
+    ];
+    if use_kdot(m, n, k) {
+        return matmul_kdot(dev, c, a, b, spec, &constants);
+    }
+    let (rows, cols) = match kernel {
+        MatmulKernel::Blocked => {
+            let tx = threads_along_columns(m, n);
+            constants.push(("TX", tx as f64));
+            (4 * 256 / tx, 4 * tx)
+        }
+        MatmulKernel::Tiled => (64, 64),
+    };
+    let (gx, gy) = (n.div_ceil(cols), m.div_ceil(rows));
+    let (splits, k_chunk) = split_k(gx * gy, k);
+    constants.push(("SPLIT", flag(splits > 1)));
+    let params = Params {
+        m: u32_of(m, "M")?,
+        n: u32_of(n, "N")?,
+        k: u32_of(k, "K")?,
+        alpha: spec.alpha,
+        k_chunk: u32_of(k_chunk, "K chunk")?,
+        _pad: [0; 3],
+    };
+    let kern = Kernel::get(dev, kernel.shader(), "matmul", &constants);
+    let groups = [gx as u32, gy as u32, splits as u32];
+    if splits == 1 {
+        return Ok(vec![Dispatch::new(dev, kern, &params, &[c, a, b], groups)]);
+    }
+    let part = Tensor::empty(dev, &[splits, m, n], DType::F32);
+    Ok(vec![Dispatch::new(dev, kern, &params, &[&part, a, b], groups), split_sum(dev, c, &part, spec)?])
+}
+
+/// Adds the `(S, M, N)` partial products in `part` into `c` with the spec's alpha and
+/// accumulation.
+fn split_sum(dev: &Device, c: &Tensor, part: &Tensor, spec: MatmulSpec) -> Result<Dispatch> {
+    let mn = spec.m * spec.n;
+    let sp = SplitParams {
+        mn: u32_of(mn, "M*N")?,
+        splits: u32_of(part.numel() / mn.max(1), "splits")?,
+        alpha: spec.alpha,
+        accumulate: spec.accumulate as u32,
+    };
+    let sum = Kernel::get(dev, &asgd_shaders::MATMUL_SPLIT, "split_sum", &[]);
+    Ok(Dispatch::new(dev, sum, &sp, &[c, part], grid_1d(mn, 256)))
+}
+
+/// Terms of K per `matmul_kdot` workgroup at least (four per thread).
+const KDOT_MIN_CHUNK: usize = 1024;
+
+/// The `matmul_kdot` path: 4x4 output blocks, K shared by the threads of a workgroup and
+/// split over enough workgroups to occupy the device, then [`split_sum`].
+fn matmul_kdot(
+    dev: &Device,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    spec: MatmulSpec,
+    constants: &[(&'static str, f64)],
+) -> Result<Vec<Dispatch>> {
+    let MatmulSpec { m, n, k, .. } = spec;
+    let (gx, gy) = (n.div_ceil(4), m.div_ceil(4));
+    let want = SPLIT_BELOW_GROUPS.div_ceil(gx * gy).min(k / KDOT_MIN_CHUNK).max(1);
+    let chunk = k.div_ceil(want);
+    let splits = k.div_ceil(chunk);
+    let params = Params {
+        m: u32_of(m, "M")?,
+        n: u32_of(n, "N")?,
+        k: u32_of(k, "K")?,
+        alpha: 1.0,
+        k_chunk: u32_of(chunk, "K chunk")?,
+        _pad: [0; 3],
+    };
+    // Only the transposes apply to this kernel.
+    let kern = Kernel::get(dev, &asgd_shaders::MATMUL_KDOT, "matmul_kdot", &constants[..2]);
+    let part = Tensor::empty(dev, &[splits, m, n], DType::F32);
+    Ok(vec![
+        Dispatch::new(dev, kern, &params, &[&part, a, b], [gx as u32, gy as u32, splits as u32]),
+        split_sum(dev, c, &part, spec)?,
+    ])
+}
+
+/// The blocked kernel's layout for an (m, n) output: of 1..256 threads along the columns
+/// (tiles from 1024x4 to 4x1024), the one that computes the fewest padded elements; among
+/// equals the squarest. Convolutions produce thin products (6 or 16 rows by thousands of
+/// columns) that a square 64x64 tile would mostly waste.
+pub fn threads_along_columns(m: usize, n: usize) -> usize {
+    let padded = |tx: usize| {
+        let (rows, cols) = (4 * 256 / tx, 4 * tx);
+        m.div_ceil(rows) * rows * n.div_ceil(cols) * cols
+    };
+    let squareness = |tx: usize| (tx as f64 / 16.0).log2().abs() as usize;
+    [16, 8, 32, 4, 64, 2, 128, 1, 256].into_iter().min_by_key(|&tx| (padded(tx), squareness(tx))).expect("non-empty")
+}
+
+/// Elements a 256-thread register tile computes for an (m, n) output with the best layout.
+fn padded_tile_area(m: usize, n: usize) -> usize {
+    let tx = threads_along_columns(m, n);
+    let (rows, cols) = (4 * 256 / tx, 4 * tx);
+    m.div_ceil(rows) * rows * n.div_ceil(cols) * cols
+}
+
+/// True when `matmul_kdot` (threads share K, a 4x4 block per workgroup) should compute an
+/// (m, n, k) product: the output is at least 4 times smaller than any register tile and K is
+/// long enough to give each of 256 threads several terms.
+pub fn use_kdot(m: usize, n: usize, k: usize) -> bool {
+    k >= 1024 && padded_tile_area(m, n) >= 4 * m.div_ceil(4) * 4 * n.div_ceil(4) * 4
 }
 
 /// CPU reference in f64.

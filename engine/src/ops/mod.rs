@@ -12,6 +12,7 @@ pub mod elementwise;
 pub mod matmul;
 pub mod maxpool;
 pub mod metrics;
+pub mod permute;
 pub mod relu;
 pub mod sgd;
 pub mod softmax_xent;

@@ -1,4 +1,5 @@
-use asgd_engine::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward, cpu, ConvShape};
+use asgd_engine::ops::conv2d::{col2im, conv2d_backward, conv2d_forward, cpu, im2col, ConvScratch, ConvShape};
+use asgd_engine::ops::matmul::MatmulKernel;
 use asgd_engine::{DType, Tensor};
 
 use crate::support::*;
@@ -16,7 +17,24 @@ const SHAPES: &[ConvShape] = &[
 ];
 
 #[test]
-fn forward_and_backward_match_reference() {
+fn im2col_and_col2im_match_reference() {
+    for (i, s) in SHAPES.iter().enumerate() {
+        let (nx, _, _) = s.sizes().unwrap();
+        let [r, c] = s.cols_shape().unwrap();
+        let x = as_f32(&rand_vec(900 + i as u64, nx));
+        let dcols = as_f32(&rand_vec(950 + i as u64, r * c));
+        let tcols = upload(&[r, c], &vec![f64::NAN; r * c]);
+        im2col(dev(), &tcols, &upload(&[nx], &x), s).unwrap().run(dev());
+        assert_close(&format!("im2col {s:?}"), &tcols.to_vec_f32().unwrap(), &cpu::im2col(&x, s), 0.0);
+        let tdx = upload(&[nx], &vec![f64::NAN; nx]);
+        col2im(dev(), &tdx, &upload(&[r, c], &dcols), s).unwrap().run(dev());
+        let mut dx = vec![0.0; nx];
+        cpu::col2im(&mut dx, &dcols, s);
+        assert_close(&format!("col2im {s:?}"), &tdx.to_vec_f32().unwrap(), &dx, 1e-6);
+    }
+}
+
+fn forward_and_backward(kernel: MatmulKernel) {
     for (i, s) in SHAPES.iter().enumerate() {
         let (nx, nw, ny) = s.sizes().unwrap();
         let (oh, ow) = s.out_hw().unwrap();
@@ -30,18 +48,29 @@ fn forward_and_backward_match_reference() {
         let ty = Tensor::empty(dev(), &[s.batch, s.cout, oh, ow], DType::F32);
         let tdx = Tensor::empty(dev(), &[s.batch, s.cin, s.h, s.w], DType::F32);
         let tdw = Tensor::empty(dev(), &[s.cout, s.cin, s.kh, s.kw], DType::F32);
-        conv2d_forward(dev(), &ty, &tx, &tw, s).unwrap().run(dev());
-        conv2d_backward_input(dev(), &tdx, &tdy, &tw, s).unwrap().run(dev());
-        conv2d_backward_weight(dev(), &tdw, &tdy, &tx, s).unwrap().run(dev());
+        let scratch = ConvScratch::new(dev(), s, true).unwrap();
+        let mut all = conv2d_forward(dev(), &ty, &tx, &tw, &scratch, s, kernel).unwrap();
+        all.extend(conv2d_backward(dev(), &tdw, Some(&tdx), &tdy, &tw, &scratch, s, kernel).unwrap());
+        asgd_engine::kernel::run_all(dev(), &all.iter().collect::<Vec<_>>());
         let (mut y, mut dx, mut dw) = (vec![0.0; ny], vec![0.0; nx], vec![0.0; nw]);
         cpu::conv2d_forward(&mut y, &x, &w, s);
         cpu::conv2d_backward_input(&mut dx, &dy, &w, s);
         cpu::conv2d_backward_weight(&mut dw, &dy, &x, s);
         let tol = 1e-5 * ((s.batch * oh * ow) as f64).sqrt();
-        assert_close(&format!("forward {s:?}"), &ty.to_vec_f32().unwrap(), &y, tol);
-        assert_close(&format!("backward input {s:?}"), &tdx.to_vec_f32().unwrap(), &dx, tol);
-        assert_close(&format!("backward weight {s:?}"), &tdw.to_vec_f32().unwrap(), &dw, tol);
+        assert_close(&format!("{kernel:?} forward {s:?}"), &ty.to_vec_f32().unwrap(), &y, tol);
+        assert_close(&format!("{kernel:?} backward input {s:?}"), &tdx.to_vec_f32().unwrap(), &dx, tol);
+        assert_close(&format!("{kernel:?} backward weight {s:?}"), &tdw.to_vec_f32().unwrap(), &dw, tol);
     }
+}
+
+#[test]
+fn forward_and_backward_match_reference_blocked() {
+    forward_and_backward(MatmulKernel::Blocked);
+}
+
+#[test]
+fn forward_and_backward_match_reference_tiled() {
+    forward_and_backward(MatmulKernel::Tiled);
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod conv2d;
 mod elementwise;
 mod matmul;
 mod maxpool;
+mod permute;
 mod relu;
 mod sgd;
 mod softmax_xent;
