@@ -15,6 +15,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// List GPU adapters: index, name, backend, type, driver.
+    Devices(cli::devices::DevicesArgs),
+    /// Train a model.
+    Train(Box<cli::train::TrainArgs>),
+    /// Test loss and accuracy of a checkpoint.
+    Eval(cli::eval::EvalArgs),
+    /// Gradients of one batch's mean loss, for comparison with other frameworks.
+    Grads(cli::grads::GradsArgs),
     /// Download or inspect datasets.
     #[command(subcommand)]
     Data(cli::data::DataCommand),
@@ -27,6 +35,10 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Matrix-product GFLOP/s for square sizes and the MLP's layer shapes.
+    Matmul(cli::bench::BenchMatmulArgs),
+    /// Training samples/s for the MLP (batch 128) and LeNet-5 (batch 64).
+    Step(cli::bench::BenchStepArgs),
     /// Ring all-reduce latency and bus bandwidth across local processes, against a plain TCP stream.
     Allreduce(cli::bench_allreduce::BenchAllreduceArgs),
 }
@@ -34,6 +46,12 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Devices(args) => cli::devices::run(args),
+        Command::Train(args) => cli::train::run(*args),
+        Command::Eval(args) => cli::eval::run(args),
+        Command::Grads(args) => cli::grads::run(args),
+        Command::Bench(BenchCommand::Matmul(args)) => cli::bench::run_matmul(args),
+        Command::Bench(BenchCommand::Step(args)) => cli::bench::run_step(args),
         Command::Data(cmd) => cli::data::run(cmd),
         Command::Launch(args) => cli::launch::run(args),
         Command::Bench(BenchCommand::Allreduce(args)) => cli::bench_allreduce::run(args),

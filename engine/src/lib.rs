@@ -13,6 +13,7 @@ pub mod plan;
 pub mod ops;
 pub mod pool;
 pub mod tensor;
+pub mod train;
 
 pub use device::{list_adapters, AdapterSummary, BackendChoice, Device, DeviceOptions};
 pub use error::{EngineError, Result};

@@ -1,5 +1,11 @@
 //! One module per subcommand: its clap arguments and its `run`.
 
+pub mod bench;
 pub mod bench_allreduce;
+pub mod common;
+pub mod devices;
+pub mod eval;
+pub mod grads;
+pub mod train;
 pub mod data;
 pub mod launch;

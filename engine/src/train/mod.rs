@@ -1,0 +1,183 @@
+//! Training loops and what they share: configuration, progress events, evaluation,
+//! checkpoints.
+//!
+//! A loop reports through an observer callback ([`Event`]); the CLI turns events into a
+//! progress bar and JSON Lines metrics, a library user into whatever it likes.
+
+mod checkpoint;
+mod eval;
+mod sync;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, CheckpointMeta};
+pub use eval::{evaluate, Evaluator};
+pub use sync::train_sync;
+
+use crate::ops::sgd::SgdParams;
+
+/// What a training run does. Sizes are in samples, times in seconds.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    /// Epochs to train in total (a resumed run continues up to this many).
+    pub epochs: usize,
+    /// Samples per step. A final partial batch of an epoch is dropped, so every step has the
+    /// same size (and the same compiled plan).
+    pub batch: usize,
+    /// Optimiser hyper-parameters.
+    pub sgd: SgdParams,
+    /// Seeds the epoch order (the model's initialisation is seeded where it is built).
+    pub seed: u64,
+    /// Steps between read-backs of the training loss (each read-back waits for the GPU).
+    pub log_every: u64,
+    /// Also evaluate on the test set every this many steps (besides each epoch's end).
+    pub eval_every: Option<u64>,
+    /// Samples per evaluation batch.
+    pub eval_batch: usize,
+    /// Test accuracy (0..1) whose first crossing is reported as `time_to_target_s`.
+    pub target_acc: Option<f64>,
+    /// Stop as soon as `target_acc` is reached.
+    pub stop_at_target: bool,
+    /// Stop after this many steps in total (for quick runs and examples).
+    pub max_steps: Option<u64>,
+    /// Write a checkpoint here at the end of each epoch and of the run.
+    pub checkpoint: Option<PathBuf>,
+    /// Also write the checkpoint every this many steps.
+    pub checkpoint_every: Option<u64>,
+    /// What checkpoints record about the run (model description, data...); the position and
+    /// seed are filled in when each is written.
+    pub checkpoint_meta: CheckpointMeta,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            batch: 128,
+            sgd: SgdParams { lr: 0.05, momentum: 0.9, weight_decay: 0.0 },
+            seed: 0,
+            log_every: 50,
+            eval_every: None,
+            eval_batch: 1000,
+            target_acc: None,
+            stop_at_target: false,
+            max_steps: None,
+            checkpoint: None,
+            checkpoint_every: None,
+            checkpoint_meta: CheckpointMeta::default(),
+        }
+    }
+}
+
+/// Where a run starts: zero for a fresh run, or where a checkpoint left off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Epoch index (0-based) of the next step.
+    pub epoch: usize,
+    /// Batch index within that epoch of the next step.
+    pub batch_in_epoch: usize,
+    /// Steps taken so far in the whole run.
+    pub step: u64,
+}
+
+/// Progress of a run. Epochs are reported 1-based (`epoch: 1` is the first).
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Before the first step.
+    Start { steps_per_epoch: u64, total_steps: u64, start_step: u64, params: usize },
+    /// After every step (for progress bars; not written to metrics).
+    Tick { epoch: usize, step: u64 },
+    /// Every `log_every` steps: the mean training loss and accuracy over the window.
+    Log { epoch: usize, step: u64, train_loss: f64, train_acc: f64, samples_per_s: f64, wall_s: f64 },
+    /// After an evaluation on the test set.
+    Eval { epoch: usize, step: u64, test_loss: f64, test_acc: f64, wall_s: f64, train_s: f64 },
+    /// At the end of an epoch, after its evaluation.
+    Epoch { epoch: usize, step: u64, train_loss: f64, test_loss: f64, test_acc: f64, samples_per_s: f64, wall_s: f64 },
+    /// A checkpoint was written.
+    Checkpoint { path: PathBuf, step: u64, wall_s: f64 },
+    /// The end of the run.
+    Done(Summary),
+}
+
+/// What a run achieved. `wall_s` includes evaluations; `train_s` excludes them.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub steps: u64,
+    pub samples: u64,
+    pub test_acc: f64,
+    pub test_loss: f64,
+    pub wall_s: f64,
+    pub train_s: f64,
+    /// Training samples per second of `train_s`.
+    pub samples_per_s: f64,
+    /// Training time (`train_s`) at the first evaluation reaching the target accuracy.
+    pub time_to_target_s: Option<f64>,
+}
+
+impl Event {
+    /// The JSON Lines form of the event, per the CLI contract: `event`, `wall_s`, and where they
+    /// apply `epoch`, `step`, `train_loss`, `test_acc`, `samples_per_s`. `None` for [`Event::Tick`].
+    pub fn to_json(&self) -> Option<serde_json::Value> {
+        use serde_json::json;
+        Some(match self {
+            Event::Tick { .. } => return None,
+            Event::Start { steps_per_epoch, total_steps, start_step, params } => json!({
+                "event": "start", "wall_s": 0.0, "steps_per_epoch": steps_per_epoch,
+                "total_steps": total_steps, "start_step": start_step, "params": params,
+            }),
+            Event::Log { epoch, step, train_loss, train_acc, samples_per_s, wall_s } => json!({
+                "event": "log", "epoch": epoch, "step": step, "train_loss": train_loss,
+                "train_acc": train_acc, "samples_per_s": samples_per_s, "wall_s": wall_s,
+            }),
+            Event::Eval { epoch, step, test_loss, test_acc, wall_s, train_s } => json!({
+                "event": "eval", "epoch": epoch, "step": step, "test_loss": test_loss,
+                "test_acc": test_acc, "wall_s": wall_s, "train_s": train_s,
+            }),
+            Event::Epoch { epoch, step, train_loss, test_loss, test_acc, samples_per_s, wall_s } => json!({
+                "event": "epoch", "epoch": epoch, "step": step, "train_loss": train_loss,
+                "test_loss": test_loss, "test_acc": test_acc, "samples_per_s": samples_per_s,
+                "wall_s": wall_s,
+            }),
+            Event::Checkpoint { path, step, wall_s } => json!({
+                "event": "checkpoint", "path": path.display().to_string(), "step": step, "wall_s": wall_s,
+            }),
+            Event::Done(s) => json!({
+                "event": "done", "test_acc": s.test_acc, "test_loss": s.test_loss, "wall_s": s.wall_s,
+                "train_s": s.train_s, "steps": s.steps, "samples": s.samples,
+                "samples_per_s": s.samples_per_s, "time_to_target_s": s.time_to_target_s,
+            }),
+        })
+    }
+}
+
+/// The observer a loop reports to; an error from it stops the run.
+pub type Observer<'a> = dyn FnMut(&Event) -> crate::Result<()> + 'a;
+
+/// Wall time since the start, and training time that excludes paused spans (evaluations).
+pub(crate) struct Clock {
+    start: Instant,
+    paused: f64,
+}
+
+impl Clock {
+    pub(crate) fn start() -> Self {
+        Self { start: Instant::now(), paused: 0.0 }
+    }
+
+    pub(crate) fn wall(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    pub(crate) fn train(&self) -> f64 {
+        self.wall() - self.paused
+    }
+
+    /// Runs `f` without counting it as training time.
+    pub(crate) fn paused<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t0 = Instant::now();
+        let out = f();
+        self.paused += t0.elapsed().as_secs_f64();
+        out
+    }
+}

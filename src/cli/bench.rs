@@ -1,0 +1,219 @@
+//! `asgd bench matmul` and `asgd bench step`: GPU throughput, printed as a table and one JSON
+//! line per result.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use asgd::engine::ops::matmul::{matmul, MatmulKernel, MatmulSpec};
+use asgd::engine::{kernel::Dispatch, Tensor};
+use asgd::{Device, Model, ModelConfig, Sgd, SgdParams};
+
+use super::common::{positive, DeviceArgs};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelChoice {
+    Blocked,
+    Tiled,
+    Both,
+}
+
+#[derive(clap::Args)]
+pub struct BenchMatmulArgs {
+    /// Which matmul kernel(s) to time.
+    #[arg(long, value_enum, default_value = "both")]
+    pub kernel: KernelChoice,
+    /// Square sizes to time, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "256,384,512,768,1024")]
+    pub sizes: Vec<usize>,
+    /// Minimum seconds of timed work per shape.
+    #[arg(long, default_value_t = 0.5)]
+    pub min_time: f64,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(clap::Args)]
+pub struct BenchStepArgs {
+    /// Timed steps per model (after two warm-up steps).
+    #[arg(long, default_value = "20", value_parser = positive)]
+    pub steps: usize,
+    /// Models to time, comma-separated (mlp at batch 128, lenet at batch 64).
+    #[arg(long, value_delimiter = ',', default_value = "mlp,lenet")]
+    pub models: Vec<String>,
+    /// Also time each layer's forward and backward pass on its own.
+    #[arg(long)]
+    pub per_layer: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// Runs `d` `reps` times in one pass and waits; returns seconds.
+fn time_dispatch(dev: &Device, d: &[Dispatch], reps: usize) -> Result<f64> {
+    let t0 = Instant::now();
+    let mut enc = dev.wgpu().create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        for _ in 0..reps {
+            d.iter().for_each(|d| d.record(&mut pass));
+        }
+    }
+    dev.queue().submit([enc.finish()]);
+    dev.wait_idle()?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+fn bench_one(dev: &Device, label: &str, spec: MatmulSpec, kernel: MatmulKernel, min_time: f64) -> Result<()> {
+    let (m, n, k) = (spec.m, spec.n, spec.k);
+    let a = Tensor::from_f32(dev, &[m * k], &vec![0.5; m * k])?;
+    let b = Tensor::from_f32(dev, &[k * n], &vec![0.25; k * n])?;
+    let c = Tensor::zeros(dev, &[m * n]);
+    let d = matmul(dev, &c, &a, &b, spec, kernel)?;
+    // Warm-up (compiles the pipeline), then size the repetitions to fill min_time.
+    let once = time_dispatch(dev, &d, 1)?.max(1e-6);
+    let reps = ((min_time / once).ceil() as usize).clamp(1, 1000);
+    let secs = time_dispatch(dev, &d, reps)?;
+    let gflops = spec.flops() * reps as f64 / secs / 1e9;
+    let ms = 1e3 * secs / reps as f64;
+    let kname = format!("{kernel:?}").to_lowercase();
+    println!("{label:<14} {m:>5} {n:>5} {k:>5} {:>3} {:>3} {kname:<8} {ms:>10.3} {gflops:>9.2}", t(spec.trans_a), t(spec.trans_b));
+    println!(
+        "{}",
+        serde_json::json!({"bench": "matmul", "shape": label, "m": m, "n": n, "k": k, "trans_a": spec.trans_a,
+            "trans_b": spec.trans_b, "kernel": kname, "ms": ms, "gflops": gflops, "device": dev.info().name})
+    );
+    Ok(())
+}
+
+fn t(b: bool) -> &'static str {
+    if b {
+        "T"
+    } else {
+        "N"
+    }
+}
+
+pub fn run_matmul(args: BenchMatmulArgs) -> Result<ExitCode> {
+    let dev = args.device.open()?;
+    let kernels = match args.kernel {
+        KernelChoice::Blocked => vec![MatmulKernel::Blocked],
+        KernelChoice::Tiled => vec![MatmulKernel::Tiled],
+        KernelChoice::Both => vec![MatmulKernel::Blocked, MatmulKernel::Tiled],
+    };
+    println!("device: {} ({}, {})", dev.info().name, dev.info().backend, dev.info().device_type);
+    println!("{:<14} {:>5} {:>5} {:>5} {:>3} {:>3} {:<8} {:>10} {:>9}", "shape", "M", "N", "K", "A", "B", "kernel", "ms", "GFLOP/s");
+    // The MLP's products at batch 128: forward (X W^T), input gradient (dY W), weight gradient (dY^T X).
+    let mlp: [(&str, MatmulSpec); 6] = [
+        ("fc1 forward", MatmulSpec { trans_b: true, ..MatmulSpec::new(128, 512, 784) }),
+        ("fc1 dW", MatmulSpec { trans_a: true, ..MatmulSpec::new(512, 784, 128) }),
+        ("fc2 forward", MatmulSpec { trans_b: true, ..MatmulSpec::new(128, 512, 512) }),
+        ("fc2 dX", MatmulSpec::new(128, 512, 512)),
+        ("fc2 dW", MatmulSpec { trans_a: true, ..MatmulSpec::new(512, 512, 128) }),
+        ("fc3 forward", MatmulSpec { trans_b: true, ..MatmulSpec::new(128, 10, 512) }),
+    ];
+    for &kernel in &kernels {
+        for &n in &args.sizes {
+            bench_one(&dev, &format!("square {n}"), MatmulSpec::new(n, n, n), kernel, args.min_time)?;
+        }
+        for (label, spec) in mlp {
+            bench_one(&dev, label, spec, kernel, args.min_time)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// FLOPs of one training step: forward, input gradients (not for the first layer) and weight
+/// gradients of every linear and convolution layer; element-wise work is left out.
+fn step_flops(model: &Model, batch: usize) -> f64 {
+    let shapes = model.activation_shapes();
+    let mut total = 0.0;
+    let mut first = true;
+    for (i, layer) in model.layers().iter().enumerate() {
+        let Some(w) = layer.params().first() else { continue };
+        let out: usize = shapes[i + 1].iter().product();
+        // Multiply-adds per output element: the weight's fan-in.
+        let fan_in: usize = w.value.shape()[1..].iter().product();
+        let fwd = 2.0 * (batch * out * fan_in) as f64;
+        total += fwd * if first { 2.0 } else { 3.0 };
+        first = false;
+    }
+    total
+}
+
+pub fn run_step(args: BenchStepArgs) -> Result<ExitCode> {
+    let dev = args.device.open()?;
+    println!("device: {} ({}, {})", dev.info().name, dev.info().backend, dev.info().device_type);
+    println!("{:<8} {:>6} {:>10} {:>12} {:>12} {:>10}", "model", "batch", "ms/step", "samples/s", "GFLOP/step", "GFLOP/s");
+    for name in &args.models {
+        let cfg = ModelConfig::parse(name)?;
+        let batch = if cfg == ModelConfig::Lenet { 64 } else { 128 };
+        let model = cfg.build(&dev, [1, 28, 28], 10, 0)?;
+        let sgd = Sgd::new(&model, SgdParams { lr: 0.01, momentum: 0.9, weight_decay: 0.0 });
+        let plan = model.plan(batch, true)?;
+        let updates = sgd.updates(&model, &plan)?;
+        let images: Vec<f32> = (0..batch * 784).map(|i| ((i * 37) % 255) as f32 / 255.0 - 0.5).collect();
+        let labels: Vec<u32> = (0..batch).map(|i| (i % 10) as u32).collect();
+        let step = || -> Result<()> {
+            plan.upload(&images, &labels)?;
+            let mut enc = dev.wgpu().create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                plan.record_forward(&mut pass);
+                plan.record_loss(&mut pass);
+                for i in (0..plan.num_layers()).rev() {
+                    plan.record_backward(i, &mut pass);
+                    updates.record(i, &mut pass);
+                }
+            }
+            dev.queue().submit([enc.finish()]);
+            Ok(())
+        };
+        step()?;
+        step()?;
+        dev.wait_idle()?;
+        let t0 = Instant::now();
+        for _ in 0..args.steps {
+            step()?;
+        }
+        dev.wait_idle()?;
+        let secs = t0.elapsed().as_secs_f64();
+        let ms = 1e3 * secs / args.steps as f64;
+        let rate = (batch * args.steps) as f64 / secs;
+        let gflop = step_flops(&model, batch) / 1e9;
+        println!("{:<8} {batch:>6} {ms:>10.2} {rate:>12.0} {gflop:>12.3} {:>10.2}", cfg.kind(), gflop / (ms / 1e3));
+        if args.per_layer {
+            per_layer(&dev, &model, &plan, args.steps)?;
+        }
+        println!(
+            "{}",
+            serde_json::json!({"bench": "step", "model": cfg.kind(), "batch": batch, "ms_per_step": ms,
+                "samples_per_s": rate, "gflop_per_step": gflop, "gflops": gflop / (ms / 1e3), "device": dev.info().name})
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Times each layer's forward and backward dispatches alone, `reps` times each.
+fn per_layer(dev: &Device, model: &Model, plan: &asgd::engine::Plan, reps: usize) -> Result<()> {
+    let time = |f: &dyn Fn(&mut wgpu::ComputePass<'_>)| -> Result<f64> {
+        let t0 = Instant::now();
+        let mut enc = dev.wgpu().create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for _ in 0..reps {
+                f(&mut pass);
+            }
+        }
+        dev.queue().submit([enc.finish()]);
+        dev.wait_idle()?;
+        Ok(1e3 * t0.elapsed().as_secs_f64() / reps as f64)
+    };
+    for (i, layer) in model.layers().iter().enumerate() {
+        let f = time(&|p| plan.record_forward_layer(i, p))?;
+        let b = time(&|p| plan.record_backward(i, p))?;
+        println!("    {:<10} forward {f:>8.3} ms   backward {b:>8.3} ms", layer.name());
+    }
+    let l = time(&|p| plan.record_loss(p))?;
+    println!("    {:<10} {l:>8.3} ms", "loss");
+    Ok(())
+}

@@ -1,0 +1,318 @@
+//! `asgd train`: train a model on a dataset with one of the algorithms.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use asgd::engine::io::metrics::MetricsWriter;
+use asgd::{load_checkpoint, CheckpointMeta, Event, ModelConfig, Position, Sgd, SgdParams, TrainConfig};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::common::{positive, secs, sizes, DataArgs, DeviceArgs};
+
+/// Training algorithms (see the README for what each does).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algo {
+    /// Synchronous SGD (with --workers N: lock-step data parallel).
+    Sync,
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Model: mlp or lenet.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
+    /// Hidden layer sizes of the MLP, comma-separated.
+    #[arg(long, value_parser = sizes)]
+    pub hidden: Option<Vec<usize>>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Training algorithm.
+    #[arg(long, value_enum, default_value = "sync")]
+    pub algo: Algo,
+    /// Epochs in total [default: 20 on digits, 3 otherwise].
+    #[arg(long, value_parser = positive)]
+    pub epochs: Option<usize>,
+    /// Samples per step [default: 32 on digits, 128 otherwise].
+    #[arg(long, value_parser = positive)]
+    pub batch: Option<usize>,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    pub lr: f32,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Seed of the initialisation and the epoch order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Report `time_to_target_s` when test accuracy first reaches this (0.97 or 97).
+    #[arg(long)]
+    pub target_acc: Option<f64>,
+    /// Stop as soon as --target-acc is reached.
+    #[arg(long, requires = "target_acc")]
+    pub stop_at_target: bool,
+    /// Evaluate on the test set every this many steps (besides each epoch's end).
+    #[arg(long, value_parser = positive)]
+    pub eval_every: Option<usize>,
+    /// Steps between read-backs of the training loss.
+    #[arg(long, default_value = "50", value_parser = positive)]
+    pub log_every: usize,
+    /// Stop after this many steps in total.
+    #[arg(long, value_parser = positive)]
+    pub max_steps: Option<usize>,
+    /// Use only the first N training samples (quick runs).
+    #[arg(long, value_parser = positive)]
+    pub train_samples: Option<usize>,
+    /// Write JSON Lines metrics here (appended to when resuming).
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
+    /// Write a safetensors checkpoint here after every epoch (atomically).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Also checkpoint every this many steps.
+    #[arg(long, value_parser = positive, requires = "checkpoint")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue from this checkpoint (model, optimiser state and position in the data).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// The model flags as a config, checked against a checkpoint's when resuming.
+fn model_config(model: &str, hidden: &Option<Vec<usize>>) -> Result<ModelConfig> {
+    let mut cfg = ModelConfig::parse(model)?;
+    if let Some(h) = hidden {
+        match &mut cfg {
+            ModelConfig::Mlp { hidden } => *hidden = h.clone(),
+            _ => bail!("--hidden applies to --model mlp only"),
+        }
+    }
+    Ok(cfg)
+}
+
+pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    let mut model_cfg = model_config(&args.model, &args.hidden)?;
+    let mut splits = args.data.load()?;
+    if let Some(n) = args.train_samples {
+        splits.train.truncate(n);
+    }
+    let digits = args.data.data == asgd::data::DataKind::Digits;
+    let target_acc = match args.target_acc {
+        Some(a) if a > 1.0 && a <= 100.0 => Some(a / 100.0),
+        Some(a) if (0.0..=1.0).contains(&a) => Some(a),
+        Some(a) => bail!("--target-acc {a} is not an accuracy; give a fraction (0.97) or a percentage (97)"),
+        None => None,
+    };
+    if !(args.lr > 0.0 && args.lr.is_finite()) {
+        bail!("--lr {} must be a positive number", args.lr);
+    }
+    if !(0.0..1.0).contains(&args.momentum) {
+        bail!("--momentum {} must be in [0, 1)", args.momentum);
+    }
+
+    let resume = match &args.resume {
+        Some(path) => Some(load_checkpoint(path)?),
+        None => None,
+    };
+    if let Some(ck) = &resume {
+        let saved = ModelConfig::from_description(&ck.meta.model)?;
+        let given_explicitly = args.hidden.is_some() || args.model != "mlp";
+        if given_explicitly && saved != model_cfg {
+            bail!(
+                "checkpoint {} was written for model {}, not {}; drop --model/--hidden or pass matching ones",
+                args.resume.as_ref().unwrap().display(),
+                saved.description(),
+                model_cfg.description()
+            );
+        }
+        model_cfg = saved;
+        if ck.meta.data != args.data.data.name() {
+            bail!(
+                "checkpoint {} was trained on {}, not {}; pass --data {}",
+                args.resume.as_ref().unwrap().display(),
+                ck.meta.data,
+                args.data.data.name(),
+                ck.meta.data
+            );
+        }
+    }
+
+    let dev = args.device.open()?;
+    let model = model_cfg.build(&dev, splits.train.shape, splits.train.classes, args.seed)?;
+    let hyper = SgdParams { lr: args.lr, momentum: args.momentum, weight_decay: args.weight_decay };
+    let sgd = Sgd::new(&model, hyper);
+    let mut start = Position::default();
+    let mut seed = args.seed;
+    if let Some(ck) = &resume {
+        ck.restore_model(&model)?;
+        ck.restore_optimizer(&model, &sgd)?;
+        start = ck.meta.position;
+        seed = ck.meta.seed;
+    }
+
+    let epochs = args.epochs.unwrap_or(if digits { 20 } else { 3 });
+    let batch = args.batch.unwrap_or(if digits { 32 } else { 128 });
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert("algo".to_string(), format!("{:?}", args.algo).to_lowercase());
+    extra.insert("batch".to_string(), batch.to_string());
+    extra.insert("lr".to_string(), args.lr.to_string());
+    let cfg = TrainConfig {
+        epochs,
+        batch,
+        sgd: hyper,
+        seed,
+        log_every: args.log_every as u64,
+        eval_every: args.eval_every.map(|n| n as u64),
+        eval_batch: 1000,
+        target_acc,
+        stop_at_target: args.stop_at_target,
+        max_steps: args.max_steps.map(|n| n as u64),
+        checkpoint: args.checkpoint.clone(),
+        checkpoint_every: args.checkpoint_every.map(|n| n as u64),
+        checkpoint_meta: CheckpointMeta {
+            model: model_cfg.description(),
+            data: args.data.data.name().to_string(),
+            input_shape: splits.train.shape.to_vec(),
+            classes: splits.train.classes,
+            extra,
+            ..Default::default()
+        },
+    };
+
+    let mut metrics = match &args.metrics {
+        Some(p) if args.resume.is_some() => Some(MetricsWriter::append(p)?),
+        Some(p) => Some(MetricsWriter::create(p)?),
+        None => None,
+    };
+    eprintln!(
+        "training {} ({} parameters) on {} ({} train / {} test samples) with {:?} on {} ({})",
+        model_cfg.description(),
+        model.num_params(),
+        args.data.data.name(),
+        splits.train.len(),
+        splits.test.len(),
+        args.algo,
+        dev.info().name,
+        dev.info().backend,
+    );
+    let mut progress = Progress::new(args.quiet, epochs);
+    let summary = asgd::train_sync(&model, &sgd, &splits, &cfg, start, &mut |e| {
+        if let (Some(m), Some(json)) = (metrics.as_mut(), e.to_json()) {
+            m.write(&json)?;
+        }
+        progress.on(e);
+        Ok(())
+    })?;
+    progress.finish();
+    let target = match (target_acc, summary.time_to_target_s) {
+        (Some(a), Some(t)) => format!(", reached {:.2}% after {}", 100.0 * a, secs(t)),
+        (Some(a), None) => format!(", never reached {:.2}%", 100.0 * a),
+        _ => String::new(),
+    };
+    println!(
+        "done: test accuracy {:.2}% (loss {:.4}) after {} steps in {} ({} training, {:.0} samples/s){target}",
+        100.0 * summary.test_acc,
+        summary.test_loss,
+        summary.steps,
+        secs(summary.wall_s),
+        secs(summary.train_s),
+        summary.samples_per_s
+    );
+    if let Some(p) = &args.checkpoint {
+        println!("checkpoint: {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on a terminal, and one line per epoch on stdout.
+struct Progress {
+    bar: Option<ProgressBar>,
+    epochs: usize,
+    last_loss: Option<f64>,
+}
+
+impl Progress {
+    fn new(quiet: bool, epochs: usize) -> Self {
+        let bar = (!quiet).then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed} < {eta}] {msg}")
+                    .expect("valid template"),
+            );
+            bar
+        });
+        Self { bar, epochs, last_loss: None }
+    }
+
+    fn on(&mut self, e: &Event) {
+        match e {
+            Event::Start { total_steps, start_step, .. } => {
+                if let Some(b) = &self.bar {
+                    b.set_length(*total_steps);
+                    b.set_position(*start_step);
+                }
+            }
+            Event::Tick { step, .. } => {
+                if let Some(b) = &self.bar {
+                    b.set_position(*step);
+                }
+            }
+            Event::Log { epoch, train_loss, samples_per_s, .. } => {
+                self.last_loss = Some(*train_loss);
+                if let Some(b) = &self.bar {
+                    b.set_message(format!("epoch {epoch} loss {train_loss:.4} {samples_per_s:.0} samples/s"));
+                }
+            }
+            Event::Epoch { epoch, train_loss, test_acc, test_loss, samples_per_s, wall_s, .. } => {
+                let line = format!(
+                    "epoch {epoch}/{}: train loss {train_loss:.4}, test loss {test_loss:.4}, test accuracy {:.2}%, {:.0} samples/s, {}",
+                    self.epochs,
+                    100.0 * test_acc,
+                    samples_per_s,
+                    secs(*wall_s)
+                );
+                match &self.bar {
+                    Some(b) => b.suspend(|| println!("{line}")),
+                    None => println!("{line}"),
+                }
+            }
+            Event::Eval { step, test_acc, .. } => {
+                if let Some(b) = &self.bar {
+                    b.set_message(format!("step {step}: test accuracy {:.2}%", 100.0 * test_acc));
+                }
+            }
+            Event::Checkpoint { .. } | Event::Done(_) => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Used by `eval` and `grads` to build the model a checkpoint was written for, refusing a
+/// `--model` that says otherwise.
+pub fn model_for_checkpoint(given: Option<&str>, meta: &CheckpointMeta, path: &Path) -> Result<ModelConfig> {
+    let saved = ModelConfig::from_description(&meta.model)
+        .with_context(|| format!("checkpoint {} names an unknown model", path.display()))?;
+    if let Some(given) = given {
+        if ModelConfig::parse(given)?.kind() != saved.kind() {
+            bail!(
+                "checkpoint {} holds model {}, not {given}; pass --model {} or another checkpoint",
+                path.display(),
+                saved.description(),
+                saved.kind()
+            );
+        }
+    }
+    Ok(saved)
+}
