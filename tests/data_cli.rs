@@ -1,18 +1,18 @@
 //! `asgd data fetch` and `asgd data info` as a user runs them, against a local HTTP server on
 //! 127.0.0.1 that serves the project's copy of MNIST.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::PathBuf;
+
+use common::{asgd, assert_clean_failure, text};
 
 fn shared_mnist() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist")
+    common::shared_data("mnist")
 }
 
 fn fresh_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("data_cli").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::fresh_dir("data_cli", name)
 }
 
 /// Serves the files of `shared_mnist()` by name on 127.0.0.1; anything else is a 404.
@@ -29,30 +29,6 @@ fn serve_mnist() -> String {
         }
     });
     format!("http://127.0.0.1:{port}/")
-}
-
-fn asgd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_asgd"))
-        .args(args)
-        // Never fall back to the public mirrors or a user's cache from a test.
-        .env("ASGD_DATA_MIRROR", "http://127.0.0.1:9/")
-        .env("ASGD_DATA_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("data_cli").join("default"))
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A failed command: non-zero exit, one `error:` line on stderr, no panic.
-fn assert_clean_failure(out: &Output) -> String {
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected: {stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    stderr
 }
 
 #[test]

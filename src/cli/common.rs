@@ -57,12 +57,17 @@ pub fn positive(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Parses comma-separated positive sizes such as `512,512`.
-pub fn sizes(s: &str) -> Result<Vec<usize>, String> {
+/// Comma-separated positive sizes such as `512,512` (a newtype: clap reads a bare `Vec` as
+/// a repeated flag).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sizes(pub Vec<usize>);
+
+/// Parses [`Sizes`]; an empty string is no sizes.
+pub fn sizes(s: &str) -> Result<Sizes, String> {
     if s.trim().is_empty() {
-        return Ok(Vec::new());
+        return Ok(Sizes(Vec::new()));
     }
-    s.split(',').map(|v| positive(v.trim()).map_err(|e| format!("'{v}': {e}"))).collect()
+    s.split(',').map(|v| positive(v.trim()).map_err(|e| format!("'{v}': {e}"))).collect::<Result<_, _>>().map(Sizes)
 }
 
 /// Formats a duration in seconds for people.

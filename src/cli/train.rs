@@ -8,7 +8,7 @@ use asgd::engine::io::metrics::MetricsWriter;
 use asgd::{load_checkpoint, CheckpointMeta, Event, ModelConfig, Position, Sgd, SgdParams, TrainConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::common::{positive, secs, sizes, DataArgs, DeviceArgs};
+use super::common::{positive, secs, sizes, DataArgs, DeviceArgs, Sizes};
 
 /// Training algorithms (see the README for what each does).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub struct TrainArgs {
     pub model: String,
     /// Hidden layer sizes of the MLP, comma-separated.
     #[arg(long, value_parser = sizes)]
-    pub hidden: Option<Vec<usize>>,
+    pub hidden: Option<Sizes>,
     #[command(flatten)]
     pub data: DataArgs,
     /// Training algorithm.
@@ -37,19 +37,19 @@ pub struct TrainArgs {
     #[arg(long, value_parser = positive)]
     pub batch: Option<usize>,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     pub lr: f32,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     pub momentum: f32,
     /// L2 weight decay.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub weight_decay: f32,
     /// Seed of the initialisation and the epoch order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Report `time_to_target_s` when test accuracy first reaches this (0.97 or 97).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub target_acc: Option<f64>,
     /// Stop as soon as --target-acc is reached.
     #[arg(long, requires = "target_acc")]
@@ -86,11 +86,11 @@ pub struct TrainArgs {
 }
 
 /// The model flags as a config, checked against a checkpoint's when resuming.
-fn model_config(model: &str, hidden: &Option<Vec<usize>>) -> Result<ModelConfig> {
+fn model_config(model: &str, hidden: &Option<Sizes>) -> Result<ModelConfig> {
     let mut cfg = ModelConfig::parse(model)?;
     if let Some(h) = hidden {
         match &mut cfg {
-            ModelConfig::Mlp { hidden } => *hidden = h.clone(),
+            ModelConfig::Mlp { hidden } => *hidden = h.0.clone(),
             _ => bail!("--hidden applies to --model mlp only"),
         }
     }
@@ -115,6 +115,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     }
     if !(0.0..1.0).contains(&args.momentum) {
         bail!("--momentum {} must be in [0, 1)", args.momentum);
+    }
+    if !(args.weight_decay >= 0.0 && args.weight_decay.is_finite()) {
+        bail!("--weight-decay {} must be zero or positive", args.weight_decay);
     }
 
     let resume = match &args.resume {
@@ -159,6 +162,12 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
 
     let epochs = args.epochs.unwrap_or(if digits { 20 } else { 3 });
     let batch = args.batch.unwrap_or(if digits { 32 } else { 128 });
+    if batch > splits.train.len() {
+        bail!(
+            "the batch size {batch} is larger than the {} training samples; use a smaller --batch",
+            splits.train.len()
+        );
+    }
     let mut extra = std::collections::BTreeMap::new();
     extra.insert("algo".to_string(), format!("{:?}", args.algo).to_lowercase());
     extra.insert("batch".to_string(), batch.to_string());

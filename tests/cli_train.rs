@@ -1,0 +1,160 @@
+//! `asgd train`, `eval` and `grads` as a user runs them: on the embedded digits set, small and
+//! quick on lavapipe. Checks determinism, resume, metrics, and one clear line for bad input.
+
+mod common;
+
+use std::path::Path;
+
+use asgd::engine::io::checkpoint::{load_safetensors, save_batch, save_safetensors, NamedTensor};
+use common::{asgd, assert_clean_failure, assert_success, fresh_dir, text};
+
+fn dir(name: &str) -> std::path::PathBuf {
+    fresh_dir("cli_train", name)
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A short MLP run on digits; returns stdout.
+fn train(extra: &[&str]) -> String {
+    let mut args = vec!["train", "--hidden", "32", "--batch", "64", "-q"];
+    args.extend_from_slice(extra);
+    assert_success(&asgd(&args))
+}
+
+fn tensors(path: &Path) -> Vec<NamedTensor> {
+    load_safetensors(path).unwrap().0
+}
+
+#[test]
+fn digits_training_learns_and_is_deterministic() {
+    let d = dir("determinism");
+    let (a, b) = (d.join("a.safetensors"), d.join("b.safetensors"));
+    let metrics = d.join("m.jsonl");
+    let out = train(&["--epochs", "8", "--checkpoint", p(&a), "--metrics", p(&metrics), "--target-acc", "80"]);
+    train(&["--epochs", "8", "--checkpoint", p(&b)]);
+    assert_eq!(tensors(&a), tensors(&b), "same seed, same device: the same parameters");
+
+    // The metrics follow the contract: events with wall_s, a final done line.
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&metrics).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().all(|l| l["event"].is_string() && l["wall_s"].is_number()));
+    let epochs: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "epoch").collect();
+    assert_eq!(epochs.len(), 8);
+    for e in &epochs {
+        for key in ["epoch", "step", "train_loss", "test_acc", "samples_per_s"] {
+            assert!(e[key].is_number(), "epoch event lacks {key}: {e}");
+        }
+    }
+    let done = lines.last().unwrap();
+    assert_eq!(done["event"], "done");
+    let acc = done["test_acc"].as_f64().unwrap();
+    assert!(acc > 0.85, "an MLP on digits reaches 85% in 8 epochs, got {acc}");
+    assert!(done["time_to_target_s"].as_f64().unwrap() > 0.0);
+    assert!(out.contains("done: test accuracy"), "{out}");
+
+    // Another seed gives other parameters.
+    let c = d.join("c.safetensors");
+    train(&["--epochs", "1", "--checkpoint", p(&c), "--seed", "1"]);
+    assert_ne!(tensors(&a), tensors(&c));
+
+    // eval agrees with the accuracy training reported.
+    let json = assert_success(&asgd(&["eval", "--checkpoint", p(&a), "--json"]));
+    let e: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert!((e["test_acc"].as_f64().unwrap() - acc).abs() < 1e-9, "{e} vs {acc}");
+}
+
+#[test]
+fn resume_continues_exactly_where_the_run_stopped() {
+    let d = dir("resume");
+    let (full, half) = (d.join("full.safetensors"), d.join("half.safetensors"));
+    train(&["--epochs", "3", "--checkpoint", p(&full)]);
+    // Stop mid-epoch (step 40 of 22 per epoch), then resume to the end.
+    train(&["--epochs", "3", "--max-steps", "40", "--checkpoint", p(&half)]);
+    let meta = load_safetensors(&half).unwrap().1;
+    assert_eq!(meta["step"], "40");
+    train(&["--epochs", "3", "--resume", p(&half), "--checkpoint", p(&half)]);
+    assert_eq!(tensors(&full), tensors(&half), "resumed run must equal the uninterrupted one");
+}
+
+#[test]
+fn grads_writes_every_parameter_gradient_and_the_loss() {
+    let d = dir("grads");
+    let ck = d.join("ck.safetensors");
+    train(&["--epochs", "1", "--checkpoint", p(&ck)]);
+    let batch = d.join("batch.safetensors");
+    let images: Vec<f32> = (0..5 * 64).map(|i| ((i * 7919) % 97) as f32 / 50.0 - 1.0).collect();
+    save_batch(&batch, &[5, 1, 8, 8], &images, &[0, 3, 9, 3, 1]).unwrap();
+    let out = d.join("grads.safetensors");
+    assert_success(&asgd(&["grads", "--model", "mlp", "--checkpoint", p(&ck), "--batch", p(&batch), "--out", p(&out)]));
+    let grads = tensors(&out);
+    let params: Vec<NamedTensor> = tensors(&ck).into_iter().filter(|t| !t.name.starts_with("optim.")).collect();
+    for param in &params {
+        let g = grads.iter().find(|g| g.name == param.name).unwrap_or_else(|| panic!("no gradient for {}", param.name));
+        assert_eq!(g.shape, param.shape);
+        assert!(g.data.iter().any(|&v| v != 0.0), "{} gradient is all zero", param.name);
+    }
+    let loss = grads.iter().find(|g| g.name == "loss").unwrap();
+    assert!(loss.shape.is_empty() && loss.data[0] > 0.0 && loss.data[0].is_finite());
+    // d(mean loss)/d(logits) sums to zero over the classes of each sample, so the last
+    // layer's bias gradient sums to zero.
+    let fc2_bias: f32 = grads.iter().find(|g| g.name == "fc2.bias").unwrap().data.iter().sum();
+    assert!(fc2_bias.abs() < 1e-5, "{fc2_bias}");
+}
+
+#[test]
+fn bad_flag_values_are_one_clear_line() {
+    for (args, expect) in [
+        (vec!["train", "--lr", "-1"], "--lr"),
+        (vec!["train", "--momentum", "1.5"], "--momentum"),
+        (vec!["train", "--target-acc", "250"], "--target-acc"),
+        (vec!["train", "--model", "resnet9000"], "unknown model"),
+        (vec!["train", "--model", "lenet"], "use --model mlp"),
+        (vec!["train", "--batch", "5000"], "larger than the 1437 training samples"),
+        (vec!["train", "--data", "mnist", "--data-dir", "/nonexistent/asgd"], "/nonexistent/asgd"),
+        (vec!["eval", "--checkpoint", "/nonexistent/ck.safetensors"], "/nonexistent/ck.safetensors"),
+        (vec!["train", "--backend", "directx9"], "unknown backend"),
+        (vec!["train", "--adapter", "99"], "adapter index 99"),
+    ] {
+        let out = asgd(&args);
+        let line = if text(&out.stderr).contains("For more information") {
+            // clap's own usage errors: exit code 2, the first line names the flag.
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            text(&out.stderr).lines().next().unwrap().to_string()
+        } else {
+            assert_clean_failure(&out)
+        };
+        assert!(line.contains(expect), "{args:?}: '{line}' does not mention '{expect}'");
+    }
+    let out = asgd(&["train", "--epochs", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("at least 1"));
+}
+
+#[test]
+fn a_checkpoint_of_another_model_or_shape_is_refused() {
+    let d = dir("mismatch");
+    let ck = d.join("mlp32.safetensors");
+    train(&["--epochs", "1", "--checkpoint", p(&ck)]);
+    let line = assert_clean_failure(&asgd(&["eval", "--model", "lenet", "--checkpoint", p(&ck)]));
+    assert!(line.contains("holds model mlp:32"), "{line}");
+    let line = assert_clean_failure(&asgd(&["train", "--hidden", "64", "--resume", p(&ck)]));
+    assert!(line.contains("written for model mlp:32, not mlp:64"), "{line}");
+    let line = assert_clean_failure(&asgd(&["eval", "--checkpoint", p(&ck), "--data", "mnist", "--data-dir", "../shared/data/mnist"]));
+    assert!(line.contains("pass --data digits"), "{line}");
+
+    // A checkpoint whose tensor shapes contradict its own description.
+    let (mut tensors, meta) = load_safetensors(&ck).unwrap();
+    let w = tensors.iter_mut().find(|t| t.name == "fc1.weight").unwrap();
+    w.shape = vec![16, 128];
+    let bad = d.join("bad.safetensors");
+    save_safetensors(&bad, &tensors, &meta).unwrap();
+    let line = assert_clean_failure(&asgd(&["eval", "--checkpoint", p(&bad)]));
+    assert!(line.contains("'fc1.weight' has shape [16, 128]"), "{line}");
+
+    // Not a checkpoint at all.
+    let junk = d.join("junk.safetensors");
+    std::fs::write(&junk, b"definitely not safetensors").unwrap();
+    assert_clean_failure(&asgd(&["eval", "--checkpoint", p(&junk)]));
+}
