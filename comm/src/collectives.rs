@@ -100,13 +100,13 @@ impl Ring {
 
     fn run_inline(&mut self, plan: &Plan, buf: &mut [f32], tag: u32) -> Result<(), Failure> {
         for &c in &plan.first_sends {
-            self.next.write_data(tag, &buf[plan.chunks[c].clone()]).map_err(Failure::Send)?;
+            self.next.write_data(tag, &buf[plan.chunks[c].clone()], None).map_err(Failure::Send)?;
         }
         for rv in &plan.recvs {
             let chunk = &mut buf[plan.chunks[rv.chunk].clone()];
-            self.prev.read_data(tag, chunk, rv.mode, &mut self.scratch).map_err(Failure::Recv)?;
+            let crc = self.prev.read_data(tag, chunk, rv.mode, &mut self.scratch, rv.forward).map_err(Failure::Recv)?;
             if rv.forward {
-                self.next.write_data(tag, chunk).map_err(Failure::Send)?;
+                self.next.write_data(tag, chunk, crc).map_err(Failure::Send)?;
             }
         }
         Ok(())
@@ -130,16 +130,17 @@ impl Ring {
         let cut_by_us = AtomicBool::new(false);
 
         thread::scope(|s| {
-            let (to_send, send_queue) = flume::unbounded::<(usize, &mut [f32])>();
+            // (chunk index, chunk, its CRC when the receiving side already computed it)
+            let (to_send, send_queue) = flume::unbounded::<(usize, &mut [f32], Option<u32>)>();
             let (give_back, returned) = flume::unbounded::<(usize, &mut [f32])>();
             let (stop, recv_done) = (&stop, &recv_done);
             let prev_waker = &*prev_waker;
             let sender = s.spawn(move || -> Result<(), LinkError> {
-                for (id, chunk) in send_queue.iter() {
+                for (id, chunk, crc) in send_queue.iter() {
                     if stop.load(Ordering::Relaxed) {
                         return Ok(());
                     }
-                    if let Err(e) = next.write_data(tag, chunk) {
+                    if let Err(e) = next.write_data(tag, chunk, crc) {
                         stop.store(true, Ordering::Relaxed);
                         // A successor that went away has usually just failed itself, and its
                         // reason is on its way round the ring: let the receiving side hear it
@@ -161,7 +162,7 @@ impl Ring {
             let received = (|| -> Result<(), Option<LinkError>> {
                 for &c in &plan.first_sends {
                     let chunk = slots[c].take().ok_or(None)?;
-                    to_send.send((c, chunk)).map_err(|_| None)?;
+                    to_send.send((c, chunk, None)).map_err(|_| None)?;
                 }
                 for rv in &plan.recvs {
                     let chunk = match slots[rv.chunk].take() {
@@ -175,9 +176,9 @@ impl Ring {
                             slots[id] = Some(chunk);
                         },
                     };
-                    prev.read_data(tag, chunk, rv.mode, scratch).map_err(Some)?;
+                    let crc = prev.read_data(tag, chunk, rv.mode, scratch, rv.forward).map_err(Some)?;
                     if rv.forward {
-                        to_send.send((rv.chunk, chunk)).map_err(|_| None)?;
+                        to_send.send((rv.chunk, chunk, crc)).map_err(|_| None)?;
                     }
                 }
                 Ok(())

@@ -133,22 +133,65 @@ pub struct Header {
 /// Errors: none; a payload longer than `u32::MAX` bytes cannot be framed and is reported as
 /// [`FrameError::TooLarge`].
 pub fn encode_header(kind: Kind, tag: u32, payload: &[u8], checksum: bool) -> Result<[u8; HEADER_LEN], FrameError> {
-    let len = u32::try_from(payload.len())
-        .map_err(|_| FrameError::TooLarge { len: payload.len(), max: u32::MAX as usize })?;
+    let crc = if checksum {
+        let mut hasher = FrameHasher::new(kind, tag, payload.len());
+        hasher.update(payload);
+        Some(hasher.finish())
+    } else {
+        None
+    };
+    encode_header_with_crc(kind, tag, payload.len(), crc)
+}
+
+/// Builds the header for a payload of `len` bytes whose CRC (from a [`FrameHasher`]) is
+/// already known, or `None` for a frame without checksum.
+///
+/// Errors: [`FrameError::TooLarge`] for `len` over `u32::MAX`.
+pub fn encode_header_with_crc(kind: Kind, tag: u32, len: usize, crc: Option<u32>) -> Result<[u8; HEADER_LEN], FrameError> {
     let mut h = [0u8; HEADER_LEN];
+    h[..16].copy_from_slice(&header_prefix(kind, tag, len, crc.is_some())?);
+    h[16..20].copy_from_slice(&crc.unwrap_or(0).to_le_bytes());
+    Ok(h)
+}
+
+/// Header bytes 0..16: everything but the CRC, which covers them.
+fn header_prefix(kind: Kind, tag: u32, len: usize, checksum: bool) -> Result<[u8; 16], FrameError> {
+    let len = u32::try_from(len).map_err(|_| FrameError::TooLarge { len, max: u32::MAX as usize })?;
+    let mut h = [0u8; 16];
     h[0..2].copy_from_slice(&MAGIC);
     h[2] = VERSION;
     h[3] = kind as u8;
     h[4] = if checksum { FLAG_CRC } else { 0 };
     h[8..12].copy_from_slice(&tag.to_le_bytes());
     h[12..16].copy_from_slice(&len.to_le_bytes());
-    if checksum {
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&h[..16]);
-        hasher.update(payload);
-        h[16..20].copy_from_slice(&hasher.finalize().to_le_bytes());
-    }
     Ok(h)
+}
+
+/// Computes the CRC of a checksummed frame from its payload given in pieces, so that the
+/// pieces can be hashed where they are produced (while hot in cache) rather than in a
+/// separate pass just before sending.
+pub struct FrameHasher(crc32fast::Hasher);
+
+impl FrameHasher {
+    /// Starts the CRC of a checksummed frame of `kind`, `tag` and `len` payload bytes. A `len`
+    /// over `u32::MAX` cannot be framed; [`encode_header_with_crc`] reports it.
+    pub fn new(kind: Kind, tag: u32, len: usize) -> Self {
+        let mut hasher = crc32fast::Hasher::new();
+        if let Ok(prefix) = header_prefix(kind, tag, len, true) {
+            hasher.update(&prefix);
+        }
+        FrameHasher(hasher)
+    }
+
+    /// Feeds the next piece of payload.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.0.update(piece);
+    }
+
+    /// The CRC for the header.
+    pub fn finish(self) -> u32 {
+        self.0.finalize()
+    }
 }
 
 /// Validates a header: magic, version, kind, reserved bits, and `len <= max_len`.
@@ -315,6 +358,17 @@ mod tests {
             assert_eq!(back, f);
             assert_eq!(used, bytes.len());
         }
+    }
+
+    #[test]
+    fn crc_from_pieces_matches_the_one_pass_header() {
+        let payload: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let mut h = FrameHasher::new(Kind::Data, 5, payload.len());
+        for piece in payload.chunks(333) {
+            h.update(piece);
+        }
+        let from_pieces = encode_header_with_crc(Kind::Data, 5, payload.len(), Some(h.finish())).unwrap();
+        assert_eq!(from_pieces, encode_header(Kind::Data, 5, &payload, true).unwrap());
     }
 
     #[test]

@@ -7,7 +7,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{CommError, Op};
-use crate::frame::{decode_header, encode_header, Frame, FrameError, Header, Kind, PayloadVerifier, HEADER_LEN};
+use crate::frame::{
+    decode_header, encode_header, encode_header_with_crc, Frame, FrameError, FrameHasher, Header, Kind, PayloadVerifier,
+    HEADER_LEN,
+};
 use crate::transport::messages::AbortNotice;
 
 /// Elements read per piece when receiving a data frame: the piece is hashed and reduced while
@@ -206,10 +209,15 @@ impl Connection {
         self.write_parts(&head, payload)
     }
 
-    /// Sends `data` as one data frame, straight from the caller's memory.
-    pub(crate) fn write_data(&mut self, tag: u32, data: &[f32]) -> Result<(), LinkError> {
+    /// Sends `data` as one data frame, straight from the caller's memory. `crc` is the
+    /// frame's CRC when [`Connection::read_data`] already computed it; otherwise, with
+    /// checksums on, it is computed here.
+    pub(crate) fn write_data(&mut self, tag: u32, data: &[f32], crc: Option<u32>) -> Result<(), LinkError> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
-        let head = encode_header(Kind::Data, tag, bytes, self.checksum)?;
+        let head = match (self.checksum, crc) {
+            (true, Some(crc)) => encode_header_with_crc(Kind::Data, tag, bytes.len(), Some(crc))?,
+            (checksum, _) => encode_header(Kind::Data, tag, bytes, checksum)?,
+        };
         self.write_parts(&head, bytes)
     }
 
@@ -259,6 +267,9 @@ impl Connection {
     /// Receives one data frame tagged `tag` into `dst`, adding or copying per `mode`.
     /// `scratch` holds a piece for `Mode::Add` and must not be empty.
     ///
+    /// With `forward` and checksums on, also returns the CRC that `dst`'s new contents will
+    /// need when sent on with the same tag, hashed piece by piece while still in cache.
+    ///
     /// The payload must be exactly `dst`'s size: ranks with different buffer lengths fail here
     /// instead of corrupting memory.
     pub(crate) fn read_data(
@@ -267,7 +278,8 @@ impl Connection {
         dst: &mut [f32],
         mode: Mode,
         scratch: &mut [f32],
-    ) -> Result<(), LinkError> {
+        forward: bool,
+    ) -> Result<Option<u32>, LinkError> {
         let (header, head) = self.read_header()?.ok_or(LinkError::Closed)?;
         match header.kind {
             Kind::Data => {}
@@ -289,12 +301,19 @@ impl Connection {
             )));
         }
         let mut verifier = PayloadVerifier::new(&header, &head);
+        // A copied payload that arrived checksummed is forwarded with the very same header
+        // bytes, so its CRC is already known; only sums (and unchecked arrivals) need hashing.
+        let reuse = mode == Mode::Copy && header.crc.is_some();
+        let mut onward = (forward && self.checksum && !reuse).then(|| FrameHasher::new(Kind::Data, tag, want));
         match mode {
             Mode::Copy => {
                 for piece in dst.chunks_mut(PIECE_ELEMS) {
                     let bytes: &mut [u8] = bytemuck::cast_slice_mut(piece);
                     self.reader.read_exact(bytes)?;
                     verifier.update(bytes);
+                    if let Some(h) = &mut onward {
+                        h.update(bytes);
+                    }
                 }
             }
             Mode::Add => {
@@ -307,11 +326,17 @@ impl Connection {
                     for (d, s) in piece.iter_mut().zip(tmp.iter()) {
                         *d += *s;
                     }
+                    if let Some(h) = &mut onward {
+                        h.update(bytemuck::cast_slice(piece));
+                    }
                 }
             }
         }
         verifier.finish()?;
-        Ok(())
+        if forward && self.checksum && reuse {
+            return Ok(header.crc);
+        }
+        Ok(onward.map(FrameHasher::finish))
     }
 }
 
@@ -385,22 +410,36 @@ mod tests {
         let mut sender = Connection::new(client, 1 << 20, true, Pacer::new(Duration::ZERO, None)).unwrap();
         let src: Vec<f32> = (0..1000).map(|i| i as f32).collect();
         let mut scratch = vec![0.0; 64];
-        sender.write_data(9, &src).unwrap();
-        sender.write_data(9, &src).unwrap();
+        sender.write_data(9, &src, None).unwrap();
+        sender.write_data(9, &src, None).unwrap();
         let mut dst = vec![1.0f32; 1000];
-        conn.read_data(9, &mut dst, Mode::Add, &mut scratch).unwrap();
+        let crc = conn.read_data(9, &mut dst, Mode::Add, &mut scratch, true).unwrap();
         assert!(dst.iter().enumerate().all(|(i, &v)| v == i as f32 + 1.0));
-        conn.read_data(9, &mut dst, Mode::Copy, &mut scratch).unwrap();
+        // The CRC handed on for forwarding is the one of the new contents.
+        let want = encode_header(Kind::Data, 9, bytemuck::cast_slice(&dst), true).unwrap();
+        assert_eq!(crc.map(u32::to_le_bytes), Some([want[16], want[17], want[18], want[19]]));
+        assert_eq!(conn.read_data(9, &mut dst, Mode::Copy, &mut scratch, false).unwrap(), None);
         assert_eq!(dst, src);
+        sender.write_data(9, &src, None).unwrap();
+        let crc = conn.read_data(9, &mut dst, Mode::Copy, &mut scratch, true).unwrap();
+        let want = encode_header(Kind::Data, 9, bytemuck::cast_slice(&src), true).unwrap();
+        assert_eq!(crc.map(u32::to_le_bytes), Some([want[16], want[17], want[18], want[19]]));
 
-        sender.write_data(9, &src[..10]).unwrap();
-        let err = conn.read_data(9, &mut dst, Mode::Copy, &mut scratch).unwrap_err();
+        // A wrong forwarded CRC is caught by the receiver.
+        sender.write_data(9, &src, Some(12345)).unwrap();
+        let err = conn.read_data(9, &mut dst, Mode::Copy, &mut scratch, false).unwrap_err();
+        assert!(matches!(err, LinkError::Frame(FrameError::Checksum { .. })), "{err:?}");
+
+        let (mut conn, client) = pair();
+        let mut sender = Connection::new(client, 1 << 20, true, Pacer::new(Duration::ZERO, None)).unwrap();
+        sender.write_data(9, &src[..10], None).unwrap();
+        let err = conn.read_data(9, &mut dst, Mode::Copy, &mut scratch, false).unwrap_err();
         assert!(matches!(&err, LinkError::Unexpected(m) if m.contains("same length")), "{err:?}");
 
         let (mut conn, client) = pair();
         let mut sender = Connection::new(client, 1 << 20, true, Pacer::new(Duration::ZERO, None)).unwrap();
-        sender.write_data((5 << 3) | 2, &src).unwrap();
-        let err = conn.read_data((5 << 3) | 1, &mut dst, Mode::Copy, &mut scratch).unwrap_err();
+        sender.write_data((5 << 3) | 2, &src, None).unwrap();
+        let err = conn.read_data((5 << 3) | 1, &mut dst, Mode::Copy, &mut scratch, false).unwrap_err();
         assert!(
             matches!(&err, LinkError::Unexpected(m) if m.contains("broadcast") && m.contains("all_reduce")),
             "{err:?}"
