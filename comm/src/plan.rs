@@ -74,6 +74,15 @@ fn wrap(i: isize, n: usize) -> usize {
     i.rem_euclid(n as isize) as usize
 }
 
+/// Appends the all-gather half of a ring: in step `s` of `n - 1` this rank receives segment
+/// `first - s` and copies it in, forwarding it except in the last step.
+fn push_gather_steps(recvs: &mut Vec<Recv>, owned: &[Range<usize>], n: usize, first: isize) {
+    for s in 0..n as isize - 1 {
+        let forward = s < n as isize - 2;
+        recvs.extend(owned[wrap(first - s, n)].clone().map(|chunk| Recv { chunk, mode: Mode::Copy, forward }));
+    }
+}
+
 /// Sum of `len`-element buffers across `n` ranks, seen from `rank`.
 pub(crate) fn all_reduce(len: usize, n: usize, rank: usize, chunk_elems: usize) -> Plan {
     let (chunks, owned) = segment_chunks(len, n, chunk_elems);
@@ -87,11 +96,9 @@ pub(crate) fn all_reduce(len: usize, n: usize, rank: usize, chunk_elems: usize) 
         let seg = wrap(r - s - 1, n);
         recvs.extend(owned[seg].clone().map(|chunk| Recv { chunk, mode: Mode::Add, forward: true }));
     }
-    for s in 0..n as isize - 1 {
-        let seg = wrap(r - s, n);
-        let forward = s < n as isize - 2;
-        recvs.extend(owned[seg].clone().map(|chunk| Recv { chunk, mode: Mode::Copy, forward }));
-    }
+    // The last reduce-scatter step left segment r + 1 complete here; it has just been
+    // forwarded, so the successor's gather starts from it and ours from segment r.
+    push_gather_steps(&mut recvs, &owned, n, r);
     Plan { chunks, first_sends, recvs }
 }
 
@@ -102,14 +109,9 @@ pub(crate) fn all_gather(seg_len: usize, n: usize, rank: usize, chunk_elems: usi
     if n < 2 {
         return Plan { chunks, first_sends: vec![], recvs: vec![] };
     }
-    let r = rank as isize;
     let first_sends = owned[rank].clone().collect();
     let mut recvs = Vec::new();
-    for s in 0..n as isize - 1 {
-        let seg = wrap(r - s - 1, n);
-        let forward = s < n as isize - 2;
-        recvs.extend(owned[seg].clone().map(|chunk| Recv { chunk, mode: Mode::Copy, forward }));
-    }
+    push_gather_steps(&mut recvs, &owned, n, rank as isize - 1);
     Plan { chunks, first_sends, recvs }
 }
 
