@@ -1,19 +1,22 @@
 //! The wire format, as pure functions with no I/O.
 //!
-//! Every message is one frame: a fixed 20-byte header followed by `len` payload bytes.
+//! Every message is one frame: a fixed 24-byte header followed by `len` payload bytes.
 //!
 //! ```text
 //! offset size field
-//!      0    2 magic      b"AG"
-//!      2    1 version    VERSION
-//!      3    1 kind       Kind as u8
-//!      4    1 flags      bit 0: the crc field is set; other bits must be 0
-//!      5    3 reserved   must be 0
-//!      8    4 tag        u32 LE; for data frames (sequence << 3 | op code)
-//!     12    4 len        u32 LE; payload bytes, at most the receiver's limit
-//!     16    4 crc        u32 LE; CRC-32 of header bytes 0..16 then the payload
+//!      0    2 magic       b"AG"
+//!      2    1 version     VERSION
+//!      3    1 kind        Kind as u8
+//!      4    1 flags       bit 0: the payload has a CRC; other bits must be 0
+//!      5    3 reserved    must be 0
+//!      8    4 tag         u32 LE; for data frames (sequence << 3 | op code)
+//!     12    4 len         u32 LE; payload bytes, at most the receiver's limit
+//!     16    4 payload crc u32 LE; CRC-32 of the payload if bit 0, else 0
+//!     20    4 header crc  u32 LE; CRC-32 of header bytes 0..20
 //! ```
 //!
+//! The header always has its own CRC, so a corrupted length or tag is caught before it is
+//! believed. The payload CRC costs a pass over the payload and can be turned off for data.
 //! Decoding is check-then-parse: [`decode_header`] validates everything in the header, the
 //! length limit included, before a caller allocates or reads a single payload byte. For byte
 //! buffers, [`Frame::check`] says whether a whole frame is present and [`Frame::parse`] takes it.
@@ -26,7 +29,7 @@ pub const MAGIC: [u8; 2] = *b"AG";
 /// The protocol version this build speaks; a peer with another one is refused.
 pub const VERSION: u8 = 1;
 /// Bytes in a frame header.
-pub const HEADER_LEN: usize = 20;
+pub const HEADER_LEN: usize = 24;
 /// Default upper bound on a payload, in bytes (64 MiB): larger frames are refused before
 /// anything is allocated.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 << 20;
@@ -97,7 +100,15 @@ pub enum FrameError {
         /// The receiver's limit.
         max: usize,
     },
-    /// The CRC does not match.
+    /// The header's CRC does not match: its fields cannot be trusted.
+    #[error("header checksum mismatch (stored {expected:#010x}, computed {actual:#010x}); the stream is corrupted or out of step")]
+    HeaderChecksum {
+        /// From the header.
+        expected: u32,
+        /// Computed over what arrived.
+        actual: u32,
+    },
+    /// The payload's CRC does not match.
     #[error("checksum mismatch (header {expected:#010x}, computed {actual:#010x}); the data was corrupted in transit")]
     Checksum {
         /// From the header.
@@ -124,7 +135,7 @@ pub struct Header {
     pub tag: u32,
     /// Payload bytes that follow the header; already checked against the limit.
     pub len: usize,
-    /// The CRC to expect, when the sender computed one.
+    /// The payload CRC to expect, when the sender computed one.
     pub crc: Option<u32>,
 }
 
@@ -133,71 +144,39 @@ pub struct Header {
 /// Errors: none; a payload longer than `u32::MAX` bytes cannot be framed and is reported as
 /// [`FrameError::TooLarge`].
 pub fn encode_header(kind: Kind, tag: u32, payload: &[u8], checksum: bool) -> Result<[u8; HEADER_LEN], FrameError> {
-    let crc = if checksum {
-        let mut hasher = FrameHasher::new(kind, tag, payload.len());
-        hasher.update(payload);
-        Some(hasher.finish())
-    } else {
-        None
-    };
+    let crc = checksum.then(|| crc32fast::hash(payload));
     encode_header_with_crc(kind, tag, payload.len(), crc)
 }
 
 /// Builds the header for a payload of `len` bytes whose CRC (from a [`FrameHasher`]) is
-/// already known, or `None` for a frame without checksum.
+/// already known, or `None` for a payload without checksum.
 ///
 /// Errors: [`FrameError::TooLarge`] for `len` over `u32::MAX`.
-pub fn encode_header_with_crc(kind: Kind, tag: u32, len: usize, crc: Option<u32>) -> Result<[u8; HEADER_LEN], FrameError> {
-    let mut h = [0u8; HEADER_LEN];
-    h[..16].copy_from_slice(&header_prefix(kind, tag, len, crc.is_some())?);
-    h[16..20].copy_from_slice(&crc.unwrap_or(0).to_le_bytes());
-    Ok(h)
-}
-
-/// Header bytes 0..16: everything but the CRC, which covers them.
-fn header_prefix(kind: Kind, tag: u32, len: usize, checksum: bool) -> Result<[u8; 16], FrameError> {
+pub fn encode_header_with_crc(
+    kind: Kind,
+    tag: u32,
+    len: usize,
+    crc: Option<u32>,
+) -> Result<[u8; HEADER_LEN], FrameError> {
     let len = u32::try_from(len).map_err(|_| FrameError::TooLarge { len, max: u32::MAX as usize })?;
-    let mut h = [0u8; 16];
+    let mut h = [0u8; HEADER_LEN];
     h[0..2].copy_from_slice(&MAGIC);
     h[2] = VERSION;
     h[3] = kind as u8;
-    h[4] = if checksum { FLAG_CRC } else { 0 };
+    h[4] = if crc.is_some() { FLAG_CRC } else { 0 };
     h[8..12].copy_from_slice(&tag.to_le_bytes());
     h[12..16].copy_from_slice(&len.to_le_bytes());
+    h[16..20].copy_from_slice(&crc.unwrap_or(0).to_le_bytes());
+    let header_crc = crc32fast::hash(&h[..20]);
+    h[20..24].copy_from_slice(&header_crc.to_le_bytes());
     Ok(h)
 }
 
-/// Computes the CRC of a checksummed frame from its payload given in pieces, so that the
-/// pieces can be hashed where they are produced (while hot in cache) rather than in a
-/// separate pass just before sending.
-pub struct FrameHasher(crc32fast::Hasher);
-
-impl FrameHasher {
-    /// Starts the CRC of a checksummed frame of `kind`, `tag` and `len` payload bytes. A `len`
-    /// over `u32::MAX` cannot be framed; [`encode_header_with_crc`] reports it.
-    pub fn new(kind: Kind, tag: u32, len: usize) -> Self {
-        let mut hasher = crc32fast::Hasher::new();
-        if let Ok(prefix) = header_prefix(kind, tag, len, true) {
-            hasher.update(&prefix);
-        }
-        FrameHasher(hasher)
-    }
-
-    /// Feeds the next piece of payload.
-    pub fn update(&mut self, piece: &[u8]) {
-        self.0.update(piece);
-    }
-
-    /// The CRC for the header.
-    pub fn finish(self) -> u32 {
-        self.0.finalize()
-    }
-}
-
-/// Validates a header: magic, version, kind, reserved bits, and `len <= max_len`.
+/// Validates a header: its CRC, magic, version, kind, reserved bits, and `len <= max_len`.
 ///
 /// Errors: the matching [`FrameError`]; nothing is allocated either way.
 pub fn decode_header(bytes: &[u8; HEADER_LEN], max_len: usize) -> Result<Header, FrameError> {
+    let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let magic = [bytes[0], bytes[1]];
     if magic != MAGIC {
         return Err(FrameError::BadMagic(magic));
@@ -205,43 +184,62 @@ pub fn decode_header(bytes: &[u8; HEADER_LEN], max_len: usize) -> Result<Header,
     if bytes[2] != VERSION {
         return Err(FrameError::Version(bytes[2]));
     }
+    let (expected, actual) = (word(20), crc32fast::hash(&bytes[..20]));
+    if expected != actual {
+        return Err(FrameError::HeaderChecksum { expected, actual });
+    }
     let kind = Kind::from_u8(bytes[3]).ok_or(FrameError::UnknownKind(bytes[3]))?;
     let flags = bytes[4];
     let reserved = u32::from_le_bytes([flags & !FLAG_CRC, bytes[5], bytes[6], bytes[7]]);
     if reserved != 0 {
         return Err(FrameError::Reserved(reserved));
     }
-    let tag = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    let len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
+    let (tag, len) = (word(8), word(12) as usize);
     if len > max_len {
         return Err(FrameError::TooLarge { len, max: max_len });
     }
-    let crc_field = u32::from_le_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
     let crc = if flags & FLAG_CRC != 0 {
-        Some(crc_field)
-    } else if crc_field != 0 {
-        return Err(FrameError::Reserved(crc_field));
+        Some(word(16))
+    } else if word(16) != 0 {
+        return Err(FrameError::Reserved(word(16)));
     } else {
         None
     };
     Ok(Header { kind, tag, len, crc })
 }
 
+/// Computes a payload CRC from pieces, so that they can be hashed where they are produced
+/// (while hot in cache) rather than in a separate pass just before sending.
+#[derive(Default)]
+pub struct FrameHasher(crc32fast::Hasher);
+
+impl FrameHasher {
+    /// Starts an empty CRC.
+    pub fn new() -> Self {
+        FrameHasher::default()
+    }
+
+    /// Feeds the next piece of payload.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.0.update(piece);
+    }
+
+    /// The CRC for [`encode_header_with_crc`].
+    pub fn finish(self) -> u32 {
+        self.0.finalize()
+    }
+}
+
 /// Checks a payload against its header's CRC as the payload arrives in pieces, so each piece
 /// is hashed while it is still in cache.
 pub struct PayloadVerifier {
-    hasher: Option<(crc32fast::Hasher, u32)>,
+    hasher: Option<(FrameHasher, u32)>,
 }
 
 impl PayloadVerifier {
-    /// Starts verifying the payload of `header`, whose raw bytes are `header_bytes`.
-    pub fn new(header: &Header, header_bytes: &[u8; HEADER_LEN]) -> Self {
-        let hasher = header.crc.map(|expected| {
-            let mut h = crc32fast::Hasher::new();
-            h.update(&header_bytes[..16]);
-            (h, expected)
-        });
-        PayloadVerifier { hasher }
+    /// Starts verifying the payload of `header`; a header without payload CRC checks nothing.
+    pub fn new(header: &Header) -> Self {
+        PayloadVerifier { hasher: header.crc.map(|expected| (FrameHasher::new(), expected)) }
     }
 
     /// Feeds the next piece of payload.
@@ -255,7 +253,7 @@ impl PayloadVerifier {
     pub fn finish(self) -> Result<(), FrameError> {
         match self.hasher {
             Some((h, expected)) => {
-                let actual = h.finalize();
+                let actual = h.finish();
                 if actual == expected {
                     Ok(())
                 } else {
@@ -304,7 +302,7 @@ impl Frame {
             buf.first_chunk::<HEADER_LEN>().ok_or(FrameError::Truncated { got: buf.len(), need: HEADER_LEN })?;
         let header = decode_header(head, max_len)?;
         let payload = &buf[HEADER_LEN..total];
-        let mut verifier = PayloadVerifier::new(&header, head);
+        let mut verifier = PayloadVerifier::new(&header);
         verifier.update(payload);
         verifier.finish()?;
         let frame = Frame { kind: header.kind, tag: header.tag, payload: payload.to_vec() };
@@ -343,6 +341,13 @@ impl Frame {
 mod tests {
     use super::*;
 
+    /// Recomputes the header CRC after a test edited header fields, so that the field
+    /// checks behind it are reached.
+    fn reseal(b: &mut [u8]) {
+        let crc = crc32fast::hash(&b[..20]);
+        b[20..24].copy_from_slice(&crc.to_le_bytes());
+    }
+
     fn frame(payload: &[u8]) -> Frame {
         Frame { kind: Kind::Data, tag: 0xdead_beef, payload: payload.to_vec() }
     }
@@ -363,7 +368,7 @@ mod tests {
     #[test]
     fn crc_from_pieces_matches_the_one_pass_header() {
         let payload: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
-        let mut h = FrameHasher::new(Kind::Data, 5, payload.len());
+        let mut h = FrameHasher::new();
         for piece in payload.chunks(333) {
             h.update(piece);
         }
@@ -393,9 +398,8 @@ mod tests {
 
     #[test]
     fn oversized_frame_is_refused_from_the_header_alone() {
-        let mut head = encode_header(Kind::Data, 1, &[0u8; 16], true).unwrap();
         // Announce 4 GiB - 1 of payload; only the header is present.
-        head[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        let head = encode_header_with_crc(Kind::Data, 1, u32::MAX as usize, Some(0)).unwrap();
         assert_eq!(Frame::check(&head, 1 << 20), Err(FrameError::TooLarge { len: u32::MAX as usize, max: 1 << 20 }));
         // Exactly at the limit is fine.
         let bytes = frame(&[1u8; 64]).encode(true).unwrap();
@@ -404,14 +408,14 @@ mod tests {
     }
 
     #[test]
-    fn corrupted_payload_or_header_fails_the_checksum() {
+    fn corrupted_payload_or_header_fails_its_checksum() {
         let bytes = frame(&[3u8; 40]).encode(true).unwrap();
         let mut bad = bytes.clone();
         bad[HEADER_LEN + 5] ^= 1;
         assert!(matches!(Frame::parse(&bad, 1024), Err(FrameError::Checksum { .. })));
         let mut bad_tag = bytes.clone();
         bad_tag[9] ^= 0x10;
-        assert!(matches!(Frame::parse(&bad_tag, 1024), Err(FrameError::Checksum { .. })));
+        assert!(matches!(Frame::check(&bad_tag, 1024), Err(FrameError::HeaderChecksum { .. })));
     }
 
     #[test]
@@ -425,13 +429,22 @@ mod tests {
         assert_eq!(Frame::check(&b, 10), Err(FrameError::Version(9)));
         let mut b = good.clone();
         b[3] = 200;
+        assert!(matches!(Frame::check(&b, 10), Err(FrameError::HeaderChecksum { .. })));
+        reseal(&mut b);
         assert_eq!(Frame::check(&b, 10), Err(FrameError::UnknownKind(200)));
         let mut b = good.clone();
         b[6] = 1;
+        reseal(&mut b);
         assert!(matches!(Frame::check(&b, 10), Err(FrameError::Reserved(_))));
         let mut b = frame(b"x").encode(false).unwrap();
-        b[17] = 1; // a crc without the flag
+        b[17] = 1; // a payload crc without the flag
+        reseal(&mut b);
         assert!(matches!(Frame::check(&b, 10), Err(FrameError::Reserved(_))));
+        // Without payload checksums the header is still covered: a flipped length bit is
+        // caught before the length is believed.
+        let mut b = frame(b"x").encode(false).unwrap();
+        b[12] ^= 2;
+        assert!(matches!(Frame::check(&b, 10), Err(FrameError::HeaderChecksum { .. })));
         // An HTTP request is not a frame.
         assert!(Frame::check(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 1 << 20).is_err());
     }
@@ -465,7 +478,22 @@ mod tests {
                 buf[..3].copy_from_slice(&[b'A', b'G', VERSION]);
                 buf[3] = (next() % 10) as u8;
             }
-            let _ = Frame::parse(&buf, 32);
+            if i % 7 == 0 {
+                // A valid frame, then a random bit flipped in it: must decode or be refused.
+                let len = (next() % 12) as usize;
+                let payload: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                buf = Frame { kind: Kind::Data, tag: next() as u32, payload }.encode(i % 2 == 0).unwrap();
+                let bit = (next() % (buf.len() as u64 * 8)) as usize;
+                buf[bit / 8] ^= 1 << (bit % 8);
+                // Caught unless it hit a payload that has no CRC.
+                if bit / 8 < HEADER_LEN || i % 2 == 0 {
+                    assert!(Frame::parse(&buf, 32).is_err(), "a flipped bit {bit} went unnoticed");
+                }
+            }
+            if let Ok(Some((frame, used))) = Frame::parse(&buf, 32) {
+                // Every header is CRC-covered, so whatever decodes re-encodes to the same bytes.
+                assert_eq!(frame.encode(buf[4] & 1 == 1).unwrap(), buf[..used]);
+            }
             let _ = Frame::parse_complete(&buf, 32);
         }
     }

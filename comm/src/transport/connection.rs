@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CommError, Op};
 use crate::frame::{
-    decode_header, encode_header, encode_header_with_crc, Frame, FrameError, FrameHasher, Header, Kind, PayloadVerifier,
-    HEADER_LEN,
+    decode_header, encode_header, encode_header_with_crc, Frame, FrameError, FrameHasher, Header, Kind,
+    PayloadVerifier, HEADER_LEN,
 };
 use crate::transport::messages::AbortNotice;
 
@@ -222,7 +222,7 @@ impl Connection {
     }
 
     /// Reads a frame header. `Ok(None)` is a clean close before any byte of it.
-    fn read_header(&mut self) -> Result<Option<(Header, [u8; HEADER_LEN])>, LinkError> {
+    fn read_header(&mut self) -> Result<Option<Header>, LinkError> {
         let mut head = [0u8; HEADER_LEN];
         let mut got = 0;
         while got < HEADER_LEN {
@@ -234,19 +234,18 @@ impl Connection {
                 Err(e) => return Err(e.into()),
             }
         }
-        let header = decode_header(&head, self.max_frame)?;
-        Ok(Some((header, head)))
+        Ok(Some(decode_header(&head, self.max_frame)?))
     }
 
     /// Reads one whole frame; `Ok(None)` on a clean close, an error on a close mid-frame.
     /// Allocation happens only after the header has passed the size limit.
     pub(crate) fn read_frame(&mut self) -> Result<Option<Frame>, LinkError> {
-        let Some((header, head)) = self.read_header()? else {
+        let Some(header) = self.read_header()? else {
             return Ok(None);
         };
         let mut payload = vec![0u8; header.len];
         self.reader.read_exact(&mut payload)?;
-        let mut verifier = PayloadVerifier::new(&header, &head);
+        let mut verifier = PayloadVerifier::new(&header);
         verifier.update(&payload);
         verifier.finish()?;
         Ok(Some(Frame { kind: header.kind, tag: header.tag, payload }))
@@ -280,7 +279,7 @@ impl Connection {
         scratch: &mut [f32],
         forward: bool,
     ) -> Result<Option<u32>, LinkError> {
-        let (header, head) = self.read_header()?.ok_or(LinkError::Closed)?;
+        let header = self.read_header()?.ok_or(LinkError::Closed)?;
         match header.kind {
             Kind::Data => {}
             Kind::Abort | Kind::Bye => {
@@ -300,11 +299,11 @@ impl Connection {
                 header.len
             )));
         }
-        let mut verifier = PayloadVerifier::new(&header, &head);
-        // A copied payload that arrived checksummed is forwarded with the very same header
-        // bytes, so its CRC is already known; only sums (and unchecked arrivals) need hashing.
+        let mut verifier = PayloadVerifier::new(&header);
+        // A copied payload that arrived checksummed is forwarded unchanged, so its CRC is
+        // already known; only sums (and unchecked arrivals) need hashing.
         let reuse = mode == Mode::Copy && header.crc.is_some();
-        let mut onward = (forward && self.checksum && !reuse).then(|| FrameHasher::new(Kind::Data, tag, want));
+        let mut onward = (forward && self.checksum && !reuse).then(FrameHasher::new);
         match mode {
             Mode::Copy => {
                 for piece in dst.chunks_mut(PIECE_ELEMS) {
@@ -394,8 +393,7 @@ mod tests {
     #[test]
     fn oversized_and_garbage_frames_are_rejected_from_raw_bytes() {
         let (mut conn, mut client) = pair();
-        let mut head = encode_header(Kind::Hello, 0, &[], true).unwrap();
-        head[12..16].copy_from_slice(&(1u32 << 30).to_le_bytes());
+        let head = encode_header_with_crc(Kind::Hello, 0, 1 << 30, None).unwrap();
         client.write_all(&head).unwrap();
         assert!(matches!(conn.read_frame(), Err(LinkError::Frame(FrameError::TooLarge { .. }))));
 
