@@ -2,7 +2,7 @@
 
 use super::{Layer, LayerIo, LayerPlan};
 use crate::error::{EngineError, Result};
-use crate::ops::maxpool::{cpu, maxpool_backward, maxpool_forward, pooled_hw};
+use crate::ops::maxpool::{cpu, maxpool_backward, maxpool_forward, pooled_hw, PoolShape};
 use crate::tensor::{DType, Tensor};
 
 /// `y[b,c,i,j] = max of x[b,c] over the k x k window at (i k, j k)`; `x` `(B, C, H, W)`,
@@ -41,11 +41,11 @@ impl Layer for MaxPool2d {
 
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
         let (c, h, w) = self.dims(io.in_shape)?;
-        let planes = io.batch * c;
+        let s = PoolShape { planes: io.batch * c, h, w, k: self.k };
         let argmax = Tensor::empty(io.dev, &[io.y.numel()], DType::U32);
-        let forward = vec![maxpool_forward(io.dev, io.y, &argmax, io.x, planes, h, w, self.k)?];
+        let forward = vec![maxpool_forward(io.dev, io.y, &argmax, io.x, s)?];
         let backward = match (io.dy, io.dx) {
-            (Some(dy), Some(dx)) => vec![maxpool_backward(io.dev, dx, dy, &argmax, planes, h, w, self.k)?],
+            (Some(dy), Some(dx)) => vec![maxpool_backward(io.dev, dx, dy, &argmax, s)?],
             _ => Vec::new(),
         };
         Ok(LayerPlan { forward, backward })

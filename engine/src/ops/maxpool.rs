@@ -19,6 +19,22 @@ struct Params {
     n: u32,
 }
 
+/// The geometry of a pooling over a batch: `planes = B * C` planes of `h` x `w`, window `k`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolShape {
+    pub planes: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+}
+
+impl PoolShape {
+    /// Output height and width, `(h / k, w / k)`.
+    pub fn out_hw(&self) -> Result<(usize, usize)> {
+        pooled_hw(self.h, self.w, self.k)
+    }
+}
+
 /// Output height and width of pooling an `h` x `w` plane by `k`: `(h / k, w / k)`.
 pub fn pooled_hw(h: usize, w: usize, k: usize) -> Result<(usize, usize)> {
     if k == 0 || k > h || k > w {
@@ -40,17 +56,9 @@ fn params(h: usize, w: usize, k: usize, n: usize) -> Result<Params> {
 }
 
 /// `y = maxpool(x)`, recording in `argmax` the flat index into `x` of each maximum.
-// y and argmax (u32) are (B, C, OH, OW); x is (B, C, H, W); planes = B * C.
-pub fn maxpool_forward(
-    dev: &Device,
-    y: &Tensor,
-    argmax: &Tensor,
-    x: &Tensor,
-    planes: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-) -> Result<Dispatch> {
+// y and argmax (u32) are (B, C, OH, OW); x is (B, C, H, W).
+pub fn maxpool_forward(dev: &Device, y: &Tensor, argmax: &Tensor, x: &Tensor, s: PoolShape) -> Result<Dispatch> {
+    let PoolShape { planes, h, w, k } = s;
     let (oh, ow) = pooled_hw(h, w, k)?;
     let ny = planes * oh * ow;
     expect(y, "maxpool output", ny, DType::F32)?;
@@ -62,16 +70,8 @@ pub fn maxpool_forward(
 
 /// `dx`: each element gets `dy` of its window if it was that window's maximum, else 0.
 // dx is (B, C, H, W); dy and argmax are (B, C, OH, OW).
-pub fn maxpool_backward(
-    dev: &Device,
-    dx: &Tensor,
-    dy: &Tensor,
-    argmax: &Tensor,
-    planes: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-) -> Result<Dispatch> {
+pub fn maxpool_backward(dev: &Device, dx: &Tensor, dy: &Tensor, argmax: &Tensor, s: PoolShape) -> Result<Dispatch> {
+    let PoolShape { planes, h, w, k } = s;
     let (oh, ow) = pooled_hw(h, w, k)?;
     let nx = planes * h * w;
     expect(dx, "maxpool input gradient", nx, DType::F32)?;

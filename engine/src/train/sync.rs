@@ -90,7 +90,7 @@ pub fn train_sync(
             obs(&Event::Tick { epoch: epoch + 1, step })?;
 
             let end_of_epoch = bi + 1 == steps_per_epoch as usize;
-            if step % log_every == 0 || end_of_epoch || step == total_steps {
+            if step.is_multiple_of(log_every) || end_of_epoch || step == total_steps {
                 let (loss, correct, count) = plan.take_totals()?;
                 let t = clock.train();
                 let rate = (summary.samples - window.0) as f64 / (t - window.1).max(1e-9);
@@ -112,7 +112,7 @@ pub fn train_sync(
                     wall_s: clock.wall(),
                 })?;
             }
-            if cfg.eval_every.is_some_and(|n| step % n == 0) && !end_of_epoch {
+            if cfg.eval_every.is_some_and(|n| step.is_multiple_of(n)) && !end_of_epoch {
                 let (l, a, e) = evaluate(&mut clock, &mut evaluator, epoch, step, &mut summary)?;
                 last_eval = Some((l, a));
                 obs(&e)?;
@@ -120,7 +120,7 @@ pub fn train_sync(
                     break 'epochs;
                 }
             }
-            if cfg.checkpoint_every.is_some_and(|n| step % n == 0) && !end_of_epoch {
+            if cfg.checkpoint_every.is_some_and(|n| step.is_multiple_of(n)) && !end_of_epoch {
                 let pos = Position { epoch, batch_in_epoch: bi + 1, step };
                 if let Some(e) = save(&mut clock, pos)? {
                     obs(&e)?;
@@ -151,7 +151,7 @@ pub fn train_sync(
     // A run cut short by max_steps or the target mid-epoch still ends with an evaluation and,
     // if asked, a checkpoint of where it stopped.
     let (test_loss, test_acc) = match last_eval {
-        Some(r) if step % steps_per_epoch == 0 || cfg.stop_at_target => r,
+        Some(r) if step.is_multiple_of(steps_per_epoch) || cfg.stop_at_target => r,
         _ => {
             let epoch = (step / steps_per_epoch) as usize;
             let (l, a, e) = evaluate(&mut clock, &mut evaluator, epoch, step, &mut summary)?;

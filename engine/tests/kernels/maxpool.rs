@@ -1,4 +1,4 @@
-use asgd_engine::ops::maxpool::{cpu, maxpool_backward, maxpool_forward, pooled_hw};
+use asgd_engine::ops::maxpool::{cpu, maxpool_backward, maxpool_forward, pooled_hw, PoolShape};
 use asgd_engine::{DType, Tensor};
 
 use crate::support::*;
@@ -16,8 +16,9 @@ fn forward_and_backward_match_reference() {
         let targ = Tensor::empty(dev(), &[planes, oh, ow], DType::U32);
         // A recycled buffer may hold anything: the backward must overwrite every element.
         let tdx = upload(&[planes, h, w], &vec![f64::NAN; planes * h * w]);
-        maxpool_forward(dev(), &ty, &targ, &tx, planes, h, w, k).unwrap().run(dev());
-        maxpool_backward(dev(), &tdx, &tdy, &targ, planes, h, w, k).unwrap().run(dev());
+        let s = PoolShape { planes, h, w, k };
+        maxpool_forward(dev(), &ty, &targ, &tx, s).unwrap().run(dev());
+        maxpool_backward(dev(), &tdx, &tdy, &targ, s).unwrap().run(dev());
         let mut y = vec![0.0; planes * oh * ow];
         let arg = cpu::maxpool_forward(&mut y, &x, planes, h, w, k);
         let mut dx = vec![0.0; planes * h * w];
