@@ -38,11 +38,16 @@ impl Sgd {
 
     /// Update dispatches reading `plan`'s gradients.
     pub fn updates(&self, model: &Model, plan: &Plan) -> Result<SgdUpdates> {
+        self.updates_from(model, &plan.grads)
+    }
+
+    /// Update dispatches reading `grads[i][j]` for parameter `j` of layer `i`.
+    pub fn updates_from(&self, model: &Model, grads: &[Vec<Tensor>]) -> Result<SgdUpdates> {
         let mut layers = Vec::new();
         for (i, layer) in model.layers().iter().enumerate() {
             let mut d = Vec::new();
             for (j, p) in layer.params().iter().enumerate() {
-                d.push(sgd_momentum(model.device(), &p.value, &self.velocity[i][j], &plan.grads[i][j], self.hyper)?);
+                d.push(sgd_momentum(model.device(), &p.value, &self.velocity[i][j], &grads[i][j], self.hyper)?);
             }
             layers.push(d);
         }
@@ -62,6 +67,13 @@ impl SgdUpdates {
     pub fn record(&self, i: usize, pass: &mut wgpu::ComputePass<'_>) {
         for d in &self.layers[i] {
             d.record(pass);
+        }
+    }
+
+    /// Changes the hyper-parameters of layer `i`'s later updates.
+    pub fn set_layer_hyper(&self, model: &Model, i: usize, hyper: SgdParams) {
+        for (p, d) in model.layers()[i].params().iter().zip(&self.layers[i]) {
+            d.write_params(model.device(), &Params::new(p.value.numel() as u32, hyper));
         }
     }
 

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use asgd::engine::io::metrics::MetricsWriter;
-use asgd::{load_checkpoint, CheckpointMeta, Event, ModelConfig, Position, Sgd, SgdParams, TrainConfig};
+use asgd::engine::train::{train_data_parallel, train_decoupled, AsyncConfig, Decoupling, DelaySpec, Summary};
+use asgd::{load_checkpoint, CheckpointMeta, Event, Model, ModelConfig, Position, Schedule, Sgd, SgdParams, TrainConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::common::{positive, secs, sizes, DataArgs, DeviceArgs, Sizes};
@@ -13,8 +14,21 @@ use super::common::{positive, secs, sizes, DataArgs, DeviceArgs, Sizes};
 /// Training algorithms (see the README for what each does).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algo {
-    /// Synchronous SGD (with --workers N: lock-step data parallel).
+    /// Synchronous SGD (with --workers N: lock-step data parallel, gradients averaged every step).
     Sync,
+    /// Partial decoupled ASGD: forward and backward threads, layer-wise asynchronous updates.
+    Pdasgd,
+    /// Asynchronous SGD with whole-model updates after the full backward pass (PD-ASGD's ablation).
+    Hogwild,
+}
+
+/// How lanes map to devices.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lanes {
+    /// Every lane of every worker submits to one device (one queue).
+    Shared,
+    /// Each worker's lanes run on a device of its own, opened from the same adapter.
+    Separate,
 }
 
 #[derive(clap::Args)]
@@ -30,6 +44,24 @@ pub struct TrainArgs {
     /// Training algorithm.
     #[arg(long, value_enum, default_value = "sync")]
     pub algo: Algo,
+    /// Workers (replicas), each with its own lanes.
+    #[arg(long, default_value = "1", value_parser = positive)]
+    pub workers: usize,
+    /// Forward threads per worker (pdasgd, hogwild).
+    #[arg(long, default_value = "1", value_parser = positive)]
+    pub fwd_threads: usize,
+    /// Backward threads per worker (pdasgd, hogwild); a backward costs about two forwards.
+    #[arg(long, default_value = "2", value_parser = positive)]
+    pub bwd_threads: usize,
+    /// Batches that may wait between a worker's forward and backward threads.
+    #[arg(long, default_value = "2", value_parser = positive)]
+    pub queue: usize,
+    /// Map lanes to one shared device or to a device per worker.
+    #[arg(long, value_enum, default_value = "shared")]
+    pub lanes: Lanes,
+    /// Emulate slow devices, e.g. worker=1:factor=4 or all:exp=20ms (see the README).
+    #[arg(long, value_parser = |s: &str| DelaySpec::parse(s).map_err(|e| e.to_string()))]
+    pub inject_delay: Option<DelaySpec>,
     /// Epochs in total [default: 20 on digits, 3 otherwise].
     #[arg(long, value_parser = positive)]
     pub epochs: Option<usize>,
@@ -39,6 +71,9 @@ pub struct TrainArgs {
     /// Learning rate.
     #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     pub lr: f32,
+    /// Learning-rate schedule: constant, or cosine decay to zero at the last step.
+    #[arg(long, default_value = "cosine", value_parser = |s: &str| Schedule::parse(s).map_err(|e| e.to_string()))]
+    pub schedule: Schedule,
     /// SGD momentum.
     #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     pub momentum: f32,
@@ -148,17 +183,28 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     }
 
     let dev = args.device.open()?;
-    let model = model_cfg.build(&dev, splits.train.shape, splits.train.classes, args.seed)?;
+    // Every replica is built from the same seed, so all start equal.
     let hyper = SgdParams { lr: args.lr, momentum: args.momentum, weight_decay: args.weight_decay };
-    let sgd = Sgd::new(&model, hyper);
+    let mut replicas: Vec<(Model, Sgd)> = Vec::new();
+    for w in 0..args.workers {
+        let d = if w == 0 || args.lanes == Lanes::Shared { dev.clone() } else { dev.open_sibling()? };
+        let model = model_cfg.build(&d, splits.train.shape, splits.train.classes, args.seed)?;
+        let sgd = Sgd::new(&model, hyper);
+        replicas.push((model, sgd));
+    }
     let mut start = Position::default();
     let mut seed = args.seed;
     if let Some(ck) = &resume {
-        ck.restore_model(&model)?;
-        ck.restore_optimizer(&model, &sgd)?;
+        for (model, sgd) in &replicas {
+            ck.restore_model(model)?;
+            ck.restore_optimizer(model, sgd)?;
+        }
         start = ck.meta.position;
         seed = ck.meta.seed;
     }
+    let delays = args.inject_delay.clone().unwrap_or_default();
+    delays.check_workers(args.workers)?;
+    let model = &replicas[0].0;
 
     let epochs = args.epochs.unwrap_or(if digits { 20 } else { 3 });
     let batch = args.batch.unwrap_or(if digits { 32 } else { 128 });
@@ -170,12 +216,14 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     }
     let mut extra = std::collections::BTreeMap::new();
     extra.insert("algo".to_string(), format!("{:?}", args.algo).to_lowercase());
+    extra.insert("workers".to_string(), args.workers.to_string());
     extra.insert("batch".to_string(), batch.to_string());
     extra.insert("lr".to_string(), args.lr.to_string());
     let cfg = TrainConfig {
         epochs,
         batch,
         sgd: hyper,
+        schedule: args.schedule,
         seed,
         log_every: args.log_every as u64,
         eval_every: args.eval_every.map(|n| n as u64),
@@ -201,25 +249,45 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         None => None,
     };
     eprintln!(
-        "training {} ({} parameters) on {} ({} train / {} test samples) with {:?} on {} ({})",
+        "training {} ({} parameters) on {} ({} train / {} test samples) with {} x{} on {} ({}, {:?} lanes)",
         model_cfg.description(),
         model.num_params(),
         args.data.data.name(),
         splits.train.len(),
         splits.test.len(),
-        args.algo,
+        format!("{:?}", args.algo).to_lowercase(),
+        args.workers,
         dev.info().name,
         dev.info().backend,
+        args.lanes,
     );
     let mut progress = Progress::new(args.quiet, epochs);
-    let summary = asgd::train_sync(&model, &sgd, &splits, &cfg, start, &mut |e| {
+    let mut observer = |e: &Event| -> asgd::engine::Result<()> {
         if let (Some(m), Some(json)) = (metrics.as_mut(), e.to_json()) {
             m.write(&json)?;
         }
         progress.on(e);
         Ok(())
-    })?;
+    };
+    let refs: Vec<(&Model, &Sgd)> = replicas.iter().map(|(m, s)| (m, s)).collect();
+    let summary = match args.algo {
+        Algo::Sync if args.workers == 1 && delays.is_empty() => {
+            asgd::train_sync(refs[0].0, refs[0].1, &splits, &cfg, start, &mut observer)?
+        }
+        Algo::Sync => train_data_parallel(&refs, &splits, &cfg, &delays, start, &mut observer)?,
+        Algo::Pdasgd | Algo::Hogwild => {
+            let acfg = AsyncConfig {
+                decoupling: if args.algo == Algo::Pdasgd { Decoupling::LayerWise } else { Decoupling::WholeModel },
+                fwd_threads: args.fwd_threads,
+                bwd_threads: args.bwd_threads,
+                queue: args.queue,
+                delays: delays.clone(),
+            };
+            train_decoupled(&refs, &splits, &cfg, &acfg, start, &mut observer)?
+        }
+    };
     progress.finish();
+    print_staleness(&summary);
     let target = match (target_acc, summary.time_to_target_s) {
         (Some(a), Some(t)) => format!(", reached {:.2}% after {}", 100.0 * a, secs(t)),
         (Some(a), None) => format!(", never reached {:.2}%", 100.0 * a),
@@ -238,6 +306,19 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         println!("checkpoint: {}", p.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_staleness(summary: &Summary) {
+    if let Some(s) = &summary.staleness {
+        println!(
+            "staleness over {} updates: mean {:.2}, median {}, p90 {}, max {}",
+            s.total(),
+            s.mean(),
+            s.quantile(0.5),
+            s.quantile(0.9),
+            s.max()
+        );
+    }
 }
 
 /// A progress bar on a terminal, and one line per epoch on stdout.

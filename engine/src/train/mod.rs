@@ -4,8 +4,15 @@
 //! A loop reports through an observer callback ([`Event`]); the CLI turns events into a
 //! progress bar and JSON Lines metrics, a library user into whatever it likes.
 
+mod barrier;
 mod checkpoint;
+mod coordinator;
+mod data_parallel;
+mod decoupled;
+pub mod delay;
 mod eval;
+mod feed;
+pub mod staleness;
 mod sync;
 
 use std::path::PathBuf;
@@ -13,9 +20,48 @@ use std::time::Instant;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, CheckpointMeta};
 pub use eval::{evaluate, Evaluator};
+pub use data_parallel::train_data_parallel;
+pub use decoupled::{train_decoupled, AsyncConfig, Decoupling};
+pub use delay::DelaySpec;
+pub use staleness::Staleness;
 pub use sync::train_sync;
 
 use crate::ops::sgd::SgdParams;
+
+/// How the learning rate changes over a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Schedule {
+    /// The same rate throughout (PyTorch's default).
+    #[default]
+    Constant,
+    /// Cosine decay from the base rate at step 0 to zero at the last step:
+    /// `lr_t = lr * (1 + cos(pi * t / T)) / 2`.
+    Cosine,
+}
+
+impl Schedule {
+    /// Parses `constant` or `cosine`.
+    pub fn parse(s: &str) -> crate::Result<Self> {
+        match s {
+            "constant" => Ok(Self::Constant),
+            "cosine" => Ok(Self::Cosine),
+            other => Err(crate::EngineError::InvalidArgument(format!(
+                "unknown learning-rate schedule '{other}'; use constant or cosine"
+            ))),
+        }
+    }
+
+    /// The rate at `step` of `total` for base rate `lr`.
+    pub fn lr_at(self, lr: f32, step: u64, total: u64) -> f32 {
+        match self {
+            Self::Constant => lr,
+            Self::Cosine => {
+                let t = (step as f64 / total.max(1) as f64).min(1.0);
+                (lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+            }
+        }
+    }
+}
 
 /// What a training run does. Sizes are in samples, times in seconds.
 #[derive(Clone, Debug)]
@@ -25,8 +71,10 @@ pub struct TrainConfig {
     /// Samples per step. A final partial batch of an epoch is dropped, so every step has the
     /// same size (and the same compiled plan).
     pub batch: usize,
-    /// Optimiser hyper-parameters.
+    /// Optimiser hyper-parameters (`lr` is the base rate of the schedule).
     pub sgd: SgdParams,
+    /// How the learning rate changes over the run.
+    pub schedule: Schedule,
     /// Seeds the epoch order (the model's initialisation is seeded where it is built).
     pub seed: u64,
     /// Steps between read-backs of the training loss (each read-back waits for the GPU).
@@ -56,6 +104,7 @@ impl Default for TrainConfig {
             epochs: 1,
             batch: 128,
             sgd: SgdParams { lr: 0.05, momentum: 0.9, weight_decay: 0.0 },
+            schedule: Schedule::Constant,
             seed: 0,
             log_every: 50,
             eval_every: None,
@@ -113,6 +162,35 @@ pub struct Summary {
     pub samples_per_s: f64,
     /// Training time (`train_s`) at the first evaluation reaching the target accuracy.
     pub time_to_target_s: Option<f64>,
+    /// Asynchronous algorithms: the staleness of every update.
+    pub staleness: Option<Staleness>,
+    /// Asynchronous algorithms: how many updates each replica made, sent and applied.
+    pub updates: Option<UpdateCounts>,
+}
+
+/// Update bookkeeping of an asynchronous run with `n` replicas. Every update is applied
+/// exactly once on every replica when `local[r] == steps(r) * layers_with_params` and
+/// `applied[to][from] == sent[from][to]` for every pair.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpdateCounts {
+    /// Layer updates each replica made from its own gradients (and applied to itself).
+    pub local: Vec<u64>,
+    /// `sent[from][to]`: deltas replica `from` sent to replica `to`.
+    pub sent: Vec<Vec<u64>>,
+    /// `applied[to][from]`: deltas from `from` that replica `to` applied.
+    pub applied: Vec<Vec<u64>>,
+    /// Layers with parameters (updates per step in each replica).
+    pub layers_with_params: u64,
+}
+
+/// Writes the run's checkpoint, if it has one, at `pos`; returns its path.
+pub(crate) fn save_at(cfg: &TrainConfig, model: &crate::Model, sgd: &crate::optim::Sgd, pos: Position) -> crate::Result<Option<PathBuf>> {
+    let Some(path) = &cfg.checkpoint else { return Ok(None) };
+    let mut meta = cfg.checkpoint_meta.clone();
+    meta.position = pos;
+    meta.seed = cfg.seed;
+    save_checkpoint(path, model, Some(sgd), &meta)?;
+    Ok(Some(path.clone()))
 }
 
 impl Event {
@@ -142,11 +220,20 @@ impl Event {
             Event::Checkpoint { path, step, wall_s } => json!({
                 "event": "checkpoint", "path": path.display().to_string(), "step": step, "wall_s": wall_s,
             }),
-            Event::Done(s) => json!({
-                "event": "done", "test_acc": s.test_acc, "test_loss": s.test_loss, "wall_s": s.wall_s,
-                "train_s": s.train_s, "steps": s.steps, "samples": s.samples,
-                "samples_per_s": s.samples_per_s, "time_to_target_s": s.time_to_target_s,
-            }),
+            Event::Done(s) => {
+                let mut v = json!({
+                    "event": "done", "test_acc": s.test_acc, "test_loss": s.test_loss, "wall_s": s.wall_s,
+                    "train_s": s.train_s, "steps": s.steps, "samples": s.samples,
+                    "samples_per_s": s.samples_per_s, "time_to_target_s": s.time_to_target_s,
+                });
+                if let Some(st) = &s.staleness {
+                    v["staleness"] = st.to_json();
+                }
+                if let Some(u) = &s.updates {
+                    v["updates"] = json!({"local": u.local, "sent": u.sent, "applied": u.applied});
+                }
+                v
+            }
         })
     }
 }
@@ -171,6 +258,11 @@ impl Clock {
 
     pub(crate) fn train(&self) -> f64 {
         self.wall() - self.paused
+    }
+
+    /// Counts `d` as paused (not training) time.
+    pub(crate) fn add_pause(&mut self, d: std::time::Duration) {
+        self.paused += d.as_secs_f64();
     }
 
     /// Runs `f` without counting it as training time.

@@ -9,6 +9,7 @@ use super::{Clock, Event, Evaluator, Observer, Position, Summary, TrainConfig};
 use crate::data::{epoch_order, num_batches, Batches, Splits};
 use crate::error::{EngineError, Result};
 use crate::model::Model;
+use crate::ops::sgd::SgdParams;
 use crate::optim::Sgd;
 
 /// Trains `model` with `sgd` on `data.train` from `start`, evaluating on `data.test`.
@@ -29,8 +30,10 @@ pub fn train_sync(
             train.len()
         )));
     }
-    let total_steps = steps_per_epoch * cfg.epochs as u64;
-    let total_steps = cfg.max_steps.map_or(total_steps, |m| m.min(total_steps));
+    // The schedule spans all epochs, whatever max_steps says, so that a run stopped early and
+    // resumed follows the same rates as one that never stopped.
+    let horizon = steps_per_epoch * cfg.epochs as u64;
+    let total_steps = cfg.max_steps.map_or(horizon, |m| m.min(horizon));
     let plan = model.plan(cfg.batch, true)?;
     let updates = sgd.updates(model, &plan)?;
     let mut evaluator = Evaluator::new(model, cfg.eval_batch);
@@ -57,12 +60,8 @@ pub fn train_sync(
         Ok((loss, acc, e))
     };
     let save = |clock: &mut Clock, pos: Position| -> Result<Option<Event>> {
-        let Some(path) = &cfg.checkpoint else { return Ok(None) };
-        let mut meta = cfg.checkpoint_meta.clone();
-        meta.position = pos;
-        meta.seed = cfg.seed;
-        clock.paused(|| super::save_checkpoint(path, model, Some(sgd), &meta))?;
-        Ok(Some(Event::Checkpoint { path: path.clone(), step: pos.step, wall_s: clock.wall() }))
+        let saved = clock.paused(|| super::save_at(cfg, model, sgd, pos))?;
+        Ok(saved.map(|path| Event::Checkpoint { path, step: pos.step, wall_s: clock.wall() }))
     };
 
     'epochs: for epoch in start.epoch..cfg.epochs {
@@ -74,6 +73,10 @@ pub fn train_sync(
             }
             train.gather(idx, &mut images, &mut labels);
             plan.upload(&images, &labels)?;
+            if cfg.schedule != super::Schedule::Constant {
+                let lr = cfg.schedule.lr_at(cfg.sgd.lr, step, horizon);
+                updates.set_hyper(model, SgdParams { lr, ..cfg.sgd });
+            }
             let mut enc = dev.wgpu().create_command_encoder(&Default::default());
             {
                 let mut pass = enc.begin_compute_pass(&Default::default());

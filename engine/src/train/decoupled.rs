@@ -1,0 +1,454 @@
+//! PD-ASGD (partial decoupled ASGD, arXiv 2410.05985) and its ablation, Hogwild-style ASGD
+//! with whole-model updates.
+//!
+//! Each replica (worker) has F forward threads and B backward threads, each a lane: a thread
+//! with its own stream of GPU submissions. A forward thread takes the next batch, takes a free
+//! plan (activation and gradient buffers), records forward and loss with whatever parameters
+//! are current, and queues the plan on a bounded channel. A backward thread takes a queued
+//! plan and walks the layers from last to first; with [`Decoupling::LayerWise`] it submits
+//! each parameter layer's backward and update together, so the layer's new parameters are in
+//! the queue before the layer below is even differentiated, and forward threads read fresher
+//! parameters. [`Decoupling::WholeModel`] submits the full backward, then every update.
+//!
+//! With several replicas, each has its own parameters and momentum. An update made by one is
+//! sent to the others as a delta (`-lr * v`, the change it made) over a flume channel and
+//! added there by whichever of their threads next drains its inbox: no barrier anywhere. On a
+//! shared device the delta stays on the GPU; across devices it goes through the host.
+//!
+//! Staleness: every replica counts the updates applied to each layer (its own and received);
+//! the staleness of an update is how many were applied between the forward pass that produced
+//! its gradient and the update itself.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::coordinator::{coordinate, Hooks, Shared};
+use super::delay::{DelaySampler, DelaySpec};
+use super::feed::Feed;
+use super::staleness::Staleness;
+use super::{save_at, Event, Evaluator, Observer, Position, Summary, TrainConfig, UpdateCounts};
+use crate::data::{num_batches, Splits};
+use crate::device::Device;
+use crate::error::{EngineError, Result};
+use crate::kernel::Dispatch;
+use crate::model::Model;
+use crate::ops::elementwise::scale_add;
+use crate::ops::sgd::SgdParams;
+use crate::optim::{Sgd, SgdUpdates};
+use crate::plan::Plan;
+use crate::tensor::{DType, Tensor};
+
+/// When a backward thread applies updates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoupling {
+    /// PD-ASGD: each layer's update right after its backward, last layer first.
+    LayerWise,
+    /// Hogwild-style ASGD: one whole-model update after the full backward pass.
+    WholeModel,
+}
+
+/// Threads and queueing of the decoupled algorithms.
+#[derive(Clone, Debug)]
+pub struct AsyncConfig {
+    pub decoupling: Decoupling,
+    /// Forward threads per replica.
+    pub fwd_threads: usize,
+    /// Backward threads per replica (a backward costs about twice a forward).
+    pub bwd_threads: usize,
+    /// Batches that may wait between the forward and backward threads of a replica.
+    pub queue: usize,
+    /// Emulated slow devices.
+    pub delays: DelaySpec,
+}
+
+impl Default for AsyncConfig {
+    fn default() -> Self {
+        Self { decoupling: Decoupling::LayerWise, fwd_threads: 1, bwd_threads: 2, queue: 2, delays: DelaySpec::default() }
+    }
+}
+
+/// A batch between its forward and its backward pass.
+struct Item {
+    slot: usize,
+    step: u64,
+    /// Per-layer update counts when the forward pass was submitted.
+    versions: Vec<u64>,
+}
+
+enum DeltaValues {
+    Gpu(Tensor),
+    Host(Arc<[f32]>),
+}
+
+/// An update made by replica `from` to layer `layer`: add `-lr * values[j]` to parameter `j`.
+struct Delta {
+    from: usize,
+    layer: usize,
+    lr: f32,
+    values: Vec<DeltaValues>,
+}
+
+struct Slot {
+    plan: Plan,
+    updates: SgdUpdates,
+}
+
+struct State {
+    versions: Vec<u64>,
+    staleness: Staleness,
+}
+
+/// One replica's runtime.
+struct Replica<'m> {
+    index: usize,
+    model: &'m Model,
+    sgd: &'m Sgd,
+    slots: Vec<Slot>,
+    free: (flume::Sender<usize>, flume::Receiver<usize>),
+    inbox: (flume::Sender<Delta>, flume::Receiver<Delta>),
+    /// Held while submitting, so that version counts follow submission order exactly.
+    state: Mutex<State>,
+    delays: Mutex<DelaySampler>,
+    local_updates: AtomicU64,
+    /// `sent[to]`, `applied_from[from]`: deltas exchanged with each other replica.
+    sent: Vec<AtomicU64>,
+    applied_from: Vec<AtomicU64>,
+}
+
+/// Layers with parameters, and for each, the layers whose backward runs with it: from the
+/// layer itself up to (not including) the next parameter layer above, top first.
+fn backward_groups(model: &Model) -> Vec<(usize, Vec<usize>)> {
+    let layers = model.layers();
+    let params: Vec<usize> = (0..layers.len()).filter(|&i| !layers[i].params().is_empty()).collect();
+    let mut groups = Vec::new();
+    for (g, &p) in params.iter().enumerate().rev() {
+        let upper = params.get(g + 1).copied().unwrap_or(layers.len());
+        groups.push((p, (p..upper).rev().collect()));
+    }
+    groups
+}
+
+impl<'m> Replica<'m> {
+    fn dev(&self) -> &Device {
+        self.model.device()
+    }
+
+    /// Applies every delta waiting in the inbox in one submission.
+    fn drain_inbox(&self, shared: &Shared) -> Result<()> {
+        let msgs: Vec<Delta> = self.inbox.1.try_iter().collect();
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let _gate = shared.gate.read().expect("gate poisoned");
+        let mut st = self.state.lock().expect("state poisoned");
+        let mut dispatches: Vec<Dispatch> = Vec::new();
+        for d in &msgs {
+            for (p, values) in self.model.layers()[d.layer].params().iter().zip(&d.values) {
+                let delta = match values {
+                    DeltaValues::Gpu(t) => t.clone(),
+                    DeltaValues::Host(v) => Tensor::from_f32(self.dev(), p.value.shape(), v)?,
+                };
+                dispatches.push(scale_add(self.dev(), &p.value, &delta, -d.lr, 1.0)?);
+            }
+        }
+        let refs: Vec<&Dispatch> = dispatches.iter().collect();
+        crate::kernel::run_all(self.dev(), &refs);
+        for d in &msgs {
+            st.versions[d.layer] += 1;
+            self.applied_from[d.from].fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Takes a free plan, waiting while all are busy; `None` once the run is stopping.
+    fn take_slot(&self, shared: &Shared) -> Option<usize> {
+        loop {
+            match self.free.1.recv_timeout(Duration::from_millis(5)) {
+                Ok(s) => return Some(s),
+                Err(flume::RecvTimeoutError::Timeout) if !shared.feed.stopped() => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn forward_thread(&self, shared: &Shared, queue: flume::Sender<Item>) -> Result<()> {
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        loop {
+            self.drain_inbox(shared)?;
+            let Some(slot) = self.take_slot(shared) else { return Ok(()) };
+            let Some(step) = shared.feed.take(&mut images, &mut labels) else {
+                let _ = self.free.0.send(slot);
+                return Ok(());
+            };
+            // A slow worker is slow as a whole: its forward threads take turns sleeping.
+            self.delays.lock().expect("delay lock poisoned").sleep();
+            let plan = &self.slots[slot].plan;
+            plan.upload(&images, &labels)?;
+            let versions = {
+                let _gate = shared.gate.read().expect("gate poisoned");
+                let st = self.state.lock().expect("state poisoned");
+                let mut enc = self.dev().wgpu().create_command_encoder(&Default::default());
+                {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    plan.record_forward(&mut pass);
+                    plan.record_loss(&mut pass);
+                }
+                self.dev().queue().submit([enc.finish()]);
+                st.versions.clone()
+            };
+            if queue.send(Item { slot, step, versions }).is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backward_thread(
+        &self,
+        shared: &Shared,
+        queue: flume::Receiver<Item>,
+        peers: &[Replica],
+        groups: &[(usize, Vec<usize>)],
+        decoupling: Decoupling,
+        cfg: &TrainConfig,
+        horizon: u64,
+    ) -> Result<()> {
+        while let Ok(item) = queue.recv() {
+            self.drain_inbox(shared)?;
+            let slot = &self.slots[item.slot];
+            let lr = cfg.schedule.lr_at(cfg.sgd.lr, item.step, horizon);
+            let hyper = SgdParams { lr, ..cfg.sgd };
+            match decoupling {
+                Decoupling::LayerWise => {
+                    for (p, layers) in groups {
+                        let deltas = self.submit_update(shared, slot, &item, layers, &[*p], hyper)?;
+                        self.send_deltas(peers, deltas, lr)?;
+                    }
+                }
+                Decoupling::WholeModel => {
+                    let all: Vec<usize> = groups.iter().flat_map(|(_, l)| l.iter().copied()).collect();
+                    let params: Vec<usize> = groups.iter().map(|(p, _)| *p).collect();
+                    let deltas = self.submit_update(shared, slot, &item, &all, &params, hyper)?;
+                    self.send_deltas(peers, deltas, lr)?;
+                }
+            }
+            let _ = self.free.0.send(item.slot);
+            shared.done.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Submits the backward of `layers` (in order) and then the updates of `params` in one
+    /// encoder; returns, per updated layer, copies of the velocity to send to the peers (none
+    /// without peers).
+    fn submit_update(
+        &self,
+        shared: &Shared,
+        slot: &Slot,
+        item: &Item,
+        layers: &[usize],
+        params: &[usize],
+        hyper: SgdParams,
+    ) -> Result<Vec<(usize, Vec<Tensor>)>> {
+        let peers = self.sent.len() > 1;
+        let _gate = shared.gate.read().expect("gate poisoned");
+        let mut st = self.state.lock().expect("state poisoned");
+        let dev = self.dev();
+        for &p in params {
+            slot.updates.set_layer_hyper(self.model, p, hyper);
+        }
+        let mut enc = dev.wgpu().create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for &l in layers {
+                slot.plan.record_backward(l, &mut pass);
+            }
+            for &p in params {
+                slot.updates.record(p, &mut pass);
+            }
+        }
+        let mut deltas = Vec::new();
+        if peers {
+            for &p in params {
+                let mut copies = Vec::new();
+                for v in &self.sgd.velocity[p] {
+                    let t = Tensor::empty(dev, v.shape(), DType::F32);
+                    enc.copy_buffer_to_buffer(v.buffer(), 0, t.buffer(), 0, (v.numel() * 4) as u64);
+                    copies.push(t);
+                }
+                deltas.push((p, copies));
+            }
+        }
+        dev.queue().submit([enc.finish()]);
+        for &p in params {
+            let s = st.versions[p] - item.versions[p];
+            st.staleness.add(s);
+            st.versions[p] += 1;
+            self.local_updates.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(deltas)
+    }
+
+    /// Sends each updated layer's delta to every other replica: as the GPU copy when the peer
+    /// shares this device, else read back once and shared by all host-side peers.
+    fn send_deltas(&self, peers: &[Replica], deltas: Vec<(usize, Vec<Tensor>)>, lr: f32) -> Result<()> {
+        for (layer, copies) in deltas {
+            let mut host: Option<Vec<Arc<[f32]>>> = None;
+            for peer in peers.iter().filter(|p| p.index != self.index) {
+                let values = if peer.dev().same_as(self.dev()) {
+                    copies.iter().map(|t| DeltaValues::Gpu(t.clone())).collect()
+                } else {
+                    if host.is_none() {
+                        let read: Result<Vec<Arc<[f32]>>> = copies.iter().map(|t| Ok(t.to_vec_f32()?.into())).collect();
+                        host = Some(read?);
+                    }
+                    host.as_ref().expect("read above").iter().map(|v| DeltaValues::Host(v.clone())).collect()
+                };
+                self.sent[peer.index].fetch_add(1, Ordering::Relaxed);
+                // The peer's inbox lives as long as the run; a send cannot fail before then.
+                let _ = peer.inbox.0.send(Delta { from: self.index, layer, lr, values });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Time of one undelayed step (forward, loss, backward) on `slot`, for `factor` delays.
+fn measure_base_step(dev: &Device, plan: &Plan) -> Result<Duration> {
+    let run = || -> Result<()> {
+        let mut enc = dev.wgpu().create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            plan.record_forward(&mut pass);
+            plan.record_loss(&mut pass);
+            for i in (0..plan.num_layers()).rev() {
+                plan.record_backward(i, &mut pass);
+            }
+        }
+        dev.queue().submit([enc.finish()]);
+        dev.wait_idle()
+    };
+    run()?;
+    let t0 = Instant::now();
+    for _ in 0..3 {
+        run()?;
+    }
+    plan.take_totals()?;
+    Ok(t0.elapsed() / 3)
+}
+
+/// Trains `replicas` (models built alike, each with its optimiser) asynchronously.
+pub fn train_decoupled(
+    replicas: &[(&Model, &Sgd)],
+    data: &Splits,
+    cfg: &TrainConfig,
+    acfg: &AsyncConfig,
+    start: Position,
+    obs: &mut Observer,
+) -> Result<Summary> {
+    if replicas.is_empty() || acfg.fwd_threads == 0 || acfg.bwd_threads == 0 {
+        return Err(EngineError::InvalidArgument("asynchronous training needs at least one worker with one forward and one backward thread".into()));
+    }
+    acfg.delays.check_workers(replicas.len())?;
+    let train = &data.train;
+    let spe = num_batches(train.len(), cfg.batch, true) as u64;
+    if spe == 0 {
+        return Err(EngineError::InvalidArgument(format!(
+            "the batch size {} is larger than the {} training samples; use a smaller --batch",
+            cfg.batch,
+            train.len()
+        )));
+    }
+    let horizon = spe * cfg.epochs as u64;
+    let total = cfg.max_steps.map_or(horizon, |m| m.min(horizon));
+    let groups = backward_groups(replicas[0].0);
+    let slots_per_replica = acfg.fwd_threads + acfg.bwd_threads + acfg.queue.max(1);
+
+    let mut rts = Vec::new();
+    for (index, &(model, sgd)) in replicas.iter().enumerate() {
+        let mut slots = Vec::new();
+        for _ in 0..slots_per_replica {
+            let plan = model.plan(cfg.batch, true)?;
+            let updates = sgd.updates(model, &plan)?;
+            slots.push(Slot { plan, updates });
+        }
+        let free = flume::unbounded();
+        for s in 0..slots.len() {
+            let _ = free.0.send(s);
+        }
+        let base = if acfg.delays.needs_base_step() { measure_base_step(model.device(), &slots[0].plan)? } else { Duration::ZERO };
+        rts.push(Replica {
+            index,
+            model,
+            sgd,
+            slots,
+            free,
+            inbox: flume::unbounded(),
+            state: Mutex::new(State { versions: vec![0; model.layers().len()], staleness: Staleness::default() }),
+            delays: Mutex::new(acfg.delays.sampler(index, cfg.seed, base)),
+            local_updates: AtomicU64::new(0),
+            sent: (0..replicas.len()).map(|_| AtomicU64::new(0)).collect(),
+            applied_from: (0..replicas.len()).map(|_| AtomicU64::new(0)).collect(),
+        });
+    }
+
+    obs(&Event::Start { steps_per_epoch: spe, total_steps: total, start_step: start.step, params: replicas[0].0.num_params() })?;
+    let shared = Shared::new(Feed::new(train, cfg.batch, cfg.seed, spe, start.step, total), start.step);
+    let mut devices: Vec<Device> = Vec::new();
+    for (m, _) in replicas {
+        if !devices.iter().any(|d| d.same_as(m.device())) {
+            devices.push(m.device().clone());
+        }
+    }
+    let mut evaluator = Evaluator::new(replicas[0].0, cfg.eval_batch);
+    let rts_ref = &rts;
+    let shared_ref = &shared;
+    let groups_ref = &groups;
+    let mut summary = std::thread::scope(|scope| -> Result<Summary> {
+        for rt in rts_ref {
+            let (tx, rx) = flume::bounded::<Item>(acfg.queue.max(1));
+            for _ in 0..acfg.fwd_threads {
+                let tx = tx.clone();
+                shared_ref.running.fetch_add(1, Ordering::AcqRel);
+                scope.spawn(move || shared_ref.worker(|| rt.forward_thread(shared_ref, tx)));
+            }
+            drop(tx);
+            for _ in 0..acfg.bwd_threads {
+                let rx = rx.clone();
+                shared_ref.running.fetch_add(1, Ordering::AcqRel);
+                scope.spawn(move || {
+                    shared_ref.worker(|| rt.backward_thread(shared_ref, rx, rts_ref, groups_ref, acfg.decoupling, cfg, horizon))
+                });
+            }
+        }
+        let mut take_totals = || -> Result<(f64, f64, f64)> {
+            let mut sum = (0.0, 0.0, 0.0);
+            for rt in rts_ref {
+                for s in &rt.slots {
+                    let (l, c, n) = s.plan.take_totals()?;
+                    sum = (sum.0 + l, sum.1 + c, sum.2 + n);
+                }
+            }
+            Ok(sum)
+        };
+        let mut finish = || -> Result<()> { rts_ref.iter().try_for_each(|rt| rt.drain_inbox(shared_ref)) };
+        let mut save = |pos: Position| save_at(cfg, replicas[0].0, replicas[0].1, pos);
+        let hooks = Hooks { devices: devices.clone(), take_totals: &mut take_totals, save: &mut save, finish: &mut finish };
+        coordinate(shared_ref, cfg, &data.test, &mut evaluator, hooks, start, obs)
+    })?;
+
+    let mut staleness = Staleness::default();
+    for rt in &rts {
+        staleness.merge(&rt.state.lock().expect("state poisoned").staleness);
+    }
+    summary.staleness = Some(staleness);
+    summary.updates = Some(UpdateCounts {
+        local: rts.iter().map(|r| r.local_updates.load(Ordering::Relaxed)).collect(),
+        sent: rts.iter().map(|r| r.sent.iter().map(|c| c.load(Ordering::Relaxed)).collect()).collect(),
+        applied: rts.iter().map(|r| r.applied_from.iter().map(|c| c.load(Ordering::Relaxed)).collect()).collect(),
+        layers_with_params: groups.len() as u64,
+    });
+    obs(&Event::Done(summary.clone()))?;
+    Ok(summary)
+}

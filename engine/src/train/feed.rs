@@ -1,0 +1,72 @@
+//! A batch feed shared by many threads: global steps are handed out in order, each mapped to
+//! its epoch's seeded order, so any thread may take the next batch and the samples a run sees
+//! are those of a single-worker run with the same seed.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::data::{epoch_order, Dataset};
+
+/// Hands out the steps `start..total` of a run.
+pub(crate) struct Feed<'a> {
+    data: &'a Dataset,
+    batch: usize,
+    seed: u64,
+    pub steps_per_epoch: u64,
+    pub total: u64,
+    next: AtomicU64,
+    order: Mutex<(u64, Arc<Vec<usize>>)>,
+    stop: AtomicBool,
+}
+
+impl<'a> Feed<'a> {
+    pub fn new(data: &'a Dataset, batch: usize, seed: u64, steps_per_epoch: u64, start: u64, total: u64) -> Self {
+        Self {
+            data,
+            batch,
+            seed,
+            steps_per_epoch,
+            total,
+            next: AtomicU64::new(start),
+            order: Mutex::new((u64::MAX, Arc::new(Vec::new()))),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// The next step's batch into `images` and `labels`, or `None` when the run is over.
+    pub fn take(&self, images: &mut Vec<f32>, labels: &mut Vec<u32>) -> Option<u64> {
+        if self.stop.load(Ordering::Acquire) {
+            return None;
+        }
+        let step = self.next.fetch_add(1, Ordering::AcqRel);
+        self.gather_step(step, images, labels).then_some(step)
+    }
+
+    /// The batch of a given step (not handed out: for lock-step workers that compute their
+    /// own step numbers). `false` when the step is past the end of the run.
+    pub fn gather_step(&self, step: u64, images: &mut Vec<f32>, labels: &mut Vec<u32>) -> bool {
+        if step >= self.total {
+            return false;
+        }
+        let epoch = step / self.steps_per_epoch;
+        let b = (step % self.steps_per_epoch) as usize;
+        let order = {
+            let mut cached = self.order.lock().expect("feed lock poisoned");
+            if cached.0 != epoch {
+                *cached = (epoch, Arc::new(epoch_order(self.data.len(), self.seed, epoch)));
+            }
+            cached.1.clone()
+        };
+        self.data.gather(&order[b * self.batch..(b + 1) * self.batch], images, labels);
+        true
+    }
+
+    /// No more steps are handed out after this.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,80 @@
+//! PD-ASGD and Hogwild under random thread, queue, replica and lane counts: every run shuts
+//! down, every step is trained once, every update is applied exactly once on every replica
+//! (counted), and so all replicas end with the same parameters.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use asgd::data::{self, DataKind};
+use asgd::engine::train::{train_decoupled, AsyncConfig, Decoupling, DelaySpec};
+use asgd::{Device, DeviceOptions, Model, ModelConfig, Position, Sgd, SgdParams, TrainConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+#[test]
+fn every_update_is_applied_exactly_once_and_shutdown_completes() {
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        run_many();
+        done_tx.send(()).unwrap();
+    });
+    // A deadlock must fail the test, not hang it.
+    done_rx.recv_timeout(Duration::from_secs(300)).expect("asynchronous runs did not finish within 300 s: deadlock?");
+}
+
+fn run_many() {
+    let dev = Device::open(&DeviceOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut splits = data::load(DataKind::Digits, None).unwrap();
+    splits.test.truncate(64);
+    let mut rng = ChaCha8Rng::seed_from_u64(2024);
+    for run in 0..16 {
+        let workers = rng.random_range(1..=4usize);
+        let acfg = AsyncConfig {
+            decoupling: if rng.random_bool(0.5) { Decoupling::LayerWise } else { Decoupling::WholeModel },
+            fwd_threads: rng.random_range(1..=3),
+            bwd_threads: rng.random_range(1..=3),
+            queue: rng.random_range(1..=3),
+            delays: if rng.random_bool(0.3) { DelaySpec::parse("all:exp=1ms").unwrap() } else { DelaySpec::default() },
+        };
+        let separate = rng.random_bool(0.3);
+        let steps = rng.random_range(5..40u64);
+        let what = format!("run {run}: {workers} workers, separate lanes {separate}, {steps} steps, {acfg:?}");
+
+        let hidden = vec![16, 8];
+        let replicas: Vec<(Model, Sgd)> = (0..workers)
+            .map(|w| {
+                let d = if w == 0 || !separate { dev.clone() } else { dev.open_sibling().unwrap() };
+                let m = ModelConfig::Mlp { hidden: hidden.clone() }.build(&d, splits.train.shape, 10, 1).unwrap();
+                let s = Sgd::new(&m, SgdParams { lr: 0.02, momentum: 0.5, weight_decay: 1e-4 });
+                (m, s)
+            })
+            .collect();
+        let refs: Vec<(&Model, &Sgd)> = replicas.iter().map(|(m, s)| (m, s)).collect();
+        let cfg = TrainConfig { epochs: 1, batch: 16, max_steps: Some(steps), log_every: 7, seed: run, ..TrainConfig::default() };
+        let summary = train_decoupled(&refs, &splits, &cfg, &acfg, Position::default(), &mut |_| Ok(())).unwrap();
+
+        assert_eq!(summary.steps, steps, "{what}");
+        let u = summary.updates.as_ref().unwrap();
+        let layers = u.layers_with_params;
+        assert_eq!(layers, 3, "{what}");
+        assert_eq!(u.local.iter().sum::<u64>(), steps * layers, "{what}: local updates {:?}", u.local);
+        for from in 0..workers {
+            for to in 0..workers {
+                let expect = if from == to { 0 } else { u.local[from] };
+                assert_eq!(u.sent[from][to], expect, "{what}: sent {from}->{to}");
+                assert_eq!(u.applied[to][from], u.sent[from][to], "{what}: applied at {to} from {from}");
+            }
+        }
+        assert_eq!(summary.staleness.as_ref().unwrap().total(), steps * layers, "{what}");
+
+        // Each replica applied every update once (its own, and the others' as deltas), in its
+        // own order: equal up to float rounding. A lost or doubled update is a whole step apart.
+        let first = replicas[0].0.state_dict().unwrap();
+        for (m, _) in &replicas[1..] {
+            for (a, b) in first.iter().zip(m.state_dict().unwrap()) {
+                let worst = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+                assert!(worst < 1e-4, "{what}: {} differs by {worst} between replicas", a.name);
+            }
+        }
+    }
+}
