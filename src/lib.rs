@@ -26,7 +26,7 @@ pub use asgd_engine::data;
 pub use asgd_engine::ops::sgd::SgdParams;
 pub use asgd_engine::optim::Sgd;
 pub use asgd_engine::train::{
-    evaluate, load_checkpoint, save_checkpoint, train_sync, Checkpoint, CheckpointMeta, Event, Position, Summary,
+    evaluate, load_checkpoint, save_checkpoint, train_sync, Checkpoint, CheckpointMeta, Event, Position, Schedule, Summary,
     TrainConfig,
 };
 pub use asgd_engine::{list_adapters, BackendChoice, Device, DeviceOptions, EngineError, Model, Tensor};

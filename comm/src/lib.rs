@@ -23,6 +23,8 @@
 //! is set (`ASGD_SECRET` or `ASGD_SECRET_FILE`); without one the job listens on loopback only,
 //! unless `ASGD_ALLOW_INSECURE=1`. Data is authenticated per connection, not encrypted.
 
+#![warn(missing_docs)]
+
 #[cfg(not(target_endian = "little"))]
 compile_error!("asgd-comm sends f32 buffers in their in-memory byte order, which must be little-endian");
 
