@@ -49,6 +49,10 @@ pub struct BenchOptions {
     pub iters: Option<usize>,
     /// Bytes each plain-TCP ceiling run sends per process.
     pub stream_bytes: usize,
+    /// Memory the plain-TCP runs send from and receive into, cycled through in writes of
+    /// the chunk size; `None` reuses one chunk-sized buffer, which stays in cache (as iperf
+    /// does). A buffer as large as the all-reduce's shows what memory traffic costs.
+    pub stream_buffer_bytes: Option<usize>,
 }
 
 impl BenchOptions {
@@ -61,7 +65,13 @@ impl BenchOptions {
     /// These exact sizes, with the other defaults of [`BenchOptions::new`].
     pub fn with_sizes(sizes: Vec<usize>) -> BenchOptions {
         let largest = sizes.iter().copied().max().unwrap_or(0);
-        BenchOptions { sizes, ranks: vec![2, 4, 8], iters: None, stream_bytes: (4 * largest).clamp(64 * MIB, GIB) }
+        BenchOptions {
+            sizes,
+            ranks: vec![2, 4, 8],
+            iters: None,
+            stream_bytes: (4 * largest).clamp(64 * MIB, GIB),
+            stream_buffer_bytes: None,
+        }
     }
 }
 
@@ -225,10 +235,11 @@ fn orchestrate(opts: &BenchOptions, program: &Path, args: &[OsString]) -> Result
     let cfg = CommConfig::from_env()?;
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "# asgd bench allreduce: loopback TCP, {cpus} CPUs, chunk {}, checksum {}, socket buffers {}",
+        "# asgd bench allreduce: loopback TCP, {cpus} CPUs, chunk {}, checksum {}, socket buffers {}, plain TCP from {}",
         format_size(cfg.chunk_bytes),
         if cfg.checksum { "on" } else { "off" },
         cfg.socket_buffer_bytes.map_or_else(|| "kernel autotuning".to_owned(), format_size),
+        opts.stream_buffer_bytes.map_or_else(|| "one chunk-sized buffer".to_owned(), |b| format!("a {} buffer", format_size(b))),
     );
     if opts.ranks.iter().any(|&n| n > cpus) {
         println!("# more ranks than CPUs: those runs measure CPU contention as much as the transport");
@@ -348,26 +359,32 @@ fn exchange_ports(
     Ok((listener, addrs))
 }
 
-fn write_bytes(stream: &mut std::net::TcpStream, total: usize, piece: usize) -> io::Result<()> {
-    let buf = vec![7u8; piece.min(total).max(1)];
-    let mut left = total;
-    while left > 0 {
-        let n = left.min(buf.len());
-        stream.write_all(&buf[..n])?;
-        left -= n;
-    }
-    Ok(())
+/// Memory for a plain-TCP run: `buffer` bytes (at least one `piece`), moved in `piece`s.
+struct StreamBuffer {
+    mem: Vec<u8>,
+    piece: usize,
 }
 
-fn read_bytes(stream: &mut std::net::TcpStream, total: usize, piece: usize) -> io::Result<()> {
-    let mut buf = vec![0u8; piece.min(total).max(1)];
-    let mut left = total;
-    while left > 0 {
-        let n = left.min(buf.len());
-        stream.read_exact(&mut buf[..n])?;
-        left -= n;
+impl StreamBuffer {
+    fn new(total: usize, piece: usize, buffer: Option<usize>) -> StreamBuffer {
+        let piece = piece.min(total).max(1);
+        StreamBuffer { mem: vec![7u8; buffer.unwrap_or(piece).max(piece)], piece }
     }
-    Ok(())
+
+    /// Moves `total` bytes with `io` (one write or read of a piece), cycling through memory.
+    fn stream(&mut self, total: usize, mut io: impl FnMut(&mut [u8]) -> io::Result<()>) -> io::Result<()> {
+        let (mut left, mut at) = (total, 0);
+        while left > 0 {
+            let n = left.min(self.piece);
+            if at + n > self.mem.len() {
+                at = 0;
+            }
+            io(&mut self.mem[at..at + n])?;
+            at += n;
+            left -= n;
+        }
+        Ok(())
+    }
 }
 
 fn accept_one(listener: &std::net::TcpListener, cfg: &CommConfig) -> Result<std::net::TcpStream, BenchError> {
@@ -387,8 +404,9 @@ fn tcp_stream_rank(opts: &BenchOptions) -> Result<(), BenchError> {
             let mut s = connect_until(&addrs[1..2], cfg.socket_buffer_bytes, Instant::now() + cfg.timeout)?;
             tune(&s, cfg.timeout)?;
             comm.barrier()?;
+            let mut mem = StreamBuffer::new(total, cfg.chunk_bytes, opts.stream_buffer_bytes);
             let start = Instant::now();
-            write_bytes(&mut s, total, cfg.chunk_bytes)?;
+            mem.stream(total, |piece| s.write_all(piece))?;
             s.read_exact(&mut [0u8; 1])?;
             let seconds = start.elapsed().as_secs_f64();
             println!(
@@ -399,8 +417,9 @@ fn tcp_stream_rank(opts: &BenchOptions) -> Result<(), BenchError> {
         1 => {
             let mut s = accept_one(&listener, &cfg)?;
             tune(&s, cfg.timeout)?;
+            let mut mem = StreamBuffer::new(total, cfg.chunk_bytes, opts.stream_buffer_bytes);
             comm.barrier()?;
-            read_bytes(&mut s, total, cfg.chunk_bytes)?;
+            mem.stream(total, |piece| s.read_exact(piece))?;
             s.write_all(&[1])?;
         }
         _ => comm.barrier()?,
@@ -426,11 +445,13 @@ fn tcp_ring_rank(opts: &BenchOptions) -> Result<(), BenchError> {
     tune(&next, cfg.timeout)?;
     tune(&prev, cfg.timeout)?;
     let total = opts.stream_bytes;
+    let mut out = StreamBuffer::new(total, cfg.chunk_bytes, opts.stream_buffer_bytes);
+    let mut inp = StreamBuffer::new(total, cfg.chunk_bytes, opts.stream_buffer_bytes);
     comm.barrier()?;
     let start = Instant::now();
     let (sent, received) = thread::scope(|s| {
-        let sender = s.spawn(|| write_bytes(&mut next, total, cfg.chunk_bytes));
-        let received = read_bytes(&mut prev, total, cfg.chunk_bytes);
+        let sender = s.spawn(|| out.stream(total, |piece| next.write_all(piece)));
+        let received = inp.stream(total, |piece| prev.read_exact(piece));
         (sender.join(), received)
     });
     sent.map_err(|_| BenchError::Invalid("the sending thread panicked".into()))??;

@@ -28,6 +28,9 @@ pub struct BenchAllreduceArgs {
     /// Bytes per process for the plain-TCP ceiling runs (default: 4x the largest size, 64 MiB to 1 GiB).
     #[arg(long, value_parser = bench::parse_size)]
     stream_size: Option<usize>,
+    /// Memory the plain-TCP runs cycle through (default: one chunk, which stays in cache).
+    #[arg(long, value_parser = bench::parse_size)]
+    stream_buffer: Option<usize>,
 }
 
 pub fn run(args: BenchAllreduceArgs) -> anyhow::Result<ExitCode> {
@@ -40,6 +43,7 @@ pub fn run(args: BenchAllreduceArgs) -> anyhow::Result<ExitCode> {
     if let Some(bytes) = args.stream_size {
         opts.stream_bytes = bytes;
     }
+    opts.stream_buffer_bytes = args.stream_buffer;
     let program = std::env::current_exe().context("could not find the asgd executable to start the ranks")?;
     // The ranks re-run this same command line, with a variable that gives each its part.
     let rerun: Vec<_> = std::env::args_os().skip(1).collect();

@@ -295,7 +295,7 @@ impl Connection {
         let want = std::mem::size_of_val(dst);
         if header.len != want {
             return Err(LinkError::Unexpected(format!(
-                "a piece of {} bytes arrived where {want} were expected; every rank must pass buffers of the same length",
+                "a piece of {} bytes arrived where {want} were expected; every rank must pass buffers of the same length and use the same ASGD_COMM_CHUNK_BYTES",
                 header.len
             )));
         }
