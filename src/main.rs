@@ -23,6 +23,8 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Gradients of one batch's mean loss, for comparison with other frameworks.
     Grads(cli::grads::GradsArgs),
+    /// Test accuracy against time for several metrics files, as an SVG.
+    Plot(cli::plot::PlotArgs),
     /// Download or inspect datasets.
     #[command(subcommand)]
     Data(cli::data::DataCommand),
@@ -39,6 +41,8 @@ enum BenchCommand {
     Matmul(cli::bench::BenchMatmulArgs),
     /// Training samples/s for the MLP (batch 128) and LeNet-5 (batch 64).
     Step(cli::bench::BenchStepArgs),
+    /// Time to a target accuracy of sync, hogwild and pdasgd under the same delays.
+    Async(Box<cli::bench_async::BenchAsyncArgs>),
     /// Ring all-reduce latency and bus bandwidth across local processes, against a plain TCP stream.
     Allreduce(cli::bench_allreduce::BenchAllreduceArgs),
 }
@@ -50,6 +54,8 @@ fn main() -> ExitCode {
         Command::Train(args) => cli::train::run(*args),
         Command::Eval(args) => cli::eval::run(args),
         Command::Grads(args) => cli::grads::run(args),
+        Command::Plot(args) => cli::plot::run(args),
+        Command::Bench(BenchCommand::Async(args)) => cli::bench_async::run(*args),
         Command::Bench(BenchCommand::Matmul(args)) => cli::bench::run_matmul(args),
         Command::Bench(BenchCommand::Step(args)) => cli::bench::run_step(args),
         Command::Data(cmd) => cli::data::run(cmd),

@@ -78,3 +78,12 @@ pub fn secs(s: f64) -> String {
         format!("{}m{:02.0}s", (s / 60.0).floor(), s % 60.0)
     }
 }
+
+/// Parses an accuracy given as a fraction (0.97) or a percentage (97) into a fraction.
+pub fn accuracy(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(a) if a > 1.0 && a <= 100.0 => Ok(a / 100.0),
+        Ok(a) if (0.0..=1.0).contains(&a) => Ok(a),
+        _ => Err(format!("'{s}' is not an accuracy; give a fraction (0.97) or a percentage (97)")),
+    }
+}

@@ -2,10 +2,12 @@
 
 pub mod bench;
 pub mod bench_allreduce;
+pub mod bench_async;
 pub mod common;
 pub mod devices;
 pub mod eval;
 pub mod grads;
+pub mod plot;
 pub mod train;
 pub mod data;
 pub mod launch;

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use asgd::engine::io::metrics::MetricsWriter;
 use asgd::engine::train::{train_data_parallel, train_decoupled, AsyncConfig, Decoupling, DelaySpec, Summary};
-use asgd::{load_checkpoint, CheckpointMeta, Event, Model, ModelConfig, Position, Schedule, Sgd, SgdParams, TrainConfig};
+use asgd::data::Splits;
+use asgd::{load_checkpoint, CheckpointMeta, Device, Event, Model, ModelConfig, Position, Schedule, Sgd, SgdParams, TrainConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::common::{positive, secs, sizes, DataArgs, DeviceArgs, Sizes};
+use super::common::{accuracy, positive, secs, sizes, DataArgs, DeviceArgs, Sizes};
 
 /// Training algorithms (see the README for what each does).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,19 +32,9 @@ pub enum Lanes {
     Separate,
 }
 
-#[derive(clap::Args)]
-pub struct TrainArgs {
-    /// Model: mlp or lenet.
-    #[arg(long, default_value = "mlp")]
-    pub model: String,
-    /// Hidden layer sizes of the MLP, comma-separated.
-    #[arg(long, value_parser = sizes)]
-    pub hidden: Option<Sizes>,
-    #[command(flatten)]
-    pub data: DataArgs,
-    /// Training algorithm.
-    #[arg(long, value_enum, default_value = "sync")]
-    pub algo: Algo,
+/// Workers, lanes and delays: shared by `train` and `bench async`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct WorkerArgs {
     /// Workers (replicas), each with its own lanes.
     #[arg(long, default_value = "1", value_parser = positive)]
     pub workers: usize,
@@ -62,6 +53,80 @@ pub struct TrainArgs {
     /// Emulate slow devices, e.g. worker=1:factor=4 or all:exp=20ms (see the README).
     #[arg(long, value_parser = |s: &str| DelaySpec::parse(s).map_err(|e| e.to_string()))]
     pub inject_delay: Option<DelaySpec>,
+}
+
+impl WorkerArgs {
+    /// The delay spec (empty without --inject-delay), checked against the worker count.
+    pub fn delays(&self) -> Result<DelaySpec> {
+        let d = self.inject_delay.clone().unwrap_or_default();
+        d.check_workers(self.workers)?;
+        Ok(d)
+    }
+
+    /// One model and optimiser per worker, all built from `seed` so all start equal, on
+    /// `dev` or (separate lanes) on devices of their own opened from the same adapter.
+    pub fn build_replicas(
+        &self,
+        dev: &Device,
+        model: &ModelConfig,
+        splits: &Splits,
+        seed: u64,
+        hyper: SgdParams,
+    ) -> Result<Vec<(Model, Sgd)>> {
+        let mut replicas = Vec::new();
+        for w in 0..self.workers {
+            let d = if w == 0 || self.lanes == Lanes::Shared { dev.clone() } else { dev.open_sibling()? };
+            let m = model.build(&d, splits.train.shape, splits.train.classes, seed)?;
+            let sgd = Sgd::new(&m, hyper);
+            replicas.push((m, sgd));
+        }
+        Ok(replicas)
+    }
+
+    /// Trains `replicas` with `algo`.
+    pub fn run(
+        &self,
+        algo: Algo,
+        replicas: &[(Model, Sgd)],
+        splits: &Splits,
+        cfg: &TrainConfig,
+        start: Position,
+        obs: &mut dyn FnMut(&Event) -> asgd::engine::Result<()>,
+    ) -> Result<Summary> {
+        let delays = self.delays()?;
+        let refs: Vec<(&Model, &Sgd)> = replicas.iter().map(|(m, s)| (m, s)).collect();
+        Ok(match algo {
+            Algo::Sync if refs.len() == 1 && delays.is_empty() => asgd::train_sync(refs[0].0, refs[0].1, splits, cfg, start, obs)?,
+            Algo::Sync => train_data_parallel(&refs, splits, cfg, &delays, start, obs)?,
+            Algo::Pdasgd | Algo::Hogwild => {
+                let acfg = AsyncConfig {
+                    decoupling: if algo == Algo::Pdasgd { Decoupling::LayerWise } else { Decoupling::WholeModel },
+                    fwd_threads: self.fwd_threads,
+                    bwd_threads: self.bwd_threads,
+                    queue: self.queue,
+                    delays,
+                };
+                train_decoupled(&refs, splits, cfg, &acfg, start, obs)?
+            }
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Model: mlp or lenet.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
+    /// Hidden layer sizes of the MLP, comma-separated.
+    #[arg(long, value_parser = sizes)]
+    pub hidden: Option<Sizes>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Training algorithm.
+    #[arg(long, value_enum, default_value = "sync")]
+    pub algo: Algo,
+    #[command(flatten)]
+    pub workers: WorkerArgs,
     /// Epochs in total [default: 20 on digits, 3 otherwise].
     #[arg(long, value_parser = positive)]
     pub epochs: Option<usize>,
@@ -84,7 +149,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Report `time_to_target_s` when test accuracy first reaches this (0.97 or 97).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = accuracy)]
     pub target_acc: Option<f64>,
     /// Stop as soon as --target-acc is reached.
     #[arg(long, requires = "target_acc")]
@@ -121,7 +186,7 @@ pub struct TrainArgs {
 }
 
 /// The model flags as a config, checked against a checkpoint's when resuming.
-fn model_config(model: &str, hidden: &Option<Sizes>) -> Result<ModelConfig> {
+pub fn model_config(model: &str, hidden: &Option<Sizes>) -> Result<ModelConfig> {
     let mut cfg = ModelConfig::parse(model)?;
     if let Some(h) = hidden {
         match &mut cfg {
@@ -139,12 +204,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         splits.train.truncate(n);
     }
     let digits = args.data.data == asgd::data::DataKind::Digits;
-    let target_acc = match args.target_acc {
-        Some(a) if a > 1.0 && a <= 100.0 => Some(a / 100.0),
-        Some(a) if (0.0..=1.0).contains(&a) => Some(a),
-        Some(a) => bail!("--target-acc {a} is not an accuracy; give a fraction (0.97) or a percentage (97)"),
-        None => None,
-    };
+    let target_acc = args.target_acc;
     if !(args.lr > 0.0 && args.lr.is_finite()) {
         bail!("--lr {} must be a positive number", args.lr);
     }
@@ -182,16 +242,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         }
     }
 
+    let delays = args.workers.delays()?;
     let dev = args.device.open()?;
-    // Every replica is built from the same seed, so all start equal.
     let hyper = SgdParams { lr: args.lr, momentum: args.momentum, weight_decay: args.weight_decay };
-    let mut replicas: Vec<(Model, Sgd)> = Vec::new();
-    for w in 0..args.workers {
-        let d = if w == 0 || args.lanes == Lanes::Shared { dev.clone() } else { dev.open_sibling()? };
-        let model = model_cfg.build(&d, splits.train.shape, splits.train.classes, args.seed)?;
-        let sgd = Sgd::new(&model, hyper);
-        replicas.push((model, sgd));
-    }
+    let replicas = args.workers.build_replicas(&dev, &model_cfg, &splits, args.seed, hyper)?;
     let mut start = Position::default();
     let mut seed = args.seed;
     if let Some(ck) = &resume {
@@ -202,8 +256,6 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         start = ck.meta.position;
         seed = ck.meta.seed;
     }
-    let delays = args.inject_delay.clone().unwrap_or_default();
-    delays.check_workers(args.workers)?;
     let model = &replicas[0].0;
 
     let epochs = args.epochs.unwrap_or(if digits { 20 } else { 3 });
@@ -216,7 +268,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     }
     let mut extra = std::collections::BTreeMap::new();
     extra.insert("algo".to_string(), format!("{:?}", args.algo).to_lowercase());
-    extra.insert("workers".to_string(), args.workers.to_string());
+    extra.insert("workers".to_string(), args.workers.workers.to_string());
+    if !delays.is_empty() {
+        extra.insert("inject_delay".to_string(), delays.describe());
+    }
     extra.insert("batch".to_string(), batch.to_string());
     extra.insert("lr".to_string(), args.lr.to_string());
     let cfg = TrainConfig {
@@ -241,6 +296,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             extra,
             ..Default::default()
         },
+        ..TrainConfig::default()
     };
 
     let mut metrics = match &args.metrics {
@@ -256,10 +312,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         splits.train.len(),
         splits.test.len(),
         format!("{:?}", args.algo).to_lowercase(),
-        args.workers,
+        args.workers.workers,
         dev.info().name,
         dev.info().backend,
-        args.lanes,
+        args.workers.lanes,
     );
     let mut progress = Progress::new(args.quiet, epochs);
     let mut observer = |e: &Event| -> asgd::engine::Result<()> {
@@ -269,23 +325,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         progress.on(e);
         Ok(())
     };
-    let refs: Vec<(&Model, &Sgd)> = replicas.iter().map(|(m, s)| (m, s)).collect();
-    let summary = match args.algo {
-        Algo::Sync if args.workers == 1 && delays.is_empty() => {
-            asgd::train_sync(refs[0].0, refs[0].1, &splits, &cfg, start, &mut observer)?
-        }
-        Algo::Sync => train_data_parallel(&refs, &splits, &cfg, &delays, start, &mut observer)?,
-        Algo::Pdasgd | Algo::Hogwild => {
-            let acfg = AsyncConfig {
-                decoupling: if args.algo == Algo::Pdasgd { Decoupling::LayerWise } else { Decoupling::WholeModel },
-                fwd_threads: args.fwd_threads,
-                bwd_threads: args.bwd_threads,
-                queue: args.queue,
-                delays: delays.clone(),
-            };
-            train_decoupled(&refs, &splits, &cfg, &acfg, start, &mut observer)?
-        }
-    };
+    let summary = args.workers.run(args.algo, &replicas, &splits, &cfg, start, &mut observer)?;
     progress.finish();
     print_staleness(&summary);
     let target = match (target_acc, summary.time_to_target_s) {
@@ -308,7 +348,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_staleness(summary: &Summary) {
+pub fn print_staleness(summary: &Summary) {
     if let Some(s) = &summary.staleness {
         println!(
             "staleness over {} updates: mean {:.2}, median {}, p90 {}, max {}",

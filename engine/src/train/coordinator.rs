@@ -119,7 +119,7 @@ pub(crate) fn coordinate(
                 if count > 0.0 {
                     if !(loss / count).is_finite() {
                         return Err(EngineError::InvalidArgument(format!(
-                            "the training loss became {} at step {step}; lower the learning rate (--lr)",
+                            "the training loss became {} at step {step}; lower the learning rate (--lr) or the momentum (--momentum)",
                             loss / count
                         )));
                     }
@@ -147,8 +147,9 @@ pub(crate) fn coordinate(
                     }
                     if epoch_due {
                         let samples = (step - start.step) * cfg.batch as u64;
+                        // The boundary is noticed a few steps late; name the epoch it closed.
                         obs(&Event::Epoch {
-                            epoch,
+                            epoch: (next_epoch / spe) as usize,
                             step,
                             train_loss: epoch_loss / epoch_samples.max(1.0),
                             test_loss: l,

@@ -89,7 +89,7 @@ pub fn train_data_parallel(
             }
         }
     }
-    let base = if delays.needs_base_step() { base_step(&workers[0])? } else { Duration::ZERO };
+    let base = if delays.needs_base_step() { super::undelayed_step_time(&workers[0].plan)? } else { Duration::ZERO };
     let samplers: Vec<Mutex<_>> = (0..n).map(|w| Mutex::new(delays.sampler(w, cfg.seed, base))).collect();
     let host_grads: Vec<Mutex<Vec<Vec<f32>>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
 
@@ -144,27 +144,6 @@ fn record(dev: &Device, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
         f(&mut pass);
     }
     dev.queue().submit([enc.finish()]);
-}
-
-fn base_step(w: &Worker) -> Result<Duration> {
-    let dev = w.model.device();
-    let run = || {
-        record(dev, |pass| {
-            w.plan.record_forward(pass);
-            w.plan.record_loss(pass);
-            for i in (0..w.plan.num_layers()).rev() {
-                w.plan.record_backward(i, pass);
-            }
-        });
-        dev.wait_idle()
-    };
-    run()?;
-    let t0 = std::time::Instant::now();
-    for _ in 0..3 {
-        run()?;
-    }
-    w.plan.take_totals()?;
-    Ok(t0.elapsed() / 3)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::coordinator::{coordinate, Hooks, Shared};
 use super::delay::{DelaySampler, DelaySpec};
@@ -314,30 +314,6 @@ impl<'m> Replica<'m> {
     }
 }
 
-/// Time of one undelayed step (forward, loss, backward) on `slot`, for `factor` delays.
-fn measure_base_step(dev: &Device, plan: &Plan) -> Result<Duration> {
-    let run = || -> Result<()> {
-        let mut enc = dev.wgpu().create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            plan.record_forward(&mut pass);
-            plan.record_loss(&mut pass);
-            for i in (0..plan.num_layers()).rev() {
-                plan.record_backward(i, &mut pass);
-            }
-        }
-        dev.queue().submit([enc.finish()]);
-        dev.wait_idle()
-    };
-    run()?;
-    let t0 = Instant::now();
-    for _ in 0..3 {
-        run()?;
-    }
-    plan.take_totals()?;
-    Ok(t0.elapsed() / 3)
-}
-
 /// Trains `replicas` (models built alike, each with its optimiser) asynchronously.
 pub fn train_decoupled(
     replicas: &[(&Model, &Sgd)],
@@ -377,7 +353,7 @@ pub fn train_decoupled(
         for s in 0..slots.len() {
             let _ = free.0.send(s);
         }
-        let base = if acfg.delays.needs_base_step() { measure_base_step(model.device(), &slots[0].plan)? } else { Duration::ZERO };
+        let base = if acfg.delays.needs_base_step() { super::undelayed_step_time(&slots[0].plan)? } else { Duration::ZERO };
         rts.push(Replica {
             index,
             model,

@@ -24,7 +24,7 @@ pub use data_parallel::train_data_parallel;
 pub use decoupled::{train_decoupled, AsyncConfig, Decoupling};
 pub use delay::DelaySpec;
 pub use staleness::Staleness;
-pub use sync::train_sync;
+pub use sync::{train_steps, train_sync, PlainStep, StepAlgorithm, StepContext};
 
 use crate::ops::sgd::SgdParams;
 
@@ -97,6 +97,23 @@ pub struct TrainConfig {
     /// What checkpoints record about the run (model description, data...); the position and
     /// seed are filled in when each is written.
     pub checkpoint_meta: CheckpointMeta,
+    /// This process's part of the data when several train together (see [`train_steps`]).
+    pub shard: Shard,
+    /// Evaluate on the test set (off on all but one of several processes).
+    pub evaluate: bool,
+}
+
+/// Process `rank` of `world` processes training together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self { rank: 0, world: 1 }
+    }
 }
 
 impl Default for TrainConfig {
@@ -116,6 +133,8 @@ impl Default for TrainConfig {
             checkpoint: None,
             checkpoint_every: None,
             checkpoint_meta: CheckpointMeta::default(),
+            shard: Shard::default(),
+            evaluate: true,
         }
     }
 }
@@ -167,6 +186,8 @@ pub struct Summary {
     pub staleness: Option<Staleness>,
     /// Asynchronous algorithms: how many updates each replica made, sent and applied.
     pub updates: Option<UpdateCounts>,
+    /// Whatever else the algorithm reports (communication waits, ...), merged into `done`.
+    pub extra: Option<serde_json::Value>,
 }
 
 /// Update bookkeeping of an asynchronous run with `n` replicas. Every update is applied
@@ -182,6 +203,33 @@ pub struct UpdateCounts {
     pub applied: Vec<Vec<u64>>,
     /// Layers with parameters (updates per step in each replica).
     pub layers_with_params: u64,
+}
+
+/// Time of one undelayed training step on `plan` (forward, loss, backward; no update, so the
+/// model is unchanged), the mean of three after a warm-up, waiting for the GPU each time.
+/// Delay factors and ideal speedups are relative to it.
+pub fn undelayed_step_time(plan: &crate::Plan) -> crate::Result<std::time::Duration> {
+    let dev = plan.input.device();
+    let run = || {
+        let mut enc = dev.wgpu().create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            plan.record_forward(&mut pass);
+            plan.record_loss(&mut pass);
+            for i in (0..plan.num_layers()).rev() {
+                plan.record_backward(i, &mut pass);
+            }
+        }
+        dev.queue().submit([enc.finish()]);
+        dev.wait_idle()
+    };
+    run()?;
+    let t0 = Instant::now();
+    for _ in 0..3 {
+        run()?;
+    }
+    plan.take_totals()?;
+    Ok(t0.elapsed() / 3)
 }
 
 /// Writes the run's checkpoint, if it has one, at `pos`; returns its path.
@@ -232,6 +280,11 @@ impl Event {
                 }
                 if let Some(u) = &s.updates {
                     v["updates"] = json!({"local": u.local, "sent": u.sent, "applied": u.applied});
+                }
+                if let Some(serde_json::Value::Object(extra)) = &s.extra {
+                    for (k, x) in extra {
+                        v[k] = x.clone();
+                    }
                 }
                 v
             }

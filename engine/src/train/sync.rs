@@ -1,16 +1,81 @@
-//! Synchronous SGD on one worker: the reference every other algorithm is measured against.
+//! The single-threaded step loop: synchronous SGD on one worker (the reference every other
+//! algorithm is measured against), and the loop that algorithms spanning processes plug a
+//! [`StepAlgorithm`] into.
 //!
-//! Each step uploads a batch and records forward, loss, and for each layer from the last to
-//! the first its backward and its update into one command encoder. The loss is read back
-//! every `log_every` steps, not every step, so the CPU prepares the next batches while the
-//! GPU works.
+//! Each step uploads a batch and lets the algorithm record it; [`PlainStep`] records forward,
+//! loss, and for each layer from the last to the first its backward and its update into one
+//! command encoder. The loss is read back every `log_every` steps, not every step, so the CPU
+//! prepares the next batches while the GPU works.
 
 use super::{Clock, Event, Evaluator, Observer, Position, Summary, TrainConfig};
-use crate::data::{epoch_order, num_batches, Batches, Splits};
+use crate::data::{epoch_order, num_batches, Splits};
 use crate::error::{EngineError, Result};
 use crate::model::Model;
 use crate::ops::sgd::SgdParams;
-use crate::optim::Sgd;
+use crate::optim::{Sgd, SgdUpdates};
+use crate::plan::Plan;
+
+/// What a step algorithm works on.
+pub struct StepContext<'a> {
+    pub model: &'a Model,
+    pub sgd: &'a Sgd,
+    /// The plan holding this step's batch (already uploaded).
+    pub plan: &'a Plan,
+    /// Updates reading `plan`'s gradients.
+    pub updates: &'a SgdUpdates,
+    /// This process's step, counted from the start of the run.
+    pub step: u64,
+    /// The scheduled hyper-parameters of this step.
+    pub hyper: SgdParams,
+}
+
+/// One step of the loop; the loop handles data, logging, evaluation and checkpoints.
+pub trait StepAlgorithm {
+    /// Records and submits the step on `ctx.plan`'s batch: at least its forward pass and loss
+    /// (the loop reads the loss totals the loss dispatch keeps).
+    fn step(&mut self, ctx: &StepContext) -> Result<()>;
+
+    /// Called once after the last step, before the final evaluation (to finish work in flight).
+    fn finish(&mut self, _ctx: &StepContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Extra fields for the `done` event.
+    fn report(&self) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+/// Plain SGD: forward, loss, then per layer (last first) backward and update, one encoder.
+pub struct PlainStep;
+
+impl PlainStep {
+    /// Records forward, loss and every layer's backward; with `update`, each layer's update
+    /// right after its backward.
+    pub fn record(ctx: &StepContext, pass: &mut wgpu::ComputePass<'_>, update: bool) {
+        ctx.plan.record_forward(pass);
+        ctx.plan.record_loss(pass);
+        for i in (0..ctx.plan.num_layers()).rev() {
+            ctx.plan.record_backward(i, pass);
+            if update {
+                ctx.updates.record(i, pass);
+            }
+        }
+    }
+}
+
+impl StepAlgorithm for PlainStep {
+    fn step(&mut self, ctx: &StepContext) -> Result<()> {
+        let dev = ctx.model.device();
+        let mut enc = dev.wgpu().create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            Self::record(ctx, &mut pass, true);
+        }
+        dev.queue().submit([enc.finish()]);
+        Ok(())
+    }
+}
 
 /// Trains `model` with `sgd` on `data.train` from `start`, evaluating on `data.test`.
 pub fn train_sync(
@@ -21,13 +86,32 @@ pub fn train_sync(
     start: Position,
     obs: &mut Observer,
 ) -> Result<Summary> {
+    train_steps(model, sgd, data, cfg, start, &mut PlainStep, obs)
+}
+
+/// The step loop with `algo` doing each step. With `cfg.shard` of `world` processes, step `s`
+/// of this process trains on batch `s * world + rank` of the shared seeded order, so the
+/// processes together see each sample once per epoch.
+pub fn train_steps(
+    model: &Model,
+    sgd: &Sgd,
+    data: &Splits,
+    cfg: &TrainConfig,
+    start: Position,
+    algo: &mut dyn StepAlgorithm,
+    obs: &mut Observer,
+) -> Result<Summary> {
     let train = &data.train;
-    let steps_per_epoch = num_batches(train.len(), cfg.batch, true) as u64;
+    let world = cfg.shard.world.max(1) as u64;
+    let rank = cfg.shard.rank as u64;
+    let batches_per_epoch = num_batches(train.len(), cfg.batch, true) as u64;
+    let steps_per_epoch = batches_per_epoch / world;
     if steps_per_epoch == 0 {
         return Err(EngineError::InvalidArgument(format!(
-            "the batch size {} is larger than the {} training samples; use a smaller --batch",
+            "the batch size {} is larger than the {} training samples{}; use a smaller --batch",
             cfg.batch,
-            train.len()
+            train.len(),
+            if world > 1 { format!(" shared by {world} processes") } else { String::new() }
         )));
     }
     // The schedule spans all epochs, whatever max_steps says, so that a run stopped early and
@@ -37,7 +121,6 @@ pub fn train_sync(
     let plan = model.plan(cfg.batch, true)?;
     let updates = sgd.updates(model, &plan)?;
     let mut evaluator = Evaluator::new(model, cfg.eval_batch);
-    let dev = model.device();
     let log_every = cfg.log_every.max(1);
 
     obs(&Event::Start { steps_per_epoch, total_steps, start_step: start.step, params: model.num_params() })?;
@@ -50,7 +133,7 @@ pub fn train_sync(
     let mut last_eval = None;
 
     let evaluate = |clock: &mut Clock, evaluator: &mut Evaluator, epoch: usize, step: u64, summary: &mut Summary| -> Result<(f64, f64, Event)> {
-        let (loss, acc) = clock.paused(|| evaluator.run(&data.test))?;
+        let (loss, acc) = if cfg.evaluate { clock.paused(|| evaluator.run(&data.test))? } else { (f64::NAN, f64::NAN) };
         if let (Some(target), None) = (cfg.target_acc, summary.time_to_target_s) {
             if acc >= target {
                 summary.time_to_target_s = Some(clock.train());
@@ -64,30 +147,22 @@ pub fn train_sync(
         Ok(saved.map(|path| Event::Checkpoint { path, step: pos.step, wall_s: clock.wall() }))
     };
 
+    let mut hyper = cfg.sgd;
     'epochs: for epoch in start.epoch..cfg.epochs {
         let order = epoch_order(train.len(), cfg.seed, epoch as u64);
         let skip = if epoch == start.epoch { start.batch_in_epoch } else { 0 };
-        for (bi, idx) in Batches::new(&order, cfg.batch, true)?.enumerate().skip(skip) {
+        for bi in skip..steps_per_epoch as usize {
             if step >= total_steps {
                 break 'epochs;
             }
-            train.gather(idx, &mut images, &mut labels);
+            let b = bi * world as usize + rank as usize;
+            train.gather(&order[b * cfg.batch..(b + 1) * cfg.batch], &mut images, &mut labels);
             plan.upload(&images, &labels)?;
             if cfg.schedule != super::Schedule::Constant {
-                let lr = cfg.schedule.lr_at(cfg.sgd.lr, step, horizon);
-                updates.set_hyper(model, SgdParams { lr, ..cfg.sgd });
+                hyper = SgdParams { lr: cfg.schedule.lr_at(cfg.sgd.lr, step, horizon), ..cfg.sgd };
+                updates.set_hyper(model, hyper);
             }
-            let mut enc = dev.wgpu().create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                plan.record_forward(&mut pass);
-                plan.record_loss(&mut pass);
-                for i in (0..plan.num_layers()).rev() {
-                    plan.record_backward(i, &mut pass);
-                    updates.record(i, &mut pass);
-                }
-            }
-            dev.queue().submit([enc.finish()]);
+            algo.step(&StepContext { model, sgd, plan: &plan, updates: &updates, step, hyper })?;
             step += 1;
             summary.samples += cfg.batch as u64;
             obs(&Event::Tick { epoch: epoch + 1, step })?;
@@ -102,7 +177,7 @@ pub fn train_sync(
                 epoch_samples += count;
                 if !(loss / count).is_finite() {
                     return Err(EngineError::InvalidArgument(format!(
-                        "the training loss became {} at step {step}; lower the learning rate (--lr)",
+                        "the training loss became {} at step {step}; lower the learning rate (--lr) or the momentum (--momentum)",
                         loss / count
                     )));
                 }
@@ -151,6 +226,7 @@ pub fn train_sync(
             break;
         }
     }
+    algo.finish(&StepContext { model, sgd, plan: &plan, updates: &updates, step, hyper })?;
     // A run cut short by max_steps or the target mid-epoch still ends with an evaluation and,
     // if asked, a checkpoint of where it stopped.
     let (test_loss, test_acc) = match last_eval {
@@ -172,6 +248,7 @@ pub fn train_sync(
     summary.wall_s = clock.wall();
     summary.train_s = clock.train();
     summary.samples_per_s = summary.samples as f64 / summary.train_s.max(1e-9);
+    summary.extra = algo.report();
     obs(&Event::Done(summary.clone()))?;
     Ok(summary)
 }

@@ -1,0 +1,171 @@
+//! `asgd bench async`: sync, hogwild and pdasgd on the same data, seed and delay spec; for
+//! each the time to a target test accuracy, the final accuracy, samples/s and staleness; and
+//! the speedup of each over sync beside the ideal one the delay model implies.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use asgd::engine::io::metrics::MetricsWriter;
+use asgd::engine::train::{undelayed_step_time, Summary};
+use asgd::{Position, Schedule, SgdParams, TrainConfig};
+
+use super::common::{accuracy, positive, secs, sizes, DataArgs, DeviceArgs, Sizes};
+use super::train::{model_config, Algo, WorkerArgs};
+
+#[derive(clap::Args)]
+pub struct BenchAsyncArgs {
+    /// Model: mlp or lenet.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
+    /// Hidden layer sizes of the MLP.
+    #[arg(long, value_parser = sizes)]
+    pub hidden: Option<Sizes>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub workers: WorkerArgs,
+    /// Algorithms to run, in order.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "sync,hogwild,pdasgd")]
+    pub algos: Vec<Algo>,
+    /// Test accuracy to reach (0.97 or 97); each run stops there.
+    #[arg(long, default_value = "97", value_parser = accuracy)]
+    pub target_acc: f64,
+    /// Epochs at most, if the target is never reached.
+    #[arg(long, default_value = "3", value_parser = positive)]
+    pub epochs: usize,
+    /// Samples per step of each worker.
+    #[arg(long, default_value = "32", value_parser = positive)]
+    pub batch: usize,
+    /// Learning rate (every algorithm).
+    #[arg(long, default_value_t = 0.05)]
+    pub lr: f32,
+    /// SGD momentum (every algorithm).
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    /// Learning-rate schedule over --epochs: constant or cosine.
+    #[arg(long, default_value = "constant", value_parser = |s: &str| Schedule::parse(s).map_err(|e| e.to_string()))]
+    pub schedule: Schedule,
+    /// Evaluate on the test set every this many batches.
+    #[arg(long, default_value = "100", value_parser = positive)]
+    pub eval_every: usize,
+    /// Seed of every run.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Folder for the metrics of each run (ALGO.jsonl).
+    #[arg(long, default_value = "bench-async")]
+    pub out: PathBuf,
+    /// Also draw test accuracy against training time for all runs into this SVG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
+    if !args.out.is_dir() {
+        std::fs::create_dir_all(&args.out)
+            .map_err(|e| anyhow::anyhow!("cannot create the output folder {}: {e}", args.out.display()))?;
+    }
+    if !(args.lr > 0.0) || !(0.0..1.0).contains(&args.momentum) {
+        bail!("--lr must be positive and --momentum in [0, 1)");
+    }
+    let model_cfg = model_config(&args.model, &args.hidden)?;
+    let splits = args.data.load()?;
+    let delays = args.workers.delays()?;
+    let dev = args.device.open()?;
+    let hyper = SgdParams { lr: args.lr, momentum: args.momentum, weight_decay: 0.0 };
+    let n = args.workers.workers;
+
+    // The undelayed step the delay model is relative to, on this device and batch.
+    let probe = model_cfg.build(&dev, splits.train.shape, splits.train.classes, args.seed)?;
+    let base = undelayed_step_time(&probe.plan(args.batch, true)?)?;
+    let ideal = delays.ideal_speedup(n, base);
+    println!(
+        "{} on {}, {n} workers ({:?} lanes), batch {}, delays '{}', undelayed step {:.1} ms on {}",
+        model_cfg.description(),
+        args.data.data.name(),
+        args.workers.lanes,
+        args.batch,
+        delays.describe(),
+        base.as_secs_f64() * 1e3,
+        dev.info().name
+    );
+
+    let mut results: Vec<(Algo, Summary, PathBuf)> = Vec::new();
+    for &algo in &args.algos {
+        let replicas = args.workers.build_replicas(&dev, &model_cfg, &splits, args.seed, hyper)?;
+        let cfg = TrainConfig {
+            epochs: args.epochs,
+            batch: args.batch,
+            sgd: hyper,
+            schedule: args.schedule,
+            seed: args.seed,
+            log_every: 50,
+            eval_every: Some(args.eval_every as u64),
+            eval_batch: 1000,
+            target_acc: Some(args.target_acc),
+            stop_at_target: true,
+            ..TrainConfig::default()
+        };
+        let name = format!("{algo:?}").to_lowercase();
+        let path = args.out.join(format!("{name}.jsonl"));
+        let mut metrics = MetricsWriter::create(&path)?;
+        eprintln!("running {name} ...");
+        let summary = args.workers.run(algo, &replicas, &splits, &cfg, Position::default(), &mut |e| {
+            if let Some(json) = e.to_json() {
+                let mut json = json;
+                json["algo"] = serde_json::json!(name);
+                metrics.write(&json)?;
+            }
+            Ok(())
+        })?;
+        results.push((algo, summary, path));
+    }
+
+    let target = 100.0 * args.target_acc;
+    println!(
+        "\n{:<8} {:>14} {:>10} {:>11} {:>9} {:>22}",
+        "algo",
+        format!("to {target:.1}%"),
+        "final acc",
+        "samples/s",
+        "steps",
+        "staleness mean/p90/max"
+    );
+    let sync_time = results.iter().find(|(a, ..)| *a == Algo::Sync).and_then(|(_, s, _)| s.time_to_target_s);
+    for (algo, s, _) in &results {
+        let name = format!("{algo:?}").to_lowercase();
+        let tt = s.time_to_target_s.map_or("not reached".to_string(), secs);
+        let st = s.staleness.as_ref().map_or("-".to_string(), |h| format!("{:.2}/{}/{}", h.mean(), h.quantile(0.9), h.max()));
+        println!("{name:<8} {tt:>14} {:>9.2}% {:>11.0} {:>9} {st:>22}", 100.0 * s.test_acc, s.samples_per_s, s.steps);
+        let speedup = match (sync_time, s.time_to_target_s) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        println!(
+            "{}",
+            serde_json::json!({"bench": "async", "algo": name, "workers": n, "lanes": format!("{:?}", args.workers.lanes).to_lowercase(),
+                "inject_delay": delays.describe(), "target_acc": args.target_acc, "time_to_target_s": s.time_to_target_s,
+                "final_acc": s.test_acc, "samples_per_s": s.samples_per_s, "steps": s.steps,
+                "staleness": s.staleness.as_ref().map(|h| h.to_json()), "speedup_vs_sync": speedup,
+                "ideal_speedup": ideal, "base_step_ms": base.as_secs_f64() * 1e3, "device": dev.info().name})
+        );
+    }
+    if let Some(sync) = sync_time {
+        for (algo, s, _) in results.iter().filter(|(a, ..)| *a != Algo::Sync) {
+            if let Some(t) = s.time_to_target_s {
+                println!(
+                    "{algo:?} reached {target:.1}% {:.2}x sooner than sync (ideal from the delay model: {ideal:.2}x)",
+                    sync / t
+                );
+            }
+        }
+    }
+    if let Some(plot) = &args.plot {
+        let files: Vec<PathBuf> = results.iter().map(|(.., p)| p.clone()).collect();
+        super::plot::draw(&files, plot, super::plot::XAxis::Train)?;
+        println!("plot: {}", plot.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
