@@ -31,3 +31,4 @@ pub use asgd_engine::train::{
 };
 pub use asgd_engine::{list_adapters, BackendChoice, Device, DeviceOptions, EngineError, Model, Tensor};
 pub use asgd_models::ModelConfig;
+pub mod distributed;

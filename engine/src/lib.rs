@@ -19,4 +19,4 @@ pub use device::{list_adapters, AdapterSummary, BackendChoice, Device, DeviceOpt
 pub use error::{EngineError, Result};
 pub use model::Model;
 pub use plan::Plan;
-pub use tensor::{DType, Tensor};
+pub use tensor::{DType, ReadBack, Tensor};

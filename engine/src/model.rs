@@ -120,6 +120,56 @@ impl Model {
         Ok(())
     }
 
+    /// The layers with parameters, last first, each with the layers whose backward runs with
+    /// it: from the layer itself up to (not including) the next parameter layer above, top
+    /// first. Running the groups in order is the whole backward pass; a group's parameter
+    /// gradients are complete when it has run (what layer-wise updates and DDP build on).
+    pub fn param_groups(&self) -> Vec<(usize, Vec<usize>)> {
+        let params: Vec<usize> = (0..self.layers.len()).filter(|&i| !self.layers[i].params().is_empty()).collect();
+        let mut groups = Vec::new();
+        for (g, &p) in params.iter().enumerate().rev() {
+            let upper = params.get(g + 1).copied().unwrap_or(self.layers.len());
+            groups.push((p, (p..upper).rev().collect()));
+        }
+        groups
+    }
+
+    /// Every parameter concatenated in [`Model::params`] order, read back in one copy.
+    pub fn read_flat(&self) -> Result<Vec<f32>> {
+        let params = self.params();
+        let tensors: Vec<&Tensor> = params.iter().map(|(_, t)| *t).collect();
+        let mut enc = self.dev.wgpu().create_command_encoder(&Default::default());
+        let mut rb = crate::tensor::ReadBack::record(&self.dev, &mut enc, &tensors);
+        rb.submitted(self.dev.queue().submit([enc.finish()]));
+        rb.wait(&self.dev)
+    }
+
+    /// SHA-256 of every parameter's bytes (little-endian f32, [`Model::params`] order), as
+    /// hex: equal models, bit for bit, have equal checksums.
+    pub fn checksum(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let flat = self.read_flat()?;
+        let digest = Sha256::digest(bytemuck::cast_slice::<f32, u8>(&flat));
+        Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Overwrites every parameter from `flat` (in [`Model::params`] order).
+    pub fn write_flat(&self, flat: &[f32]) -> Result<()> {
+        let total: usize = self.params().iter().map(|(_, t)| t.numel()).sum();
+        if flat.len() != total {
+            return Err(EngineError::Shape(format!(
+                "{} values given for a model of {total} parameters",
+                flat.len()
+            )));
+        }
+        let mut offset = 0;
+        for (_, t) in self.params() {
+            t.write_f32(&flat[offset..offset + t.numel()])?;
+            offset += t.numel();
+        }
+        Ok(())
+    }
+
     /// Builds the buffers and dispatches for batches of `batch` samples; `training` adds the
     /// backward pass.
     pub fn plan(&self, batch: usize, training: bool) -> Result<Plan> {

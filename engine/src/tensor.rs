@@ -191,3 +191,68 @@ pub fn read_buffer(dev: &Device, src: &wgpu::Buffer, offset: u64, bytes: u64) ->
     staging.unmap();
     Ok(out)
 }
+
+/// A read-back of several tensors into one host vector, recorded into an encoder and waited
+/// for by submission: only the work up to that submission is waited for, so later
+/// submissions keep the GPU busy meanwhile (DDP reduces a layer's gradients while the layers
+/// below are still differentiated).
+pub struct ReadBack {
+    staging: wgpu::Buffer,
+    index: Option<wgpu::SubmissionIndex>,
+    done: Option<flume::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>>,
+    floats: usize,
+}
+
+impl ReadBack {
+    /// Records copies of `tensors`, concatenated in order, into `enc`.
+    pub fn record(dev: &Device, enc: &mut wgpu::CommandEncoder, tensors: &[&Tensor]) -> Self {
+        let floats: usize = tensors.iter().map(|t| t.numel()).sum();
+        let staging = dev.wgpu().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: (floats.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut offset = 0u64;
+        for t in tensors {
+            let bytes = (t.numel() * 4) as u64;
+            if bytes > 0 {
+                enc.copy_buffer_to_buffer(t.buffer(), 0, &staging, offset, bytes);
+            }
+            offset += bytes;
+        }
+        Self { staging, index: None, done: None, floats }
+    }
+
+    /// Call right after submitting the encoder, with the index `submit` returned.
+    pub fn submitted(&mut self, index: wgpu::SubmissionIndex) {
+        let (tx, rx) = flume::bounded(1);
+        self.staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.index = Some(index);
+        self.done = Some(rx);
+    }
+
+    /// Waits for the submission and returns the values.
+    pub fn wait(self, dev: &Device) -> Result<Vec<f32>> {
+        let (Some(index), Some(done)) = (self.index, self.done) else {
+            return Err(EngineError::Device("a read-back was waited for before it was submitted".into()));
+        };
+        dev.wgpu()
+            .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+            .map_err(|e| EngineError::Device(format!("waiting for the GPU failed: {e}")))?;
+        done.recv()
+            .map_err(|_| EngineError::Device("the GPU dropped a read-back request".into()))?
+            .map_err(|e| EngineError::Device(format!("reading a buffer back failed: {e}")))?;
+        let out = {
+            let view = self
+                .staging
+                .get_mapped_range(..)
+                .map_err(|e| EngineError::Device(format!("reading a buffer back failed: {e}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view)[..self.floats].to_vec()
+        };
+        self.staging.unmap();
+        Ok(out)
+    }
+}

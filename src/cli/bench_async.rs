@@ -11,7 +11,7 @@ use asgd::engine::train::{undelayed_step_time, Summary};
 use asgd::{Position, Schedule, SgdParams, TrainConfig};
 
 use super::common::{accuracy, positive, secs, sizes, DataArgs, DeviceArgs, Sizes};
-use super::train::{model_config, Algo, WorkerArgs};
+use super::train::{model_config, Algo, Job, WorkerArgs};
 
 #[derive(clap::Args)]
 pub struct BenchAsyncArgs {
@@ -112,7 +112,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
         let path = args.out.join(format!("{name}.jsonl"));
         let mut metrics = MetricsWriter::create(&path)?;
         eprintln!("running {name} ...");
-        let summary = args.workers.run(algo, &replicas, &splits, &cfg, Position::default(), &mut |e| {
+        let summary = args.workers.run(algo, &replicas, &splits, &cfg, Position::default(), &Job::single(), &mut |e| {
             if let Some(json) = e.to_json() {
                 let mut json = json;
                 json["algo"] = serde_json::json!(name);

@@ -5,7 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use asgd::engine::io::metrics::MetricsWriter;
-use asgd::engine::train::{train_data_parallel, train_decoupled, AsyncConfig, Decoupling, DelaySpec, Summary};
+use std::time::Duration;
+
+use asgd::comm::{CommConfig, Communicator};
+use asgd::distributed::{AveragingStep, DdpStep, Delayed, LasgdAveraging};
+use asgd::engine::train::{
+    train_data_parallel, train_decoupled, train_decoupled_with, train_steps, undelayed_step_time, AsyncConfig,
+    Decoupling, DelaySpec, Shard, StepAlgorithm, Summary,
+};
 use asgd::data::Splits;
 use asgd::{load_checkpoint, CheckpointMeta, Device, Event, Model, ModelConfig, Position, Schedule, Sgd, SgdParams, TrainConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -21,6 +28,52 @@ pub enum Algo {
     Pdasgd,
     /// Asynchronous SGD with whole-model updates after the full backward pass (PD-ASGD's ablation).
     Hogwild,
+    /// Across processes: local SGD steps, models averaged (blocking) every --avg-period steps.
+    Localsgd,
+    /// Across processes: local SGD with delayed averaging, applied --avg-delay steps later.
+    Dasgd,
+    /// Across processes: asynchronous lanes in each process, models averaged by all-reduce
+    /// every --avg-period steps, overlapped with training.
+    Lasgd,
+}
+
+/// How processes train together (from RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
+pub struct Job {
+    pub comm: Communicator,
+    /// Model averaging period and delay, in steps (localsgd, dasgd, lasgd).
+    pub avg_period: u64,
+    pub avg_delay: u64,
+}
+
+impl Job {
+    /// A process on its own.
+    pub fn single() -> Self {
+        Self { comm: Communicator::single(), avg_period: 1, avg_delay: 0 }
+    }
+
+    /// Joins the job the environment describes (torchrun's, Slurm's or Open MPI's variables),
+    /// or a world of one without them. `net_delay_ms` and `net_rate` emulate a slower network.
+    pub fn from_env(avg_period: u64, avg_delay: u64, net_delay_ms: Option<f64>, net_rate: Option<f64>) -> Result<Self> {
+        let mut cfg = CommConfig::from_env()?;
+        if cfg.world_size <= 1 {
+            return Ok(Self { avg_period, avg_delay, ..Self::single() });
+        }
+        if let Some(ms) = net_delay_ms {
+            cfg.net_delay = Duration::from_secs_f64(ms / 1e3);
+        }
+        if net_rate.is_some() {
+            cfg.net_rate_mbps = net_rate;
+        }
+        Ok(Self { comm: Communicator::connect(&cfg)?, avg_period, avg_delay })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.comm.rank()
+    }
+
+    pub fn world(&self) -> usize {
+        self.comm.world_size()
+    }
 }
 
 /// How lanes map to devices.
@@ -83,7 +136,9 @@ impl WorkerArgs {
         Ok(replicas)
     }
 
-    /// Trains `replicas` with `algo`.
+    /// Trains `replicas` with `algo`; `job` is the group of processes (a world of one when
+    /// started alone).
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
         algo: Algo,
@@ -91,24 +146,56 @@ impl WorkerArgs {
         splits: &Splits,
         cfg: &TrainConfig,
         start: Position,
+        job: &Job,
         obs: &mut dyn FnMut(&Event) -> asgd::engine::Result<()>,
     ) -> Result<Summary> {
-        let delays = self.delays()?;
         let refs: Vec<(&Model, &Sgd)> = replicas.iter().map(|(m, s)| (m, s)).collect();
+        let (model, sgd) = refs[0];
+        if job.world() > 1 {
+            // Across processes, --inject-delay worker=N names rank N.
+            let spec = self.inject_delay.clone().unwrap_or_default();
+            spec.check_workers(job.world())?;
+            let delays = spec.for_rank(job.rank());
+            let base = if delays.needs_base_step() { undelayed_step_time(&model.plan(cfg.batch, true)?)? } else { Duration::ZERO };
+            let sampler = delays.sampler(job.rank(), cfg.seed, base);
+            let steps = |algo: &mut dyn StepAlgorithm, obs: &mut dyn FnMut(&Event) -> asgd::engine::Result<()>| {
+                let mut delayed = Delayed { inner: algo, sampler };
+                train_steps(model, sgd, splits, cfg, start, &mut delayed, obs)
+            };
+            return Ok(match algo {
+                Algo::Sync => steps(&mut DdpStep::new(&job.comm), obs)?,
+                Algo::Localsgd => steps(&mut AveragingStep::new(&job.comm, model, job.avg_period, 0)?, obs)?,
+                Algo::Dasgd => steps(&mut AveragingStep::new(&job.comm, model, job.avg_period, job.avg_delay)?, obs)?,
+                Algo::Lasgd => {
+                    let acfg = self.async_config(Decoupling::LayerWise, delays);
+                    let models: Vec<&Model> = refs.iter().map(|(m, _)| *m).collect();
+                    let mut avg = LasgdAveraging::new(&job.comm, models, job.avg_period, start.step)?;
+                    train_decoupled_with(&refs, splits, cfg, &acfg, start, Some(&mut avg), obs)?
+                }
+                Algo::Pdasgd | Algo::Hogwild => bail!(
+                    "--algo {} runs inside one process; across processes use --algo lasgd (asynchronous lanes in each process, averaged across processes)",
+                    format!("{algo:?}").to_lowercase()
+                ),
+            });
+        }
+        let delays = self.delays()?;
         Ok(match algo {
-            Algo::Sync if refs.len() == 1 && delays.is_empty() => asgd::train_sync(refs[0].0, refs[0].1, splits, cfg, start, obs)?,
+            Algo::Sync if refs.len() == 1 && delays.is_empty() => asgd::train_sync(model, sgd, splits, cfg, start, obs)?,
             Algo::Sync => train_data_parallel(&refs, splits, cfg, &delays, start, obs)?,
-            Algo::Pdasgd | Algo::Hogwild => {
-                let acfg = AsyncConfig {
-                    decoupling: if algo == Algo::Pdasgd { Decoupling::LayerWise } else { Decoupling::WholeModel },
-                    fwd_threads: self.fwd_threads,
-                    bwd_threads: self.bwd_threads,
-                    queue: self.queue,
-                    delays,
-                };
-                train_decoupled(&refs, splits, cfg, &acfg, start, obs)?
+            Algo::Pdasgd | Algo::Hogwild | Algo::Lasgd => {
+                // LASGD in a single process is its local part: PD-ASGD lanes.
+                let d = if algo == Algo::Hogwild { Decoupling::WholeModel } else { Decoupling::LayerWise };
+                train_decoupled(&refs, splits, cfg, &self.async_config(d, delays), start, obs)?
+            }
+            Algo::Localsgd | Algo::Dasgd => {
+                // With one process there is nothing to average with: plain SGD.
+                asgd::train_sync(model, sgd, splits, cfg, start, obs)?
             }
         })
+    }
+
+    fn async_config(&self, decoupling: Decoupling, delays: DelaySpec) -> AsyncConfig {
+        AsyncConfig { decoupling, fwd_threads: self.fwd_threads, bwd_threads: self.bwd_threads, queue: self.queue, delays }
     }
 }
 
@@ -127,6 +214,18 @@ pub struct TrainArgs {
     pub algo: Algo,
     #[command(flatten)]
     pub workers: WorkerArgs,
+    /// Steps between model averages (localsgd, dasgd, lasgd).
+    #[arg(long, default_value = "8", value_parser = positive)]
+    pub avg_period: usize,
+    /// Steps between the start of an average and its use (dasgd; smaller than --avg-period).
+    #[arg(long, default_value = "2")]
+    pub avg_delay: usize,
+    /// Emulated network delay in milliseconds added to every message between processes.
+    #[arg(long)]
+    pub net_delay: Option<f64>,
+    /// Emulated network rate in MB/s between processes.
+    #[arg(long)]
+    pub net_rate: Option<f64>,
     /// Epochs in total [default: 20 on digits, 3 otherwise].
     #[arg(long, value_parser = positive)]
     pub epochs: Option<usize>,
@@ -242,7 +341,19 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         }
     }
 
-    let delays = args.workers.delays()?;
+    if args.net_delay.is_some_and(|d| !(d >= 0.0 && d.is_finite())) || args.net_rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("--net-delay must be zero or more milliseconds and --net-rate a positive number of MB/s");
+    }
+    let job = Job::from_env(args.avg_period as u64, args.avg_delay as u64, args.net_delay, args.net_rate)?;
+    let (rank, world) = (job.rank(), job.world());
+    if world > 1 {
+        if args.stop_at_target {
+            bail!("--stop-at-target works in one process only: ranks must all run the same steps; use --target-acc alone");
+        }
+        if args.workers.workers > 1 && args.algo != Algo::Lasgd {
+            bail!("--workers N runs N replicas inside one process; across processes use one per process (or --algo lasgd)");
+        }
+    }
     let dev = args.device.open()?;
     let hyper = SgdParams { lr: args.lr, momentum: args.momentum, weight_decay: args.weight_decay };
     let replicas = args.workers.build_replicas(&dev, &model_cfg, &splits, args.seed, hyper)?;
@@ -259,6 +370,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let model = &replicas[0].0;
 
     let epochs = args.epochs.unwrap_or(if digits { 20 } else { 3 });
+    // Every rank writes its own metrics; only rank 0 evaluates and writes the checkpoint.
+    let metrics_path = args.metrics.as_ref().map(|p| rank_path(p, rank));
+    let checkpoint = if rank == 0 { args.checkpoint.clone() } else { None };
     let batch = args.batch.unwrap_or(if digits { 32 } else { 128 });
     if batch > splits.train.len() {
         bail!(
@@ -269,8 +383,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let mut extra = std::collections::BTreeMap::new();
     extra.insert("algo".to_string(), format!("{:?}", args.algo).to_lowercase());
     extra.insert("workers".to_string(), args.workers.workers.to_string());
-    if !delays.is_empty() {
-        extra.insert("inject_delay".to_string(), delays.describe());
+    if let Some(d) = &args.workers.inject_delay {
+        extra.insert("inject_delay".to_string(), d.describe());
+    }
+    if world > 1 {
+        extra.insert("world_size".to_string(), world.to_string());
     }
     extra.insert("batch".to_string(), batch.to_string());
     extra.insert("lr".to_string(), args.lr.to_string());
@@ -286,7 +403,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         target_acc,
         stop_at_target: args.stop_at_target,
         max_steps: args.max_steps.map(|n| n as u64),
-        checkpoint: args.checkpoint.clone(),
+        checkpoint,
         checkpoint_every: args.checkpoint_every.map(|n| n as u64),
         checkpoint_meta: CheckpointMeta {
             model: model_cfg.description(),
@@ -296,10 +413,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             extra,
             ..Default::default()
         },
-        ..TrainConfig::default()
+        shard: Shard { rank, world },
+        evaluate: rank == 0,
     };
 
-    let mut metrics = match &args.metrics {
+    let mut metrics = match &metrics_path {
         Some(p) if args.resume.is_some() => Some(MetricsWriter::append(p)?),
         Some(p) => Some(MetricsWriter::create(p)?),
         None => None,
@@ -325,7 +443,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         progress.on(e);
         Ok(())
     };
-    let summary = args.workers.run(args.algo, &replicas, &splits, &cfg, start, &mut observer)?;
+    let summary = args.workers.run(args.algo, &replicas, &splits, &cfg, start, &job, &mut observer)?;
     progress.finish();
     print_staleness(&summary);
     let target = match (target_acc, summary.time_to_target_s) {
@@ -333,19 +451,38 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         (Some(a), None) => format!(", never reached {:.2}%", 100.0 * a),
         _ => String::new(),
     };
+    let result = if summary.test_acc.is_nan() {
+        "rank 0 evaluates".to_string()
+    } else {
+        format!("test accuracy {:.2}% (loss {:.4})", 100.0 * summary.test_acc, summary.test_loss)
+    };
     println!(
-        "done: test accuracy {:.2}% (loss {:.4}) after {} steps in {} ({} training, {:.0} samples/s){target}",
-        100.0 * summary.test_acc,
-        summary.test_loss,
+        "done: {result} after {} steps in {} ({} training, {:.0} samples/s){target}",
         summary.steps,
         secs(summary.wall_s),
         secs(summary.train_s),
         summary.samples_per_s
     );
+    if world > 1 {
+        println!("model checksum: {}", summary.model_checksum);
+    }
     if let Some(p) = &args.checkpoint {
         println!("checkpoint: {}", p.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `path` for rank 0; for rank r, `.rank<r>` before the extension (`m.jsonl` -> `m.rank2.jsonl`).
+pub fn rank_path(path: &Path, rank: usize) -> PathBuf {
+    if rank == 0 {
+        return path.to_path_buf();
+    }
+    let stem = path.file_stem().map_or("metrics".into(), |s| s.to_string_lossy().into_owned());
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.rank{rank}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.rank{rank}"),
+    };
+    path.with_file_name(name)
 }
 
 pub fn print_staleness(summary: &Summary) {
@@ -401,10 +538,14 @@ impl Progress {
                 }
             }
             Event::Epoch { epoch, train_loss, test_acc, test_loss, samples_per_s, wall_s, .. } => {
+                let test = if test_acc.is_nan() {
+                    String::new()
+                } else {
+                    format!(", test loss {test_loss:.4}, test accuracy {:.2}%", 100.0 * test_acc)
+                };
                 let line = format!(
-                    "epoch {epoch}/{}: train loss {train_loss:.4}, test loss {test_loss:.4}, test accuracy {:.2}%, {:.0} samples/s, {}",
+                    "epoch {epoch}/{}: train loss {train_loss:.4}{test}, {:.0} samples/s, {}",
                     self.epochs,
-                    100.0 * test_acc,
                     samples_per_s,
                     secs(*wall_s)
                 );

@@ -53,6 +53,35 @@ impl<'a> Shared<'a> {
     }
 }
 
+/// Lets a [`Periodic`] hook run something while every worker is paused.
+pub struct Pauser<'a> {
+    gate: &'a RwLock<()>,
+    devices: &'a [Device],
+}
+
+impl Pauser<'_> {
+    /// Runs `f` with the workers paused and every device idle. Unlike evaluation, this time
+    /// counts as training time: it is part of the algorithm.
+    pub fn paused<T>(&mut self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _pause = self.gate.write().expect("gate poisoned");
+        self.devices.iter().try_for_each(|d| d.wait_idle())?;
+        f()
+    }
+}
+
+/// Work a multi-threaded run does on the side, driven by the coordinator (LASGD's averaging
+/// across processes).
+pub trait Periodic {
+    /// Called on every poll (every few milliseconds) with the steps done so far.
+    fn tick(&mut self, step: u64, pauser: &mut Pauser) -> Result<()>;
+    /// Called once when every worker has stopped.
+    fn finish(&mut self, step: u64, pauser: &mut Pauser) -> Result<()>;
+    /// Extra fields for the `done` event.
+    fn report(&self) -> Option<serde_json::Value> {
+        None
+    }
+}
+
 /// What the coordinator needs from the algorithm.
 pub(crate) struct Hooks<'h> {
     /// Devices to wait for before reading anything back.
@@ -65,6 +94,8 @@ pub(crate) struct Hooks<'h> {
     /// Called once when every worker has stopped, before the final evaluation (to apply
     /// updates still in flight between workers).
     pub finish: &'h mut dyn FnMut() -> Result<()>,
+    /// Side work, if any.
+    pub periodic: Option<&'h mut dyn Periodic>,
 }
 
 /// Watches the run until every worker has stopped; returns the summary.
@@ -73,7 +104,7 @@ pub(crate) fn coordinate(
     cfg: &TrainConfig,
     test: &Dataset,
     evaluator: &mut Evaluator,
-    hooks: Hooks,
+    mut hooks: Hooks,
     start: Position,
     obs: &mut Observer,
 ) -> Result<Summary> {
@@ -93,13 +124,24 @@ pub(crate) fn coordinate(
     let mut finish_called = false;
     loop {
         let finished = shared.running.load(Ordering::Acquire) == 0;
+        let step = shared.done.load(Ordering::Acquire);
         if finished && !finish_called {
             finish_called = true;
             if shared.error.lock().expect("error lock poisoned").is_none() {
                 (hooks.finish)()?;
+                if let Some(p) = hooks.periodic.as_deref_mut() {
+                    let mut pauser = Pauser { gate: &shared.gate, devices: &hooks.devices };
+                    p.finish(step, &mut pauser)?;
+                }
+            }
+        } else if !finished {
+            if let Some(p) = hooks.periodic.as_deref_mut() {
+                let mut pauser = Pauser { gate: &shared.gate, devices: &hooks.devices };
+                if let Err(e) = p.tick(step, &mut pauser) {
+                    shared.fail(e);
+                }
             }
         }
-        let step = shared.done.load(Ordering::Acquire);
         if step != last_step {
             obs(&Event::Tick { epoch: (step / spe) as usize + 1, step })?;
             last_step = step;
@@ -131,7 +173,7 @@ pub(crate) fn coordinate(
                 window = (step, t);
                 next_log = (step / log_every + 1) * log_every;
                 if eval_due || epoch_due {
-                    let (l, a) = evaluator.run(test)?;
+                    let (l, a) = if cfg.evaluate { evaluator.run(test)? } else { (f64::NAN, f64::NAN) };
                     if let (Some(target), None) = (cfg.target_acc, summary.time_to_target_s) {
                         if a >= target {
                             summary.time_to_target_s = Some(t);
@@ -192,7 +234,8 @@ pub(crate) fn coordinate(
         Some((s, l, a)) if s == step => (l, a),
         _ => {
             let paused_at = Instant::now();
-            let (l, a) = wait_all(&hooks.devices).and_then(|_| evaluator.run(test))?;
+            wait_all(&hooks.devices)?;
+            let (l, a) = if cfg.evaluate { evaluator.run(test)? } else { (f64::NAN, f64::NAN) };
             let epoch = (step.saturating_sub(1) / spe) as usize + 1;
             obs(&Event::Eval { epoch, step, test_loss: l, test_acc: a, wall_s: clock.wall(), train_s: t })?;
             if let (Some(target), None) = (cfg.target_acc, summary.time_to_target_s) {
@@ -216,5 +259,6 @@ pub(crate) fn coordinate(
     summary.wall_s = clock.wall();
     summary.train_s = clock.train();
     summary.samples_per_s = summary.samples as f64 / summary.train_s.max(1e-9);
+    summary.extra = hooks.periodic.as_deref().and_then(|p| p.report());
     Ok(summary)
 }

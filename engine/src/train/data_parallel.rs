@@ -129,10 +129,11 @@ pub fn train_data_parallel(
         };
         let mut save = |pos: Position| save_at(cfg, replicas[0].0, replicas[0].1, pos);
         let mut finish = || Ok(());
-        let hooks = Hooks { devices: devices.clone(), take_totals: &mut take_totals, save: &mut save, finish: &mut finish };
+        let hooks = Hooks { devices: devices.clone(), take_totals: &mut take_totals, save: &mut save, finish: &mut finish, periodic: None };
         coordinate(shared, cfg, &data.test, &mut evaluator, hooks, Position { step: first, ..start }, obs)
     })?;
     summary.steps /= n as u64;
+    summary.model_checksum = replicas[0].0.checksum()?;
     obs(&Event::Done(summary.clone()))?;
     Ok(summary)
 }

@@ -116,19 +116,6 @@ struct Replica<'m> {
     applied_from: Vec<AtomicU64>,
 }
 
-/// Layers with parameters, and for each, the layers whose backward runs with it: from the
-/// layer itself up to (not including) the next parameter layer above, top first.
-fn backward_groups(model: &Model) -> Vec<(usize, Vec<usize>)> {
-    let layers = model.layers();
-    let params: Vec<usize> = (0..layers.len()).filter(|&i| !layers[i].params().is_empty()).collect();
-    let mut groups = Vec::new();
-    for (g, &p) in params.iter().enumerate().rev() {
-        let upper = params.get(g + 1).copied().unwrap_or(layers.len());
-        groups.push((p, (p..upper).rev().collect()));
-    }
-    groups
-}
-
 impl<'m> Replica<'m> {
     fn dev(&self) -> &Device {
         self.model.device()
@@ -323,12 +310,26 @@ pub fn train_decoupled(
     start: Position,
     obs: &mut Observer,
 ) -> Result<Summary> {
+    train_decoupled_with(replicas, data, cfg, acfg, start, None, obs)
+}
+
+/// [`train_decoupled`] with side work driven by the coordinator (LASGD's periodic averaging
+/// across processes).
+pub fn train_decoupled_with(
+    replicas: &[(&Model, &Sgd)],
+    data: &Splits,
+    cfg: &TrainConfig,
+    acfg: &AsyncConfig,
+    start: Position,
+    mut periodic: Option<&mut dyn super::coordinator::Periodic>,
+    obs: &mut Observer,
+) -> Result<Summary> {
     if replicas.is_empty() || acfg.fwd_threads == 0 || acfg.bwd_threads == 0 {
         return Err(EngineError::InvalidArgument("asynchronous training needs at least one worker with one forward and one backward thread".into()));
     }
     acfg.delays.check_workers(replicas.len())?;
     let train = &data.train;
-    let spe = num_batches(train.len(), cfg.batch, true) as u64;
+    let spe = num_batches(train.len(), cfg.batch, true) as u64 / cfg.shard.world.max(1) as u64;
     if spe == 0 {
         return Err(EngineError::InvalidArgument(format!(
             "the batch size {} is larger than the {} training samples; use a smaller --batch",
@@ -338,7 +339,7 @@ pub fn train_decoupled(
     }
     let horizon = spe * cfg.epochs as u64;
     let total = cfg.max_steps.map_or(horizon, |m| m.min(horizon));
-    let groups = backward_groups(replicas[0].0);
+    let groups = replicas[0].0.param_groups();
     let slots_per_replica = acfg.fwd_threads + acfg.bwd_threads + acfg.queue.max(1);
 
     let mut rts = Vec::new();
@@ -370,7 +371,7 @@ pub fn train_decoupled(
     }
 
     obs(&Event::Start { steps_per_epoch: spe, total_steps: total, start_step: start.step, params: replicas[0].0.num_params() })?;
-    let shared = Shared::new(Feed::new(train, cfg.batch, cfg.seed, spe, start.step, total), start.step);
+    let shared = Shared::new(Feed::sharded(train, cfg.batch, cfg.seed, spe, start.step, total, cfg.shard), start.step);
     let mut devices: Vec<Device> = Vec::new();
     for (m, _) in replicas {
         if !devices.iter().any(|d| d.same_as(m.device())) {
@@ -410,7 +411,7 @@ pub fn train_decoupled(
         };
         let mut finish = || -> Result<()> { rts_ref.iter().try_for_each(|rt| rt.drain_inbox(shared_ref)) };
         let mut save = |pos: Position| save_at(cfg, replicas[0].0, replicas[0].1, pos);
-        let hooks = Hooks { devices: devices.clone(), take_totals: &mut take_totals, save: &mut save, finish: &mut finish };
+        let hooks = Hooks { devices: devices.clone(), take_totals: &mut take_totals, save: &mut save, finish: &mut finish, periodic: periodic.as_deref_mut().map(|p| p as &mut dyn super::coordinator::Periodic) };
         coordinate(shared_ref, cfg, &data.test, &mut evaluator, hooks, start, obs)
     })?;
 
@@ -425,6 +426,7 @@ pub fn train_decoupled(
         applied: rts.iter().map(|r| r.applied_from.iter().map(|c| c.load(Ordering::Relaxed)).collect()).collect(),
         layers_with_params: groups.len() as u64,
     });
+    summary.model_checksum = replicas[0].0.checksum()?;
     obs(&Event::Done(summary.clone()))?;
     Ok(summary)
 }

@@ -118,6 +118,14 @@ impl DelaySpec {
         Ok(())
     }
 
+    /// The delays of process `rank` as a spec for its local workers: clauses naming this rank
+    /// apply to all of them, clauses naming other ranks are dropped.
+    pub fn for_rank(&self, rank: usize) -> DelaySpec {
+        DelaySpec {
+            clauses: self.clauses.iter().filter(|(w, _)| w.is_none_or(|w| w == rank)).map(|&(_, d)| (None, d)).collect(),
+        }
+    }
+
     /// True when some clause needs the time of an undelayed step (a `factor`).
     pub fn needs_base_step(&self) -> bool {
         self.clauses.iter().any(|(_, d)| matches!(d, Delay::Factor(_)))

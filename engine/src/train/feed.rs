@@ -12,6 +12,8 @@ pub(crate) struct Feed<'a> {
     data: &'a Dataset,
     batch: usize,
     seed: u64,
+    /// This process's part: step `s` of an epoch is batch `s * world + rank` of its order.
+    shard: super::Shard,
     pub steps_per_epoch: u64,
     pub total: u64,
     next: AtomicU64,
@@ -21,10 +23,24 @@ pub(crate) struct Feed<'a> {
 
 impl<'a> Feed<'a> {
     pub fn new(data: &'a Dataset, batch: usize, seed: u64, steps_per_epoch: u64, start: u64, total: u64) -> Self {
+        Self::sharded(data, batch, seed, steps_per_epoch, start, total, super::Shard::default())
+    }
+
+    /// A feed of this process's share; `steps_per_epoch` counts this process's steps.
+    pub fn sharded(
+        data: &'a Dataset,
+        batch: usize,
+        seed: u64,
+        steps_per_epoch: u64,
+        start: u64,
+        total: u64,
+        shard: super::Shard,
+    ) -> Self {
         Self {
             data,
             batch,
             seed,
+            shard,
             steps_per_epoch,
             total,
             next: AtomicU64::new(start),
@@ -49,7 +65,7 @@ impl<'a> Feed<'a> {
             return false;
         }
         let epoch = step / self.steps_per_epoch;
-        let b = (step % self.steps_per_epoch) as usize;
+        let b = (step % self.steps_per_epoch) as usize * self.shard.world.max(1) + self.shard.rank;
         let order = {
             let mut cached = self.order.lock().expect("feed lock poisoned");
             if cached.0 != epoch {

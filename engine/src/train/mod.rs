@@ -21,7 +21,8 @@ use std::time::Instant;
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, CheckpointMeta};
 pub use eval::{evaluate, Evaluator};
 pub use data_parallel::train_data_parallel;
-pub use decoupled::{train_decoupled, AsyncConfig, Decoupling};
+pub use coordinator::{Pauser, Periodic};
+pub use decoupled::{train_decoupled, train_decoupled_with, AsyncConfig, Decoupling};
 pub use delay::DelaySpec;
 pub use staleness::Staleness;
 pub use sync::{train_steps, train_sync, PlainStep, StepAlgorithm, StepContext};
@@ -188,6 +189,8 @@ pub struct Summary {
     pub updates: Option<UpdateCounts>,
     /// Whatever else the algorithm reports (communication waits, ...), merged into `done`.
     pub extra: Option<serde_json::Value>,
+    /// [`crate::Model::checksum`] of the final model (of the first replica).
+    pub model_checksum: String,
 }
 
 /// Update bookkeeping of an asynchronous run with `n` replicas. Every update is applied
@@ -274,6 +277,7 @@ impl Event {
                     "event": "done", "test_acc": s.test_acc, "test_loss": s.test_loss, "wall_s": s.wall_s,
                     "train_s": s.train_s, "steps": s.steps, "samples": s.samples,
                     "samples_per_s": s.samples_per_s, "time_to_target_s": s.time_to_target_s,
+                    "model_checksum": s.model_checksum,
                 });
                 if let Some(st) = &s.staleness {
                     v["staleness"] = st.to_json();

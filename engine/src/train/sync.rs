@@ -249,6 +249,7 @@ pub fn train_steps(
     summary.train_s = clock.train();
     summary.samples_per_s = summary.samples as f64 / summary.train_s.max(1e-9);
     summary.extra = algo.report();
+    summary.model_checksum = model.checksum()?;
     obs(&Event::Done(summary.clone()))?;
     Ok(summary)
 }

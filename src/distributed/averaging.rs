@@ -1,0 +1,90 @@
+//! Local SGD and DaSGD (Zhou et al., arXiv 2006.00441): every process takes plain SGD steps
+//! on its share of the data; every `period` steps it snapshots its weights and averages the
+//! snapshots across processes. Local SGD waits for the average and sets `w <- avg`. DaSGD
+//! starts the all-reduce without waiting and applies it `delay` steps later as
+//! `w <- avg + (w - snapshot)`, keeping the progress made meanwhile; training waits only when
+//! the average is still not back by then. With `delay = 0` the two are the same algorithm.
+//!
+//! Momentum stays local. After the last step every process waits for any average in flight
+//! and then averages once more, blocking, so that all end with the same model.
+
+use std::time::Instant;
+
+use asgd_comm::Communicator;
+use asgd_engine::train::{PlainStep, StepAlgorithm, StepContext};
+use asgd_engine::{EngineError, Model, Result};
+
+use super::{comm_err, AddToParams, AveragingStats, InFlight};
+
+/// Periodic model averaging as a step algorithm.
+pub struct AveragingStep<'c> {
+    comm: &'c Communicator,
+    period: u64,
+    delay: u64,
+    add: AddToParams,
+    in_flight: Option<(InFlight, u64)>,
+    stats: AveragingStats,
+}
+
+impl<'c> AveragingStep<'c> {
+    /// Averages every `period` steps and applies each average `delay` steps after it started
+    /// (`delay < period`; 0 is local SGD).
+    pub fn new(comm: &'c Communicator, model: &Model, period: u64, delay: u64) -> Result<Self> {
+        if period == 0 || delay >= period {
+            return Err(EngineError::InvalidArgument(format!(
+                "--avg-delay {delay} must be smaller than --avg-period {period} (and the period at least 1)"
+            )));
+        }
+        Ok(Self { comm, period, delay, add: AddToParams::new(model)?, in_flight: None, stats: AveragingStats::default() })
+    }
+
+    /// Waits for the average in flight and applies `w <- avg + (w - snapshot)`.
+    fn apply(&mut self, model: &Model) -> Result<()> {
+        let Some((flight, _)) = self.in_flight.take() else { return Ok(()) };
+        if !flight.is_done() {
+            self.stats.waits += 1;
+        }
+        let t0 = Instant::now();
+        let (avg, snapshot, took) = flight.wait()?;
+        self.stats.wait_s += t0.elapsed().as_secs_f64();
+        self.stats.comm_s += took.as_secs_f64();
+        let t1 = Instant::now();
+        let delta: Vec<f32> = avg.iter().zip(&snapshot).map(|(a, s)| a - s).collect();
+        self.add.apply(model, &delta)?;
+        self.stats.sync_s += t1.elapsed().as_secs_f64();
+        self.stats.rounds += 1;
+        Ok(())
+    }
+}
+
+impl StepAlgorithm for AveragingStep<'_> {
+    fn step(&mut self, ctx: &StepContext) -> Result<()> {
+        PlainStep.step(ctx)?;
+        let done = ctx.step + 1;
+        if self.in_flight.as_ref().is_some_and(|(_, due)| *due == done) {
+            self.apply(ctx.model)?;
+        }
+        if done % self.period == 0 {
+            let t0 = Instant::now();
+            let snapshot = ctx.model.read_flat()?;
+            self.stats.sync_s += t0.elapsed().as_secs_f64();
+            self.in_flight = Some((InFlight::start(self.comm, snapshot), done + self.delay));
+            if self.delay == 0 {
+                self.apply(ctx.model)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, ctx: &StepContext) -> Result<()> {
+        self.apply(ctx.model)?;
+        // All processes end with the same model: one last blocking average.
+        let mut w = ctx.model.read_flat()?;
+        self.comm.average(&mut w).map_err(comm_err)?;
+        ctx.model.write_flat(&w)
+    }
+
+    fn report(&self) -> Option<serde_json::Value> {
+        Some(self.stats.to_json())
+    }
+}

@@ -1,0 +1,135 @@
+//! Training across processes: the glue between the engine's step loops and the comm module's
+//! collectives. Sync data parallel (gradient all-reduce every step), local SGD and DaSGD
+//! (periodic model averaging, blocking or delayed) are step algorithms for the engine's
+//! single-threaded loop; LASGD is a periodic hook on the multi-threaded PD-ASGD loop.
+
+pub mod averaging;
+pub mod ddp;
+pub mod lasgd;
+
+use std::time::{Duration, Instant};
+
+use asgd_comm::{CommError, Communicator, Handle};
+use asgd_engine::kernel::{run_all, Dispatch};
+use asgd_engine::ops::elementwise::scale_add;
+use asgd_engine::{Model, Result as EngineResult, Tensor};
+
+pub use averaging::AveragingStep;
+pub use ddp::DdpStep;
+pub use lasgd::LasgdAveraging;
+
+/// A comm failure as an engine error, so it ends the run with its message.
+pub(crate) fn comm_err(e: CommError) -> asgd_engine::EngineError {
+    asgd_engine::EngineError::Device(e.to_string())
+}
+
+/// Adds a host vector to every parameter of a model (in [`Model::params`] order): one upload
+/// and one kernel per parameter, with the kernels built once.
+pub(crate) struct AddToParams {
+    deltas: Vec<Tensor>,
+    adds: Vec<Dispatch>,
+}
+
+impl AddToParams {
+    pub fn new(model: &Model) -> EngineResult<Self> {
+        let mut deltas = Vec::new();
+        let mut adds = Vec::new();
+        for (_, p) in model.params() {
+            let d = Tensor::zeros(model.device(), p.shape());
+            adds.push(scale_add(model.device(), p, &d, 1.0, 1.0)?);
+            deltas.push(d);
+        }
+        Ok(Self { deltas, adds })
+    }
+
+    /// `w += delta` for the concatenated `delta`.
+    pub fn apply(&self, model: &Model, delta: &[f32]) -> EngineResult<()> {
+        let mut offset = 0;
+        for d in &self.deltas {
+            d.write_f32(&delta[offset..offset + d.numel()])?;
+            offset += d.numel();
+        }
+        run_all(model.device(), &self.adds.iter().collect::<Vec<_>>());
+        Ok(())
+    }
+}
+
+/// A model average in flight: started from `snapshot`, finished by a waiter thread that
+/// records when the collective completed, so the time communication took is known exactly
+/// and not only when someone looked.
+pub(crate) struct InFlight {
+    pub snapshot: Vec<f32>,
+    pub started: Instant,
+    result: flume::Receiver<(Result<Vec<f32>, CommError>, Instant)>,
+}
+
+impl InFlight {
+    pub fn start(comm: &Communicator, snapshot: Vec<f32>) -> Self {
+        let handle: Handle<Vec<f32>> = comm.start_average(snapshot.clone());
+        let (tx, rx) = flume::bounded(1);
+        std::thread::spawn(move || {
+            let r = handle.wait();
+            let _ = tx.send((r, Instant::now()));
+        });
+        Self { snapshot, started: Instant::now(), result: rx }
+    }
+
+    pub fn is_done(&self) -> bool {
+        !self.result.is_empty()
+    }
+
+    /// Waits for the average; returns it with how long the collective took.
+    pub fn wait(self) -> EngineResult<(Vec<f32>, Vec<f32>, Duration)> {
+        let (r, done) = self
+            .result
+            .recv()
+            .map_err(|_| asgd_engine::EngineError::Device("the averaging thread stopped unexpectedly".into()))?;
+        Ok((r.map_err(comm_err)?, self.snapshot, done.saturating_duration_since(self.started)))
+    }
+}
+
+/// Counters of model averaging, reported in the `done` event.
+#[derive(Clone, Debug, Default)]
+pub struct AveragingStats {
+    /// Averaging rounds completed.
+    pub rounds: u64,
+    /// Rounds whose result was not back when it was due (training waited).
+    pub waits: u64,
+    /// Time training spent waiting for averages.
+    pub wait_s: f64,
+    /// Time the averages took from start to completion, summed.
+    pub comm_s: f64,
+    /// Time spent taking snapshots and applying averages (GPU read-back and upload).
+    pub sync_s: f64,
+}
+
+impl AveragingStats {
+    pub fn to_json(&self) -> serde_json::Value {
+        let hidden = if self.comm_s > 0.0 { (1.0 - self.wait_s / self.comm_s).clamp(0.0, 1.0) } else { 1.0 };
+        serde_json::json!({"averaging": {
+            "rounds": self.rounds, "waits": self.waits, "wait_s": self.wait_s, "comm_s": self.comm_s,
+            "sync_s": self.sync_s, "hidden_fraction": hidden,
+        }})
+    }
+}
+
+/// A step algorithm slowed by an injected delay before every step (a straggler process).
+pub struct Delayed<'a> {
+    pub inner: &'a mut dyn asgd_engine::train::StepAlgorithm,
+    pub sampler: asgd_engine::train::delay::DelaySampler,
+}
+
+impl asgd_engine::train::StepAlgorithm for Delayed<'_> {
+    fn step(&mut self, ctx: &asgd_engine::train::StepContext) -> EngineResult<()> {
+        self.sampler.sleep();
+        self.inner.step(ctx)
+    }
+
+    fn finish(&mut self, ctx: &asgd_engine::train::StepContext) -> EngineResult<()> {
+        self.inner.finish(ctx)
+    }
+
+    fn report(&self) -> Option<serde_json::Value> {
+        self.inner.report()
+    }
+}
