@@ -1,0 +1,139 @@
+//! Training across processes on 127.0.0.1: every algorithm leaves all ranks with the same model,
+//! DaSGD with no delay is local SGD, and a rank killed mid-training stops the others with a
+//! clear error within the timeout while the last checkpoint stays usable for --resume.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{asgd, assert_success, fresh_dir, text};
+
+fn dir(name: &str) -> PathBuf {
+    fresh_dir("distributed", name)
+}
+
+fn done_event(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let last = text.lines().last().unwrap_or_else(|| panic!("{} is empty", path.display()));
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(v["event"], "done", "{}", path.display());
+    v
+}
+
+/// Runs `asgd launch --nproc n -- train ...` on digits and returns each rank's done event.
+fn launch_train(d: &Path, n: usize, extra: &[&str]) -> Vec<serde_json::Value> {
+    let metrics = d.join("m.jsonl");
+    let nproc = n.to_string();
+    let mut args = vec!["launch", "--nproc", &nproc, "--", "train", "--hidden", "32", "--batch", "32", "-q"];
+    args.extend_from_slice(&["--metrics", metrics.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    assert_success(&asgd(&args));
+    (0..n)
+        .map(|r| done_event(&if r == 0 { metrics.clone() } else { d.join(format!("m.rank{r}.jsonl")) }))
+        .collect()
+}
+
+#[test]
+fn every_algorithm_ends_with_the_same_model_on_every_rank() {
+    for algo in ["sync", "localsgd", "dasgd", "lasgd"] {
+        let d = dir(algo);
+        let done = launch_train(&d, 3, &["--algo", algo, "--epochs", "6", "--avg-period", "4", "--avg-delay", "2"]);
+        let sum = done[0]["model_checksum"].as_str().unwrap().to_string();
+        assert_eq!(sum.len(), 64, "{algo}");
+        for (r, e) in done.iter().enumerate() {
+            assert_eq!(e["model_checksum"], sum, "{algo}: rank {r} ends with another model");
+            assert_eq!(e["steps"], done[0]["steps"], "{algo}: rank {r} ran another number of steps");
+        }
+        let acc = done[0]["test_acc"].as_f64().unwrap();
+        assert!(acc > 0.8, "{algo}: 3 ranks x 6 epochs of digits reach 80%, got {acc}");
+        assert!(done[1]["test_acc"].is_null(), "{algo}: only rank 0 evaluates");
+        if algo == "dasgd" || algo == "localsgd" || algo == "lasgd" {
+            let rounds = done[0]["averaging"]["rounds"].as_u64().unwrap();
+            assert!(rounds >= 5, "{algo}: {rounds} averaging rounds");
+        }
+    }
+}
+
+#[test]
+fn dasgd_with_no_delay_is_local_sgd() {
+    let local = launch_train(&dir("local"), 2, &["--algo", "localsgd", "--epochs", "3", "--avg-period", "3"]);
+    let dasgd = launch_train(&dir("dasgd0"), 2, &["--algo", "dasgd", "--epochs", "3", "--avg-period", "3", "--avg-delay", "0"]);
+    assert_eq!(local[0]["model_checksum"], dasgd[0]["model_checksum"]);
+    let delayed = launch_train(&dir("dasgd2"), 2, &["--algo", "dasgd", "--epochs", "3", "--avg-period", "3", "--avg-delay", "2"]);
+    assert_ne!(local[0]["model_checksum"], delayed[0]["model_checksum"], "a delay must change the trajectory");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts rank `rank` of `world` by hand, as a scheduler would, with a short comm timeout.
+fn spawn_rank(rank: usize, world: usize, port: u16, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_asgd"))
+        .args(args)
+        .env("RANK", rank.to_string())
+        .env("WORLD_SIZE", world.to_string())
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string())
+        .env("ASGD_COMM_TIMEOUT_S", "3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_killed_rank_stops_the_others_and_the_checkpoint_resumes() {
+    let d = dir("fault");
+    let ck = d.join("ck.safetensors");
+    let ck_s = ck.to_str().unwrap().to_string();
+    let port = free_port();
+    // Slow steps so that the kill lands mid-training.
+    let args = [
+        "train", "--algo", "sync", "--hidden", "32", "--batch", "32", "--epochs", "40", "-q",
+        "--inject-delay", "all:fixed=30ms", "--checkpoint", &ck_s, "--checkpoint-every", "5",
+    ];
+    let mut ranks: Vec<Child> = (0..4).map(|r| spawn_rank(r, 4, port, &args)).collect();
+    let t0 = Instant::now();
+    while !ck.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no checkpoint after 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    ranks[2].kill().unwrap();
+    let killed_at = Instant::now();
+    let _ = ranks[2].wait();
+    for (r, child) in ranks.iter_mut().enumerate().filter(|(r, _)| *r != 2) {
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(killed_at.elapsed() < Duration::from_secs(30), "rank {r} still running 30 s after rank 2 died");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "rank {r} succeeded after its peer died");
+        assert!(!stderr.contains("panicked"), "rank {r}: {stderr}");
+        let last = stderr.trim_end().lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: ") && last.contains("rank"), "rank {r}: {stderr}");
+        eprintln!("rank {r} after {:?}: {last}", killed_at.elapsed());
+    }
+    // The timeout is 3 s; failing ranks may wait for it once or twice, never for long.
+    assert!(killed_at.elapsed() < Duration::from_secs(20), "ranks took {:?} to stop", killed_at.elapsed());
+
+    // The checkpoint is intact and a new job resumes from it.
+    let meta = asgd::engine::io::checkpoint::load_safetensors(&ck).unwrap().1;
+    let step: u64 = meta["step"].parse().unwrap();
+    assert!(step >= 5, "checkpoint at step {step}");
+    assert_success(&asgd(&["eval", "--checkpoint", &ck_s]));
+    let port = free_port();
+    let resume = ["train", "--algo", "sync", "--hidden", "32", "--batch", "32", "--epochs", "3", "-q", "--resume", &ck_s];
+    let children: Vec<Child> = (0..4).map(|r| spawn_rank(r, 4, port, &resume)).collect();
+    for (r, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "resumed rank {r}: {}", text(&out.stderr));
+    }
+}
