@@ -7,7 +7,8 @@ use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::ops::bias::{bias_add, channel_sum};
 use crate::ops::matmul::{matmul, MatmulSpec};
-use crate::tensor::Tensor;
+use crate::ops::permute::swap_outer;
+use crate::tensor::{DType, Tensor};
 
 /// `y = x W^T + b` with `x` `(B, in)`, `W` `[out, in]`, `b` `[out]`, `y` `(B, out)`.
 pub struct Linear {
@@ -60,9 +61,13 @@ impl Layer for Linear {
         forward.push(bias_add(io.dev, io.y, bias, b, 1)?);
         let mut backward = Vec::new();
         if let Some(dy) = io.dy {
-            // dW = dy^T x: (out, in) from dy (B, out) and x (B, in).
-            let dw = MatmulSpec { trans_a: true, ..MatmulSpec::new(o, i, b) };
-            backward.extend(matmul(io.dev, &io.grads[0], dy, io.x, dw, io.matmul)?);
+            // dW = dy^T x: (out, in) from dy (B, out) and x (B, in). dy is transposed first
+            // rather than read transposed by the product: on lavapipe (Mesa 22.3) some
+            // transposed-A products leak driver memory on every dispatch (512x784x32 lost
+            // ~0.2 MB each), and the transpose costs B * out copies.
+            let dy_t = Tensor::empty(io.dev, &[o, b], DType::F32);
+            backward.push(swap_outer(io.dev, &dy_t, dy, b, o, 1)?);
+            backward.extend(matmul(io.dev, &io.grads[0], &dy_t, io.x, MatmulSpec::new(o, i, b), io.matmul)?);
             backward.push(channel_sum(io.dev, &io.grads[1], dy, b, 1)?);
             if let Some(dx) = io.dx {
                 // dx = dy W: (B, in) from dy (B, out) and W (out, in).

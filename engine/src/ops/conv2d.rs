@@ -132,6 +132,7 @@ pub struct ConvScratch {
     y_t: Tensor,
     dy_t: Tensor,
     dcols: Tensor,
+    w_t: Tensor,
 }
 
 impl ConvScratch {
@@ -144,6 +145,7 @@ impl ConvScratch {
             y_t: Tensor::empty(dev, &[s.cout, c], DType::F32),
             dy_t: small(backward, s.cout * c),
             dcols: small(backward, r * c),
+            w_t: small(backward, s.cout * r),
         })
     }
 }
@@ -193,9 +195,10 @@ pub fn conv2d_backward(
     let spec = MatmulSpec { trans_b: true, ..MatmulSpec::new(s.cout, ckk, cols_n) };
     d.extend(matmul(dev, dw, &scratch.dy_t, &scratch.cols, spec, kernel)?);
     if let Some(dx) = dx {
-        // dcols = W^T dy': (CKK, B*P) from W (Cout, CKK) and dy' (Cout, B*P).
-        let spec = MatmulSpec { trans_a: true, ..MatmulSpec::new(ckk, cols_n, s.cout) };
-        d.extend(matmul(dev, &scratch.dcols, w, &scratch.dy_t, spec, kernel)?);
+        // dcols = W^T dy': (CKK, B*P) from W (Cout, CKK) and dy' (Cout, B*P). W is transposed
+        // first, not read transposed: see the linear layer for the lavapipe leak this avoids.
+        d.push(swap_outer(dev, &scratch.w_t, w, s.cout, ckk, 1)?);
+        d.extend(matmul(dev, &scratch.dcols, &scratch.w_t, &scratch.dy_t, MatmulSpec::new(ckk, cols_n, s.cout), kernel)?);
         d.push(col2im(dev, dx, &scratch.dcols, s)?);
     }
     Ok(d)
