@@ -40,9 +40,12 @@ pub struct BenchAsyncArgs {
     /// Learning rate (every algorithm).
     #[arg(long, default_value_t = 0.05)]
     pub lr: f32,
-    /// SGD momentum (every algorithm).
-    #[arg(long, default_value_t = 0.9)]
+    /// SGD momentum of the asynchronous algorithms (asynchrony adds momentum of its own).
+    #[arg(long, default_value_t = 0.5)]
     pub momentum: f32,
+    /// SGD momentum of the synchronous baseline [default: --momentum].
+    #[arg(long)]
+    pub sync_momentum: Option<f32>,
     /// Learning-rate schedule over --epochs: constant or cosine.
     #[arg(long, default_value = "constant", value_parser = |s: &str| Schedule::parse(s).map_err(|e| e.to_string()))]
     pub schedule: Schedule,
@@ -67,8 +70,8 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(&args.out)
             .map_err(|e| anyhow::anyhow!("cannot create the output folder {}: {e}", args.out.display()))?;
     }
-    if !(args.lr > 0.0) || !(0.0..1.0).contains(&args.momentum) {
-        bail!("--lr must be positive and --momentum in [0, 1)");
+    if !(args.lr > 0.0) || !(0.0..1.0).contains(&args.momentum) || args.sync_momentum.is_some_and(|m| !(0.0..1.0).contains(&m)) {
+        bail!("--lr must be positive and --momentum and --sync-momentum in [0, 1)");
     }
     let model_cfg = model_config(&args.model, &args.hidden)?;
     let splits = args.data.load()?;
@@ -82,11 +85,14 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
     let base = undelayed_step_time(&probe.plan(args.batch, true)?)?;
     let ideal = delays.ideal_speedup(n, base);
     println!(
-        "{} on {}, {n} workers ({:?} lanes), batch {}, delays '{}', undelayed step {:.1} ms on {}",
+        "{} on {}, {n} workers ({:?} lanes), batch {}, lr {}, momentum {} (sync {}), delays '{}', undelayed step {:.1} ms on {}",
         model_cfg.description(),
         args.data.data.name(),
         args.workers.lanes,
         args.batch,
+        args.lr,
+        args.momentum,
+        args.sync_momentum.unwrap_or(args.momentum),
         delays.describe(),
         base.as_secs_f64() * 1e3,
         dev.info().name
@@ -94,6 +100,8 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
 
     let mut results: Vec<(Algo, Summary, PathBuf)> = Vec::new();
     for &algo in &args.algos {
+        let momentum = if algo == Algo::Sync { args.sync_momentum.unwrap_or(args.momentum) } else { args.momentum };
+        let hyper = SgdParams { momentum, ..hyper };
         let replicas = args.workers.build_replicas(&dev, &model_cfg, &splits, args.seed, hyper)?;
         let cfg = TrainConfig {
             epochs: args.epochs,
@@ -148,6 +156,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
             serde_json::json!({"bench": "async", "algo": name, "workers": n, "lanes": format!("{:?}", args.workers.lanes).to_lowercase(),
                 "inject_delay": delays.describe(), "target_acc": args.target_acc, "time_to_target_s": s.time_to_target_s,
                 "final_acc": s.test_acc, "samples_per_s": s.samples_per_s, "steps": s.steps,
+                "momentum": if *algo == Algo::Sync { args.sync_momentum.unwrap_or(args.momentum) } else { args.momentum },
                 "staleness": s.staleness.as_ref().map(|h| h.to_json()), "speedup_vs_sync": speedup,
                 "ideal_speedup": ideal, "base_step_ms": base.as_secs_f64() * 1e3, "device": dev.info().name})
         );
@@ -162,10 +171,36 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
             }
         }
     }
+    // Accuracy at equal training time: the latest evaluation of each run at or before the
+    // time the shortest run ended.
+    let curves: Vec<(Algo, Vec<(f64, f64)>)> =
+        results.iter().map(|(a, _, p)| Ok((*a, eval_curve(p)?))).collect::<Result<_>>()?;
+    let horizon = curves.iter().filter_map(|(_, c)| c.last().map(|p| p.0)).fold(f64::INFINITY, f64::min);
+    if horizon.is_finite() {
+        let at: Vec<String> = curves
+            .iter()
+            .map(|(a, c)| {
+                let acc = c.iter().take_while(|p| p.0 <= horizon).last().map_or(f64::NAN, |p| p.1);
+                format!("{} {:.2}%", format!("{a:?}").to_lowercase(), 100.0 * acc)
+            })
+            .collect();
+        println!("test accuracy at {} of training (the shortest run): {}", secs(horizon), at.join(", "));
+    }
     if let Some(plot) = &args.plot {
         let files: Vec<PathBuf> = results.iter().map(|(.., p)| p.clone()).collect();
         super::plot::draw(&files, plot, super::plot::XAxis::Train)?;
         println!("plot: {}", plot.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `(train_s, test_acc)` of every evaluation in a metrics file.
+fn eval_curve(path: &std::path::Path) -> Result<Vec<(f64, f64)>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "eval")
+        .filter_map(|v| Some((v["train_s"].as_f64()?, v["test_acc"].as_f64()?)))
+        .collect())
 }
