@@ -1,6 +1,5 @@
 //! The embedded digits set, its fixed split and standardisation, and CSV errors with line numbers.
 
-#[path = "data_support.rs"]
 mod support;
 
 use std::path::Path;

@@ -1,7 +1,6 @@
 //! Downloading against a local HTTP server on 127.0.0.1 (never the internet): success, resume
 //! by skipping verified files, mirror fallback, corrupt content and missing files.
 
-#[path = "data_support.rs"]
 mod support;
 
 use std::path::PathBuf;

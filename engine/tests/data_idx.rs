@@ -1,6 +1,5 @@
 //! The idx parser on crafted bytes: each malformed header or body gives its own clear message.
 
-#[path = "data_support.rs"]
 mod support;
 
 use std::path::Path;

@@ -1,7 +1,6 @@
 //! Loading MNIST and Fashion-MNIST from the project's shared data, and every way a data folder
 //! can be wrong.
 
-#[path = "data_support.rs"]
 mod support;
 
 use std::path::Path;

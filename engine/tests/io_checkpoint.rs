@@ -1,6 +1,5 @@
 //! safetensors checkpoints and batch files: round trips, atomic replacement, and clear errors.
 
-#[path = "data_support.rs"]
 mod support;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,6 +1,5 @@
 //! JSON Lines metrics: each write is a complete line on disk at once.
 
-#[path = "data_support.rs"]
 mod support;
 
 use std::path::Path;

@@ -1,5 +1,4 @@
-//! Helpers shared by the data and io test binaries, included with
-//! `#[path = "data_support.rs"] mod support;`. Built alone it is an empty test binary.
+//! Helpers shared by the data and io test binaries (`mod support;`).
 #![allow(dead_code)]
 
 use std::io::Write;
