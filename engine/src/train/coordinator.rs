@@ -146,7 +146,8 @@ pub(crate) fn coordinate(
             obs(&Event::Tick { epoch: (step / spe) as usize + 1, step })?;
             last_step = step;
         }
-        let log_due = step >= next_log || (finished && step > window.0);
+        let overdue = clock.train() - window.1 >= cfg.log_seconds && step > window.0;
+        let log_due = step >= next_log || overdue || (finished && step > window.0);
         let eval_due = next_eval.is_some_and(|n| step >= n);
         let epoch_due = step >= next_epoch;
         if log_due || eval_due || epoch_due {

@@ -81,6 +81,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Steps between read-backs of the training loss (each read-back waits for the GPU).
     pub log_every: u64,
+    /// Also read the loss back when this many seconds passed since the last read-back, so
+    /// that slow devices show progress and a diverging run (NaN arithmetic is slow on CPU
+    /// drivers) stops within seconds rather than `log_every` slow steps.
+    pub log_seconds: f64,
     /// Also evaluate on the test set every this many steps (besides each epoch's end).
     pub eval_every: Option<u64>,
     /// Samples per evaluation batch.
@@ -126,6 +130,7 @@ impl Default for TrainConfig {
             schedule: Schedule::Cosine,
             seed: 0,
             log_every: 50,
+            log_seconds: 5.0,
             eval_every: None,
             eval_batch: 1000,
             target_acc: None,

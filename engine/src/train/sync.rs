@@ -168,7 +168,8 @@ pub fn train_steps(
             obs(&Event::Tick { epoch: epoch + 1, step })?;
 
             let end_of_epoch = bi + 1 == steps_per_epoch as usize;
-            if step.is_multiple_of(log_every) || end_of_epoch || step == total_steps {
+            let overdue = clock.train() - window.1 >= cfg.log_seconds;
+            if step.is_multiple_of(log_every) || end_of_epoch || step == total_steps || overdue {
                 let (loss, correct, count) = plan.take_totals()?;
                 let t = clock.train();
                 let rate = (summary.samples - window.0) as f64 / (t - window.1).max(1e-9);
