@@ -43,9 +43,9 @@ pub struct BenchAsyncArgs {
     /// SGD momentum of the asynchronous algorithms (asynchrony adds momentum of its own).
     #[arg(long, default_value_t = 0.5)]
     pub momentum: f32,
-    /// SGD momentum of the synchronous baseline [default: --momentum].
-    #[arg(long)]
-    pub sync_momentum: Option<f32>,
+    /// SGD momentum of the synchronous baseline.
+    #[arg(long, default_value_t = 0.9)]
+    pub sync_momentum: f32,
     /// Learning-rate schedule over --epochs: constant or cosine.
     #[arg(long, default_value = "constant", value_parser = |s: &str| Schedule::parse(s).map_err(|e| e.to_string()))]
     pub schedule: Schedule,
@@ -70,7 +70,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(&args.out)
             .map_err(|e| anyhow::anyhow!("cannot create the output folder {}: {e}", args.out.display()))?;
     }
-    if !(args.lr > 0.0) || !(0.0..1.0).contains(&args.momentum) || args.sync_momentum.is_some_and(|m| !(0.0..1.0).contains(&m)) {
+    if !(args.lr > 0.0) || !(0.0..1.0).contains(&args.momentum) || !(0.0..1.0).contains(&args.sync_momentum) {
         bail!("--lr must be positive and --momentum and --sync-momentum in [0, 1)");
     }
     let model_cfg = model_config(&args.model, &args.hidden)?;
@@ -92,7 +92,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
         args.batch,
         args.lr,
         args.momentum,
-        args.sync_momentum.unwrap_or(args.momentum),
+        args.sync_momentum,
         delays.describe(),
         base.as_secs_f64() * 1e3,
         dev.info().name
@@ -100,7 +100,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
 
     let mut results: Vec<(Algo, Summary, PathBuf)> = Vec::new();
     for &algo in &args.algos {
-        let momentum = if algo == Algo::Sync { args.sync_momentum.unwrap_or(args.momentum) } else { args.momentum };
+        let momentum = if algo == Algo::Sync { args.sync_momentum } else { args.momentum };
         let hyper = SgdParams { momentum, ..hyper };
         let replicas = args.workers.build_replicas(&dev, &model_cfg, &splits, args.seed, hyper)?;
         let cfg = TrainConfig {
@@ -156,7 +156,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
             serde_json::json!({"bench": "async", "algo": name, "workers": n, "lanes": format!("{:?}", args.workers.lanes).to_lowercase(),
                 "inject_delay": delays.describe(), "target_acc": args.target_acc, "time_to_target_s": s.time_to_target_s,
                 "final_acc": s.test_acc, "samples_per_s": s.samples_per_s, "steps": s.steps,
-                "momentum": if *algo == Algo::Sync { args.sync_momentum.unwrap_or(args.momentum) } else { args.momentum },
+                "momentum": if *algo == Algo::Sync { args.sync_momentum } else { args.momentum },
                 "staleness": s.staleness.as_ref().map(|h| h.to_json()), "speedup_vs_sync": speedup,
                 "ideal_speedup": ideal, "base_step_ms": base.as_secs_f64() * 1e3, "device": dev.info().name})
         );
