@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(10);
 /// How long output from stopped ranks may keep draining after a failure.
 const PUMP_GRACE: Duration = Duration::from_secs(1);
+/// How long the other ranks may take to exit by themselves after one failed, before they are
+/// killed.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -163,9 +166,10 @@ fn pump(rank: usize, stream: Stream, pipe: impl Read, sink: &impl Fn(usize, Stre
 
 /// Starts the ranks, passes their output lines to `sink`, and waits for all of them.
 ///
-/// When a rank exits unsuccessfully, the others are killed at once and the error names the
-/// failed rank. If several are seen failing in the same instant, one killed by a signal is
-/// named first (the others usually exit because it died), then the lowest rank.
+/// When a rank exits unsuccessfully, the others get 3 s to exit by themselves and are then
+/// killed; the error names the failed rank. If several are seen failing in the same instant,
+/// one killed by a signal is named first (the others usually exit because it died), then the
+/// lowest rank.
 ///
 /// Errors: [`LaunchError`]; `Ok(())` means every rank exited with status 0.
 pub fn launch(
@@ -265,8 +269,14 @@ fn supervise(children: &mut [Child]) -> Result<(), LaunchError> {
     }
 }
 
-/// Kills every child still running and reaps them all.
+/// Gives the children still running [`STOP_GRACE`] to exit by themselves (a rank whose peer
+/// died notices within milliseconds and exits with an error naming the peer and the operation,
+/// which is worth keeping), then kills the rest and reaps them all.
 fn stop_all(children: &mut [Child]) {
+    let start = Instant::now();
+    while start.elapsed() < STOP_GRACE && children.iter_mut().any(|c| matches!(c.try_wait(), Ok(None))) {
+        thread::sleep(POLL);
+    }
     for child in children.iter_mut() {
         if let Ok(None) = child.try_wait() {
             let _ = child.kill();
