@@ -70,7 +70,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(&args.out)
             .map_err(|e| anyhow::anyhow!("cannot create the output folder {}: {e}", args.out.display()))?;
     }
-    if !(args.lr > 0.0) || !(0.0..1.0).contains(&args.momentum) || !(0.0..1.0).contains(&args.sync_momentum) {
+    if args.lr.is_nan() || args.lr <= 0.0 || !(0.0..1.0).contains(&args.momentum) || !(0.0..1.0).contains(&args.sync_momentum) {
         bail!("--lr must be positive and --momentum and --sync-momentum in [0, 1)");
     }
     let model_cfg = model_config(&args.model, &args.hidden)?;

@@ -64,7 +64,7 @@ impl StepAlgorithm for AveragingStep<'_> {
         if self.in_flight.as_ref().is_some_and(|(_, due)| *due == done) {
             self.apply(ctx.model)?;
         }
-        if done % self.period == 0 {
+        if done.is_multiple_of(self.period) {
             let t0 = Instant::now();
             let snapshot = ctx.model.read_flat()?;
             self.stats.sync_s += t0.elapsed().as_secs_f64();

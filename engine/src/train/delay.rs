@@ -201,7 +201,7 @@ pub struct DelaySampler {
 
 impl DelaySampler {
     /// The delay of the next step (zero when none applies).
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let mut total = Duration::ZERO;
         for d in &self.delays {
             total += match *d {
@@ -219,7 +219,7 @@ impl DelaySampler {
 
     /// Sleeps the next step's delay, if any.
     pub fn sleep(&mut self) {
-        let d = self.next();
+        let d = self.next_delay();
         if !d.is_zero() {
             std::thread::sleep(d);
         }
@@ -249,8 +249,8 @@ mod tests {
         assert_eq!(s.mean_step(0, base), Duration::from_millis(60));
         assert_eq!(s.mean_step(1, base), Duration::from_millis(240));
         // Worker 1 sleeps its 50 ms and 3 x 60 ms more.
-        assert_eq!(s.sampler(1, 0, base).next(), Duration::from_millis(230));
-        assert_eq!(s.sampler(0, 0, base).next(), Duration::from_millis(50));
+        assert_eq!(s.sampler(1, 0, base).next_delay(), Duration::from_millis(230));
+        assert_eq!(s.sampler(0, 0, base).next_delay(), Duration::from_millis(50));
         // 4 workers, one 4x slower: (3/60 + 1/240) * 240 / 4 = 3.25.
         assert!((s.ideal_speedup(4, base) - 3.25).abs() < 1e-9);
     }
@@ -259,12 +259,12 @@ mod tests {
     fn exponential_delays_have_the_requested_mean_and_are_reproducible() {
         let s = DelaySpec::parse("all:exp=20ms").unwrap();
         let mut a = s.sampler(2, 7, Duration::ZERO);
-        let draws: Vec<f64> = (0..20_000).map(|_| a.next().as_secs_f64()).collect();
+        let draws: Vec<f64> = (0..20_000).map(|_| a.next_delay().as_secs_f64()).collect();
         let mean = draws.iter().sum::<f64>() / draws.len() as f64;
         assert!((mean - 0.020).abs() < 0.001, "{mean}");
         let mut b = s.sampler(2, 7, Duration::ZERO);
-        assert_eq!(b.next().as_secs_f64(), draws[0]);
+        assert_eq!(b.next_delay().as_secs_f64(), draws[0]);
         let mut c = s.sampler(3, 7, Duration::ZERO);
-        assert_ne!(c.next().as_secs_f64(), draws[0]);
+        assert_ne!(c.next_delay().as_secs_f64(), draws[0]);
     }
 }
