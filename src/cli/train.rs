@@ -168,7 +168,17 @@ impl WorkerArgs {
             let spec = self.inject_delay.clone().unwrap_or_default();
             spec.check_workers(job.world())?;
             let delays = spec.for_rank(job.rank());
-            let base = if delays.needs_base_step() { undelayed_step_time(&model.plan(cfg.batch, true)?)? } else { Duration::ZERO };
+            // A factor scales the step time measured with every rank computing at once, after
+            // a barrier, so that it does not depend on what the other ranks happen to be doing
+            // (loading, or waiting in their first collective: measured alone, rank 1's base
+            // came out several times smaller under sync than under localsgd).
+            let base = if spec.needs_base_step() {
+                job.comm.barrier()?;
+                let t = undelayed_step_time(&model.plan(cfg.batch, true)?)?;
+                if delays.needs_base_step() { t } else { Duration::ZERO }
+            } else {
+                Duration::ZERO
+            };
             let sampler = delays.sampler(job.rank(), cfg.seed, base);
             let steps = |algo: &mut dyn StepAlgorithm, obs: &mut dyn FnMut(&Event) -> asgd::engine::Result<()>| {
                 let mut delayed = Delayed { inner: algo, sampler };
