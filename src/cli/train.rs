@@ -105,9 +105,8 @@ pub struct WorkerArgs {
     /// Forward threads per worker (pdasgd, hogwild).
     #[arg(long, default_value = "1", value_parser = positive)]
     pub fwd_threads: usize,
-    /// Backward threads per worker (pdasgd, hogwild). More lanes overlap more work and make
-    /// gradients staler (see the README).
-    #[arg(long, default_value = "1", value_parser = positive)]
+    /// Backward threads per worker (pdasgd, hogwild); a backward costs about two forwards.
+    #[arg(long, default_value = "2", value_parser = positive)]
     pub bwd_threads: usize,
     /// Batches that may wait between a worker's forward and backward threads.
     #[arg(long, default_value = "1", value_parser = positive)]
