@@ -259,6 +259,9 @@ pub struct TrainArgs {
     /// Learning-rate schedule: constant, or cosine decay to zero at the last step.
     #[arg(long, default_value = "cosine", value_parser = |s: &str| Schedule::parse(s).map_err(|e| e.to_string()))]
     pub schedule: Schedule,
+    /// Steps over which the learning rate rises linearly from lr/N to lr (0: none).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub warmup: u64,
     /// SGD momentum [default: 0.9 for sync, localsgd and dasgd; 0.5 for pdasgd, hogwild and
     /// lasgd, whose staleness already acts as momentum: at 0.9 they diverged on MNIST].
     #[arg(long, allow_negative_numbers = true)]
@@ -419,6 +422,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         batch,
         sgd: hyper,
         schedule: args.schedule,
+        warmup: args.warmup,
         seed,
         log_every: args.log_every as u64,
         eval_every: args.eval_every.map(|n| n as u64),

@@ -192,7 +192,7 @@ fn worker_loop(
         if !barrier.wait() {
             return Ok(());
         }
-        let lr = cfg.schedule.lr_at(cfg.sgd.lr, step, horizon);
+        let lr = cfg.lr_at(step, horizon);
         let hyper = SgdParams { lr, ..cfg.sgd };
         if averaging.is_empty() {
             let mut avg: Vec<Vec<f32>> = host_grads[0].lock().expect("grads lock poisoned").clone();

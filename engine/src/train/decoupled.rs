@@ -207,7 +207,7 @@ impl<'m> Replica<'m> {
         while let Ok(item) = queue.recv() {
             self.drain_inbox(shared)?;
             let slot = &self.slots[item.slot];
-            let lr = cfg.schedule.lr_at(cfg.sgd.lr, item.step, horizon);
+            let lr = cfg.lr_at(item.step, horizon);
             let hyper = SgdParams { lr, ..cfg.sgd };
             match decoupling {
                 Decoupling::LayerWise => {

@@ -79,6 +79,10 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Seeds the epoch order (the model's initialisation is seeded where it is built).
     pub seed: u64,
+    /// Steps over which the learning rate rises linearly to its scheduled value (0: none).
+    /// Stale gradients make the first steps the least stable; a warm-up carries asynchronous
+    /// runs through them.
+    pub warmup: u64,
     /// Steps between read-backs of the training loss (each read-back waits for the GPU).
     pub log_every: u64,
     /// Also read the loss back when this many seconds passed since the last read-back, so
@@ -121,6 +125,19 @@ impl Default for Shard {
     }
 }
 
+impl TrainConfig {
+    /// The learning rate of `step` (from 0) of a run of `total` steps: the schedule, scaled
+    /// linearly from `1 / warmup` up to 1 over the first `warmup` steps.
+    pub fn lr_at(&self, step: u64, total: u64) -> f32 {
+        let lr = self.schedule.lr_at(self.sgd.lr, step, total);
+        if step < self.warmup {
+            lr * (step + 1) as f32 / self.warmup as f32
+        } else {
+            lr
+        }
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -129,6 +146,7 @@ impl Default for TrainConfig {
             sgd: SgdParams { lr: 0.05, momentum: 0.9, weight_decay: 0.0 },
             schedule: Schedule::Cosine,
             seed: 0,
+            warmup: 0,
             log_every: 50,
             log_seconds: 5.0,
             eval_every: None,
@@ -334,5 +352,28 @@ impl Clock {
         let out = f();
         self.paused += t0.elapsed().as_secs_f64();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_rises_linearly_to_the_schedule_then_follows_it() {
+        let cfg = TrainConfig {
+            sgd: SgdParams { lr: 0.2, momentum: 0.5, weight_decay: 0.0 },
+            schedule: Schedule::Constant,
+            warmup: 4,
+            ..TrainConfig::default()
+        };
+        for (s, want) in [0.05f32, 0.1, 0.15, 0.2, 0.2, 0.2].into_iter().enumerate() {
+            assert!((cfg.lr_at(s as u64, 100) - want).abs() < 1e-7, "step {s}: {}", cfg.lr_at(s as u64, 100));
+        }
+        let cosine = TrainConfig { schedule: Schedule::Cosine, ..cfg.clone() };
+        assert!((cosine.lr_at(1, 10) - Schedule::Cosine.lr_at(0.2, 1, 10) * 0.5).abs() < 1e-7);
+        assert_eq!(cosine.lr_at(7, 10), Schedule::Cosine.lr_at(0.2, 7, 10));
+        let none = TrainConfig { warmup: 0, ..cfg };
+        assert_eq!(none.lr_at(0, 100), 0.2);
     }
 }

@@ -159,7 +159,7 @@ pub fn train_steps(
             train.gather(&order[b * cfg.batch..(b + 1) * cfg.batch], &mut images, &mut labels);
             plan.upload(&images, &labels)?;
             if cfg.schedule != super::Schedule::Constant {
-                hyper = SgdParams { lr: cfg.schedule.lr_at(cfg.sgd.lr, step, horizon), ..cfg.sgd };
+                hyper = SgdParams { lr: cfg.lr_at(step, horizon), ..cfg.sgd };
                 updates.set_hyper(model, hyper);
             }
             algo.step(&StepContext { model, sgd, plan: &plan, updates: &updates, step, hyper })?;
