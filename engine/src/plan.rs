@@ -163,6 +163,16 @@ impl Plan {
         }
     }
 
+    /// Records the forward pass, the loss and the whole backward pass (last layer first), so
+    /// that every parameter gradient holds this batch's; no update.
+    pub fn record_gradients(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.record_forward(pass);
+        self.record_loss(pass);
+        for i in (0..self.num_layers()).rev() {
+            self.record_backward(i, pass);
+        }
+    }
+
     /// Reads and resets the running totals: `(sum of losses, number correct, samples)`.
     /// Waits for the GPU; call it every N steps, not every step.
     pub fn take_totals(&self) -> Result<(f64, f64, f64)> {

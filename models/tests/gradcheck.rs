@@ -24,11 +24,7 @@ fn check(model: &Model, batch: usize, seed: u64) {
     let mut enc = dev.wgpu().create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
-        plan.record_forward(&mut pass);
-        plan.record_loss(&mut pass);
-        for i in (0..plan.num_layers()).rev() {
-            plan.record_backward(i, &mut pass);
-        }
+        plan.record_gradients(&mut pass);
     }
     dev.queue().submit([enc.finish()]);
     let gpu_loss: f64 = plan.loss.to_vec_f32().unwrap().iter().map(|&v| v as f64).sum::<f64>() / batch as f64;

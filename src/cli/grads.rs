@@ -62,11 +62,7 @@ pub fn run(args: GradsArgs) -> Result<ExitCode> {
     let mut enc = dev.wgpu().create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
-        plan.record_forward(&mut pass);
-        plan.record_loss(&mut pass);
-        for i in (0..plan.num_layers()).rev() {
-            plan.record_backward(i, &mut pass);
-        }
+        plan.record_gradients(&mut pass);
     }
     dev.queue().submit([enc.finish()]);
     let mut out = Vec::new();
