@@ -41,15 +41,8 @@ impl<'c> AveragingStep<'c> {
     /// Waits for the average in flight and applies `w <- avg + (w - snapshot)`.
     fn apply(&mut self, model: &Model) -> Result<()> {
         let Some((flight, _)) = self.in_flight.take() else { return Ok(()) };
-        if !flight.is_done() {
-            self.stats.waits += 1;
-        }
-        let t0 = Instant::now();
-        let (avg, snapshot, took) = flight.wait()?;
-        self.stats.wait_s += t0.elapsed().as_secs_f64();
-        self.stats.comm_s += took.as_secs_f64();
+        let delta = flight.finish(&mut self.stats)?;
         let t1 = Instant::now();
-        let delta: Vec<f32> = avg.iter().zip(&snapshot).map(|(a, s)| a - s).collect();
         self.add.apply(model, &delta)?;
         self.stats.sync_s += t1.elapsed().as_secs_f64();
         self.stats.rounds += 1;

@@ -39,14 +39,7 @@ impl<'a> LasgdAveraging<'a> {
 
     fn apply(&mut self, pauser: &mut Pauser) -> Result<()> {
         let Some(flight) = self.in_flight.take() else { return Ok(()) };
-        if !flight.is_done() {
-            self.stats.waits += 1;
-        }
-        let t0 = Instant::now();
-        let (avg, snapshot, took) = flight.wait()?;
-        self.stats.wait_s += t0.elapsed().as_secs_f64();
-        self.stats.comm_s += took.as_secs_f64();
-        let delta: Vec<f32> = avg.iter().zip(&snapshot).map(|(a, s)| a - s).collect();
+        let delta = flight.finish(&mut self.stats)?;
         let t1 = Instant::now();
         pauser.paused(|| self.replicas.iter().zip(&self.adds).try_for_each(|(m, add)| add.apply(m, &delta)))?;
         self.stats.sync_s += t1.elapsed().as_secs_f64();

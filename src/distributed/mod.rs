@@ -7,7 +7,7 @@ pub mod averaging;
 pub mod ddp;
 pub mod lasgd;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use asgd_comm::{CommError, Communicator, Handle};
 use asgd_engine::kernel::{run_all, Dispatch};
@@ -78,13 +78,22 @@ impl InFlight {
         !self.result.is_empty()
     }
 
-    /// Waits for the average; returns it with how long the collective took.
-    pub fn wait(self) -> EngineResult<(Vec<f32>, Vec<f32>, Duration)> {
+    /// Waits for the average and returns `avg - snapshot`, the change to add to the model;
+    /// counts in `stats` whether training had to wait, for how long, and how long the
+    /// collective took.
+    pub fn finish(self, stats: &mut AveragingStats) -> EngineResult<Vec<f32>> {
+        if !self.is_done() {
+            stats.waits += 1;
+        }
+        let t0 = Instant::now();
         let (r, done) = self
             .result
             .recv()
             .map_err(|_| asgd_engine::EngineError::Device("the averaging thread stopped unexpectedly".into()))?;
-        Ok((r.map_err(comm_err)?, self.snapshot, done.saturating_duration_since(self.started)))
+        stats.wait_s += t0.elapsed().as_secs_f64();
+        stats.comm_s += done.saturating_duration_since(self.started).as_secs_f64();
+        let avg = r.map_err(comm_err)?;
+        Ok(avg.iter().zip(&self.snapshot).map(|(a, s)| a - s).collect())
     }
 }
 
