@@ -10,17 +10,13 @@ use asgd::engine::io::metrics::MetricsWriter;
 use asgd::engine::train::{undelayed_step_time, Summary};
 use asgd::{Position, Schedule, SgdParams, TrainConfig};
 
-use super::common::{accuracy, positive, secs, sizes, DataArgs, DeviceArgs, Sizes};
-use super::train::{model_config, Algo, Job, WorkerArgs};
+use super::common::{accuracy, positive, secs, DataArgs, DeviceArgs};
+use super::train::{Algo, Job, ModelArgs, WorkerArgs};
 
 #[derive(clap::Args)]
 pub struct BenchAsyncArgs {
-    /// Model: mlp or lenet.
-    #[arg(long, default_value = "mlp")]
-    pub model: String,
-    /// Hidden layer sizes of the MLP.
-    #[arg(long, value_parser = sizes)]
-    pub hidden: Option<Sizes>,
+    #[command(flatten)]
+    pub arch: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
@@ -73,7 +69,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
     if args.lr.is_nan() || args.lr <= 0.0 || !(0.0..1.0).contains(&args.momentum) || !(0.0..1.0).contains(&args.sync_momentum) {
         bail!("--lr must be positive and --momentum and --sync-momentum in [0, 1)");
     }
-    let model_cfg = model_config(&args.model, &args.hidden)?;
+    let model_cfg = args.arch.config()?;
     let splits = args.data.load()?;
     let delays = args.workers.delays()?;
     let dev = args.device.open()?;

@@ -222,12 +222,8 @@ impl WorkerArgs {
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// Model: mlp or lenet.
-    #[arg(long, default_value = "mlp")]
-    pub model: String,
-    /// Hidden layer sizes of the MLP, comma-separated.
-    #[arg(long, value_parser = sizes)]
-    pub hidden: Option<Sizes>,
+    #[command(flatten)]
+    pub arch: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
     /// Training algorithm.
@@ -309,8 +305,30 @@ pub struct TrainArgs {
     pub device: DeviceArgs,
 }
 
-/// The model flags as a config, checked against a checkpoint's when resuming.
-pub fn model_config(model: &str, hidden: &Option<Sizes>) -> Result<ModelConfig> {
+/// The model flags of `train` and `bench async`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Model: mlp or lenet.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
+    /// Hidden layer sizes of the MLP, comma-separated.
+    #[arg(long, value_parser = sizes)]
+    pub hidden: Option<Sizes>,
+}
+
+impl ModelArgs {
+    /// Whether --model or --hidden asks for something other than the default model.
+    pub fn given(&self) -> bool {
+        self.hidden.is_some() || self.model != "mlp"
+    }
+
+    /// The model flags as a config, checked against a checkpoint's when resuming.
+    pub fn config(&self) -> Result<ModelConfig> {
+        model_config(&self.model, &self.hidden)
+    }
+}
+
+fn model_config(model: &str, hidden: &Option<Sizes>) -> Result<ModelConfig> {
     let mut cfg = ModelConfig::parse(model)?;
     if let Some(h) = hidden {
         match &mut cfg {
@@ -322,7 +340,7 @@ pub fn model_config(model: &str, hidden: &Option<Sizes>) -> Result<ModelConfig> 
 }
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
-    let mut model_cfg = model_config(&args.model, &args.hidden)?;
+    let mut model_cfg = args.arch.config()?;
     let mut splits = args.data.load()?;
     if let Some(n) = args.train_samples {
         splits.train.truncate(n);
@@ -346,7 +364,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     };
     if let Some(ck) = &resume {
         let saved = ModelConfig::from_description(&ck.meta.model)?;
-        let given_explicitly = args.hidden.is_some() || args.model != "mlp";
+        let given_explicitly = args.arch.given();
         if given_explicitly && saved != model_cfg {
             bail!(
                 "checkpoint {} was written for model {}, not {}; drop --model/--hidden or pass matching ones",
