@@ -160,12 +160,7 @@ pub(crate) fn coordinate(
                 let (loss, correct, count) = (hooks.take_totals)()?;
                 let epoch = (step.saturating_sub(1) / spe) as usize + 1;
                 if count > 0.0 {
-                    if !(loss / count).is_finite() {
-                        return Err(EngineError::InvalidArgument(format!(
-                            "the training loss became {} at step {step}; lower the learning rate (--lr) or the momentum (--momentum)",
-                            loss / count
-                        )));
-                    }
+                    super::check_loss(loss, count, step)?;
                     epoch_loss += loss;
                     epoch_samples += count;
                     let rate = ((step - window.0) * cfg.batch as u64) as f64 / (t - window.1).max(1e-9);
@@ -174,7 +169,7 @@ pub(crate) fn coordinate(
                 window = (step, t);
                 next_log = (step / log_every + 1) * log_every;
                 if eval_due || epoch_due {
-                    let (l, a) = if cfg.evaluate { evaluator.run(test)? } else { (f64::NAN, f64::NAN) };
+                    let (l, a) = super::test_metrics(cfg, evaluator, test)?;
                     if let (Some(target), None) = (cfg.target_acc, summary.time_to_target_s) {
                         if a >= target {
                             summary.time_to_target_s = Some(t);
@@ -236,7 +231,7 @@ pub(crate) fn coordinate(
         _ => {
             let paused_at = Instant::now();
             wait_all(&hooks.devices)?;
-            let (l, a) = if cfg.evaluate { evaluator.run(test)? } else { (f64::NAN, f64::NAN) };
+            let (l, a) = super::test_metrics(cfg, evaluator, test)?;
             let epoch = (step.saturating_sub(1) / spe) as usize + 1;
             obs(&Event::Eval { epoch, step, test_loss: l, test_acc: a, wall_s: clock.wall(), train_s: t })?;
             if let (Some(target), None) = (cfg.target_acc, summary.time_to_target_s) {

@@ -231,6 +231,29 @@ pub struct UpdateCounts {
     pub layers_with_params: u64,
 }
 
+/// Fails the run if the mean training loss of the last read-back (`loss` summed over `count`
+/// samples) is not finite: the error every training loop stops with when it diverges.
+pub(crate) fn check_loss(loss: f64, count: f64, step: u64) -> crate::Result<()> {
+    let mean = loss / count;
+    if mean.is_finite() {
+        Ok(())
+    } else {
+        Err(crate::EngineError::InvalidArgument(format!(
+            "the training loss became {mean} at step {step}; lower the learning rate (--lr) or the momentum (--momentum)"
+        )))
+    }
+}
+
+/// The test loss and accuracy, or NaNs on a process that does not evaluate
+/// ([`TrainConfig::evaluate`] false: every rank but 0).
+pub(crate) fn test_metrics(cfg: &TrainConfig, evaluator: &mut Evaluator, test: &crate::data::Dataset) -> crate::Result<(f64, f64)> {
+    if cfg.evaluate {
+        evaluator.run(test)
+    } else {
+        Ok((f64::NAN, f64::NAN))
+    }
+}
+
 /// Time of one undelayed training step on `plan` (forward, loss, backward; no update, so the
 /// model is unchanged), the mean of three after a warm-up, waiting for the GPU each time.
 /// Delay factors and ideal speedups are relative to it.

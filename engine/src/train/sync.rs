@@ -50,16 +50,14 @@ pub trait StepAlgorithm {
 pub struct PlainStep;
 
 impl PlainStep {
-    /// Records forward, loss and every layer's backward; with `update`, each layer's update
-    /// right after its backward.
-    pub fn record(ctx: &StepContext, pass: &mut wgpu::ComputePass<'_>, update: bool) {
+    /// Records forward, loss and every layer's backward (last first), each followed by the
+    /// layer's update.
+    pub fn record(ctx: &StepContext, pass: &mut wgpu::ComputePass<'_>) {
         ctx.plan.record_forward(pass);
         ctx.plan.record_loss(pass);
         for i in (0..ctx.plan.num_layers()).rev() {
             ctx.plan.record_backward(i, pass);
-            if update {
-                ctx.updates.record(i, pass);
-            }
+            ctx.updates.record(i, pass);
         }
     }
 }
@@ -70,7 +68,7 @@ impl StepAlgorithm for PlainStep {
         let mut enc = dev.wgpu().create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            Self::record(ctx, &mut pass, true);
+            Self::record(ctx, &mut pass);
         }
         dev.queue().submit([enc.finish()]);
         Ok(())
@@ -133,7 +131,7 @@ pub fn train_steps(
     let mut last_eval = None;
 
     let evaluate = |clock: &mut Clock, evaluator: &mut Evaluator, epoch: usize, step: u64, summary: &mut Summary| -> Result<(f64, f64, Event)> {
-        let (loss, acc) = if cfg.evaluate { clock.paused(|| evaluator.run(&data.test))? } else { (f64::NAN, f64::NAN) };
+        let (loss, acc) = clock.paused(|| super::test_metrics(cfg, evaluator, &data.test))?;
         if let (Some(target), None) = (cfg.target_acc, summary.time_to_target_s) {
             if acc >= target {
                 summary.time_to_target_s = Some(clock.train());
@@ -176,12 +174,7 @@ pub fn train_steps(
                 window = (summary.samples, t);
                 epoch_loss += loss;
                 epoch_samples += count;
-                if !(loss / count).is_finite() {
-                    return Err(EngineError::InvalidArgument(format!(
-                        "the training loss became {} at step {step}; lower the learning rate (--lr) or the momentum (--momentum)",
-                        loss / count
-                    )));
-                }
+                super::check_loss(loss, count, step)?;
                 obs(&Event::Log {
                     epoch: epoch + 1,
                     step,
