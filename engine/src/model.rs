@@ -173,7 +173,14 @@ impl Model {
     /// Builds the buffers and dispatches for batches of `batch` samples; `training` adds the
     /// backward pass.
     pub fn plan(&self, batch: usize, training: bool) -> Result<Plan> {
-        Plan::new(self, batch, training)
+        Plan::new(self, batch, training, None)
+    }
+
+    /// A plan like [`Model::plan`] whose kernels read `values[i][j]` instead of parameter `j`
+    /// of layer `i` (same shapes): a copy of the parameters, so that a backward pass can use
+    /// the values its forward pass used while the model's own change.
+    pub fn plan_reading(&self, batch: usize, training: bool, values: &[Vec<Tensor>]) -> Result<Plan> {
+        Plan::new(self, batch, training, Some(values))
     }
 
     /// The mean cross-entropy of the model in f64 on the CPU, with parameter values `params`

@@ -34,7 +34,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub(crate) fn new(model: &Model, batch: usize, training: bool) -> Result<Self> {
+    /// A plan whose kernels read `values[i][j]` as parameter `j` of layer `i` (shapes as the
+    /// model's), or the model's own parameters with `None`.
+    pub(crate) fn new(model: &Model, batch: usize, training: bool, values: Option<&[Vec<Tensor>]>) -> Result<Self> {
         if batch == 0 {
             return Err(EngineError::InvalidArgument("the batch size must be at least 1".into()));
         }
@@ -73,7 +75,24 @@ impl Plan {
             } else {
                 Vec::new()
             };
+            let own: Vec<Tensor> = layer.params().iter().map(|p| p.value.clone()).collect();
+            let params = match values {
+                Some(v) => {
+                    let ok = v.get(i).is_some_and(|v| {
+                        v.len() == own.len() && v.iter().zip(&own).all(|(a, b)| a.shape() == b.shape())
+                    });
+                    if !ok {
+                        return Err(EngineError::InvalidArgument(format!(
+                            "the parameter values given for layer {} do not match its parameters",
+                            layer.name()
+                        )));
+                    }
+                    &v[i]
+                }
+                None => &own,
+            };
             let io = LayerIo {
+                params,
                 dev,
                 batch,
                 in_shape: &shapes[i],

@@ -13,12 +13,23 @@ fn dev() -> Device {
 /// Runs forward + backward on the GPU for one batch and checks the loss and a sample of
 /// coordinates of every parameter's gradient against finite differences.
 fn check(model: &Model, batch: usize, seed: u64) {
+    check_reading(model, model, batch, seed);
+}
+
+/// [`check`] for a plan of `model` that reads `values`' parameters (a model of the same
+/// architecture) instead of its own: the gradients must be those at `values`' point.
+fn check_reading(model: &Model, values: &Model, batch: usize, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let sample: usize = model.input_shape().iter().product();
     let images: Vec<f32> = (0..batch * sample).map(|_| rng.random_range(-1.0..1.0)).collect();
     let labels: Vec<u32> = (0..batch).map(|_| rng.random_range(0..model.classes() as u32)).collect();
 
-    let plan = model.plan(batch, true).unwrap();
+    let plan = if std::ptr::eq(model, values) {
+        model.plan(batch, true).unwrap()
+    } else {
+        let copies: Vec<Vec<_>> = values.layers().iter().map(|l| l.params().iter().map(|p| p.value.clone()).collect()).collect();
+        model.plan_reading(batch, true, &copies).unwrap()
+    };
     plan.upload(&images, &labels).unwrap();
     let dev = model.device();
     let mut enc = dev.wgpu().create_command_encoder(&Default::default());
@@ -30,7 +41,7 @@ fn check(model: &Model, batch: usize, seed: u64) {
     let gpu_loss: f64 = plan.loss.to_vec_f32().unwrap().iter().map(|&v| v as f64).sum::<f64>() / batch as f64;
 
     let mut params: Vec<Vec<f64>> =
-        model.params().iter().map(|(_, t)| t.to_vec_f32().unwrap().iter().map(|&v| v as f64).collect()).collect();
+        values.params().iter().map(|(_, t)| t.to_vec_f32().unwrap().iter().map(|&v| v as f64).collect()).collect();
     let x: Vec<f64> = images.iter().map(|&v| v as f64).collect();
     let cpu_loss = model.reference_loss(&params, &x, &labels);
     assert!((gpu_loss - cpu_loss).abs() < 1e-4 * (1.0 + cpu_loss.abs()), "loss: gpu {gpu_loss} cpu {cpu_loss}");
@@ -81,6 +92,20 @@ fn lenet_gradients_match_finite_differences() {
     let model = ModelConfig::Lenet.build(&dev, [1, 28, 28], 10, 5).unwrap();
     assert_eq!(model.num_params(), 61_706);
     check(&model, 3, 13);
+}
+
+#[test]
+fn plans_differentiate_the_parameter_values_they_read() {
+    // A plan of one model reading another's parameters (weight stashing in asynchronous
+    // training) must compute that other model's loss and gradients.
+    let dev = dev();
+    let small = |seed| ModelConfig::Mlp { hidden: vec![13, 7] }.build(&dev, [1, 8, 8], 10, seed).unwrap();
+    check_reading(&small(3), &small(4), 3, 14);
+    let lenet = |seed| ModelConfig::Lenet.build(&dev, [1, 28, 28], 10, seed).unwrap();
+    check_reading(&lenet(5), &lenet(6), 2, 15);
+    let wrong: Vec<Vec<_>> = small(3).layers().iter().map(|_| Vec::new()).collect();
+    let err = lenet(5).plan_reading(2, true, &wrong).err().unwrap().to_string();
+    assert!(err.contains("do not match"), "{err}");
 }
 
 #[test]

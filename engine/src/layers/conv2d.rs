@@ -98,7 +98,7 @@ impl Layer for Conv2d {
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
         let s = self.shape(io.batch, io.in_shape)?;
         let (oh, ow) = s.out_hw()?;
-        let (w, bias) = (&self.params[0].value, &self.params[1].value);
+        let (w, bias) = (&io.params[0], &io.params[1]);
         let scratch = ConvScratch::new(io.dev, &s, io.dy.is_some())?;
         let mut forward = conv2d_forward(io.dev, io.y, io.x, w, &scratch, &s, io.matmul)?;
         forward.push(bias_add(io.dev, io.y, bias, io.batch, oh * ow)?);

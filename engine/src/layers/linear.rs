@@ -56,7 +56,7 @@ impl Layer for Linear {
 
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
         let (b, i, o) = (io.batch, self.inputs, self.outputs);
-        let (w, bias) = (&self.params[0].value, &self.params[1].value);
+        let (w, bias) = (&io.params[0], &io.params[1]);
         let mut forward = matmul(io.dev, io.y, io.x, w, MatmulSpec { trans_b: true, ..MatmulSpec::new(b, o, i) }, io.matmul)?;
         forward.push(bias_add(io.dev, io.y, bias, b, 1)?);
         let mut backward = Vec::new();

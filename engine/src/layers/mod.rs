@@ -51,6 +51,9 @@ pub struct LayerIo<'a> {
     /// Where to write the gradient of each of [`Layer::params`], same shapes; empty in
     /// forward-only plans.
     pub grads: &'a [Tensor],
+    /// The values of [`Layer::params`] that the kernels read: the layer's own, or a copy
+    /// (asynchronous training's weight stashing).
+    pub params: &'a [Tensor],
     /// The matrix-product kernel to use.
     pub matmul: MatmulKernel,
 }
