@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use asgd::data::{self, DataKind};
-use asgd::engine::train::{train_decoupled, train_sync, AsyncConfig, Decoupling, DelaySpec};
+use asgd::engine::train::{train_decoupled, train_sync, AsyncConfig, Decoupling, DelaySpec, StaleLr, Weights};
 use asgd::{Device, DeviceOptions, Model, ModelConfig, Position, Sgd, SgdParams, TrainConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -36,6 +36,8 @@ fn run_many() {
             bwd_threads: rng.random_range(1..=3),
             queue: rng.random_range(1..=3),
             delays: if rng.random_bool(0.3) { DelaySpec::parse("all:exp=1ms").unwrap() } else { DelaySpec::default() },
+            stale_lr: if rng.random_bool(0.5) { StaleLr::Inverse } else { StaleLr::Constant },
+            weights: [Weights::Live, Weights::Stash, Weights::Predict][rng.random_range(0..3)],
         };
         let separate = rng.random_bool(0.3);
         let steps = rng.random_range(5..40u64);
@@ -102,16 +104,26 @@ fn without_staleness_pdasgd_is_sync_bit_for_bit() {
     let (sync_model, sync_sgd) = build();
     train_sync(&sync_model, &sync_sgd, &splits, &cfg, Position::default(), &mut |_| Ok(())).unwrap();
 
-    let (model, sgd) = build();
-    let acfg = AsyncConfig {
-        decoupling: Decoupling::LayerWise,
-        fwd_threads: 1,
-        bwd_threads: 1,
-        queue: 1,
-        delays: DelaySpec::parse("all:fixed=150ms").unwrap(),
-    };
-    let summary = train_decoupled(&[(&model, &sgd)], &splits, &cfg, &acfg, Position::default(), &mut |_| Ok(())).unwrap();
-    let staleness = summary.staleness.as_ref().unwrap();
-    assert_eq!(staleness.max(), 0, "a backward pass took longer than 150 ms, so the comparison does not apply");
-    assert_eq!(model.checksum().unwrap(), sync_model.checksum().unwrap(), "PD-ASGD without staleness differs from SGD");
+    // Stashed and predicted weights are copies of the live ones when nothing is stale (the
+    // prediction moves them by the mean staleness, 0).
+    for weights in [Weights::Live, Weights::Stash, Weights::Predict] {
+        let (model, sgd) = build();
+        let acfg = AsyncConfig {
+            decoupling: Decoupling::LayerWise,
+            fwd_threads: 1,
+            bwd_threads: 1,
+            queue: 1,
+            delays: DelaySpec::parse("all:fixed=150ms").unwrap(),
+            stale_lr: StaleLr::Inverse,
+            weights,
+        };
+        let summary = train_decoupled(&[(&model, &sgd)], &splits, &cfg, &acfg, Position::default(), &mut |_| Ok(())).unwrap();
+        let staleness = summary.staleness.as_ref().unwrap();
+        assert_eq!(staleness.max(), 0, "a backward pass took longer than 150 ms, so the comparison does not apply");
+        assert_eq!(
+            model.checksum().unwrap(),
+            sync_model.checksum().unwrap(),
+            "PD-ASGD ({weights:?} weights) without staleness differs from SGD"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use asgd::comm::{CommConfig, Communicator};
 use asgd::distributed::{AveragingStep, DdpStep, Delayed, LasgdAveraging};
 use asgd::engine::train::{
     train_data_parallel, train_decoupled, train_decoupled_with, train_steps, undelayed_step_time, AsyncConfig,
-    Decoupling, DelaySpec, Shard, StepAlgorithm, Summary,
+    Decoupling, DelaySpec, Shard, StaleLr, StepAlgorithm, Summary, Weights,
 };
 use asgd::data::Splits;
 use asgd::{load_checkpoint, CheckpointMeta, Device, Event, Model, ModelConfig, Position, Schedule, Sgd, SgdParams, TrainConfig};
@@ -117,6 +117,14 @@ pub struct WorkerArgs {
     /// Emulate slow devices, e.g. worker=1:factor=4 or all:exp=20ms (see the README).
     #[arg(long, value_parser = |s: &str| DelaySpec::parse(s).map_err(|e| e.to_string()))]
     pub inject_delay: Option<DelaySpec>,
+    /// How an update's staleness s scales its learning rate (pdasgd, hogwild, lasgd):
+    /// constant, or inverse (lr / max(1, s)).
+    #[arg(long, default_value = "constant", value_parser = |s: &str| StaleLr::parse(s).map_err(|e| e.to_string()))]
+    pub staleness_lr: StaleLr,
+    /// Parameters a batch's passes read (pdasgd, hogwild, lasgd): live, stash (the backward
+    /// reads the forward's copy) or predict (the copy moved ahead by the expected staleness).
+    #[arg(long, default_value = "live", value_parser = |s: &str| Weights::parse(s).map_err(|e| e.to_string()))]
+    pub weights: Weights,
 }
 
 impl WorkerArgs {
@@ -216,7 +224,15 @@ impl WorkerArgs {
     }
 
     fn async_config(&self, decoupling: Decoupling, delays: DelaySpec) -> AsyncConfig {
-        AsyncConfig { decoupling, fwd_threads: self.fwd_threads, bwd_threads: self.bwd_threads, queue: self.queue, delays }
+        AsyncConfig {
+            decoupling,
+            fwd_threads: self.fwd_threads,
+            bwd_threads: self.bwd_threads,
+            queue: self.queue,
+            delays,
+            stale_lr: self.staleness_lr,
+            weights: self.weights,
+        }
     }
 }
 

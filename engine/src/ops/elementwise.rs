@@ -27,6 +27,13 @@ pub fn scale_add(dev: &Device, y: &Tensor, x: &Tensor, alpha: f32, beta: f32) ->
     Ok(Dispatch::new(dev, k, &p, &[y, x], grid_1d(n, 256)))
 }
 
+/// Changes `alpha` and `beta` of a [`scale_add`] dispatch over `n` elements, for its runs in
+/// submissions after this call.
+pub fn set_scale_add(dev: &Device, d: &Dispatch, n: usize, alpha: f32, beta: f32) -> Result<()> {
+    d.write_params(dev, &Params { n: u32_of(n, "elements")?, alpha, beta, _pad: 0 });
+    Ok(())
+}
+
 /// CPU reference in f64.
 pub mod cpu {
     /// `y = alpha * x + beta * y`.

@@ -33,7 +33,7 @@ use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::kernel::Dispatch;
 use crate::model::Model;
-use crate::ops::elementwise::scale_add;
+use crate::ops::elementwise::{scale_add, set_scale_add};
 use crate::ops::sgd::SgdParams;
 use crate::optim::{Sgd, SgdUpdates};
 use crate::plan::Plan;
@@ -63,11 +63,84 @@ pub struct AsyncConfig {
     pub queue: usize,
     /// Emulated slow devices.
     pub delays: DelaySpec,
+    /// How an update's staleness scales its learning rate.
+    pub stale_lr: StaleLr,
+    /// Which parameter values the forward and backward passes read.
+    pub weights: Weights,
+}
+
+/// The parameter values a batch's forward and backward passes read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Weights {
+    /// The live parameters, whatever updates landed in between (PD-ASGD as published): the
+    /// backward pass can differentiate through newer weights than its forward pass used.
+    #[default]
+    Live,
+    /// The forward pass copies the parameters it uses and the backward pass reads the copy
+    /// (PipeDream's weight stashing): every gradient is the exact gradient at a past point.
+    Stash,
+    /// As `Stash`, but the copy is moved to where the parameters are expected to be when the
+    /// update lands: `w - s * lr * v`, `s` the replica's mean staleness so far, `v` the
+    /// momentum buffer (SpecTrain's weight prediction).
+    Predict,
+}
+
+impl Weights {
+    /// Parses `live`, `stash` or `predict`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "live" => Ok(Self::Live),
+            "stash" => Ok(Self::Stash),
+            "predict" => Ok(Self::Predict),
+            other => Err(EngineError::InvalidArgument(format!("unknown weights mode '{other}'; use live, stash or predict"))),
+        }
+    }
 }
 
 impl Default for AsyncConfig {
     fn default() -> Self {
-        Self { decoupling: Decoupling::LayerWise, fwd_threads: 1, bwd_threads: 2, queue: 1, delays: DelaySpec::default() }
+        Self {
+            decoupling: Decoupling::LayerWise,
+            fwd_threads: 1,
+            bwd_threads: 2,
+            queue: 1,
+            delays: DelaySpec::default(),
+            stale_lr: StaleLr::default(),
+            weights: Weights::default(),
+        }
+    }
+}
+
+/// How the learning rate of an update depends on its staleness `s` (updates of the layer
+/// between the forward pass that produced the gradient and the update).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StaleLr {
+    /// The scheduled rate whatever the staleness.
+    #[default]
+    Constant,
+    /// `lr / max(1, s)` (staleness-aware ASGD, Zhang et al., IJCAI 2016): a fresh gradient or
+    /// one a single update old gets the full rate, older ones proportionally less.
+    Inverse,
+}
+
+impl StaleLr {
+    /// Parses `constant` or `inverse`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "constant" => Ok(Self::Constant),
+            "inverse" => Ok(Self::Inverse),
+            other => Err(EngineError::InvalidArgument(format!(
+                "unknown staleness learning-rate rule '{other}'; use constant or inverse"
+            ))),
+        }
+    }
+
+    /// The rate of an update of staleness `s` whose scheduled rate is `lr`.
+    pub fn lr(self, lr: f32, s: u64) -> f32 {
+        match self {
+            Self::Constant => lr,
+            Self::Inverse => lr / s.max(1) as f32,
+        }
     }
 }
 
@@ -95,6 +168,16 @@ struct Delta {
 struct Slot {
     plan: Plan,
     updates: SgdUpdates,
+    /// With [`Weights::Stash`] or [`Weights::Predict`], the copy of the parameters `plan` reads.
+    stash: Option<Stash>,
+}
+
+/// A slot's copy of the parameters, refreshed by each forward pass.
+struct Stash {
+    /// `(live, copy)` per parameter, layer by layer.
+    pairs: Vec<(Tensor, Tensor)>,
+    /// With [`Weights::Predict`], `copy += alpha * velocity` per parameter.
+    predict: Vec<Dispatch>,
 }
 
 struct State {
@@ -162,7 +245,7 @@ impl<'m> Replica<'m> {
         }
     }
 
-    fn forward_thread(&self, shared: &Shared, queue: flume::Sender<Item>) -> Result<()> {
+    fn forward_thread(&self, shared: &Shared, queue: flume::Sender<Item>, cfg: &TrainConfig, horizon: u64) -> Result<()> {
         let (mut images, mut labels) = (Vec::new(), Vec::new());
         loop {
             self.drain_inbox(shared)?;
@@ -173,14 +256,28 @@ impl<'m> Replica<'m> {
             };
             // A slow worker is slow as a whole: its forward threads take turns sleeping.
             self.delays.lock().expect("delay lock poisoned").sleep();
-            let plan = &self.slots[slot].plan;
+            let Slot { plan, stash, .. } = &self.slots[slot];
             plan.upload(&images, &labels)?;
             let versions = {
                 let _gate = shared.gate.read().expect("gate poisoned");
                 let st = self.state.lock().expect("state poisoned");
                 let mut enc = self.dev().wgpu().create_command_encoder(&Default::default());
+                if let Some(stash) = stash {
+                    for (live, copy) in &stash.pairs {
+                        enc.copy_buffer_to_buffer(live.buffer(), 0, copy.buffer(), 0, (live.numel() * 4) as u64);
+                    }
+                    let alpha = -(st.staleness.mean() as f32) * cfg.lr_at(step, horizon);
+                    for (d, (live, _)) in stash.predict.iter().zip(&stash.pairs) {
+                        set_scale_add(self.dev(), d, live.numel(), alpha, 1.0)?;
+                    }
+                }
                 {
                     let mut pass = enc.begin_compute_pass(&Default::default());
+                    if let Some(stash) = stash {
+                        for d in &stash.predict {
+                            d.record(&mut pass);
+                        }
+                    }
                     plan.record_forward(&mut pass);
                     plan.record_loss(&mut pass);
                 }
@@ -200,7 +297,7 @@ impl<'m> Replica<'m> {
         queue: flume::Receiver<Item>,
         peers: &[Replica],
         groups: &[(usize, Vec<usize>)],
-        decoupling: Decoupling,
+        acfg: &AsyncConfig,
         cfg: &TrainConfig,
         horizon: u64,
     ) -> Result<()> {
@@ -209,18 +306,18 @@ impl<'m> Replica<'m> {
             let slot = &self.slots[item.slot];
             let lr = cfg.lr_at(item.step, horizon);
             let hyper = SgdParams { lr, ..cfg.sgd };
-            match decoupling {
+            match acfg.decoupling {
                 Decoupling::LayerWise => {
                     for (p, layers) in groups {
-                        let deltas = self.submit_update(shared, slot, &item, layers, &[*p], hyper)?;
-                        self.send_deltas(peers, deltas, lr)?;
+                        let deltas = self.submit_update(shared, slot, &item, layers, &[*p], hyper, acfg.stale_lr)?;
+                        self.send_deltas(peers, deltas)?;
                     }
                 }
                 Decoupling::WholeModel => {
                     let all: Vec<usize> = groups.iter().flat_map(|(_, l)| l.iter().copied()).collect();
                     let params: Vec<usize> = groups.iter().map(|(p, _)| *p).collect();
-                    let deltas = self.submit_update(shared, slot, &item, &all, &params, hyper)?;
-                    self.send_deltas(peers, deltas, lr)?;
+                    let deltas = self.submit_update(shared, slot, &item, &all, &params, hyper, acfg.stale_lr)?;
+                    self.send_deltas(peers, deltas)?;
                 }
             }
             let _ = self.free.0.send(item.slot);
@@ -230,8 +327,10 @@ impl<'m> Replica<'m> {
     }
 
     /// Submits the backward of `layers` (in order) and then the updates of `params` in one
-    /// encoder; returns, per updated layer, copies of the velocity to send to the peers (none
-    /// without peers).
+    /// encoder, each at `hyper`'s rate scaled by `stale_lr` for its staleness; returns, per
+    /// updated layer, the rate and copies of the velocity to send to the peers (none without
+    /// peers).
+    #[allow(clippy::too_many_arguments)]
     fn submit_update(
         &self,
         shared: &Shared,
@@ -240,13 +339,17 @@ impl<'m> Replica<'m> {
         layers: &[usize],
         params: &[usize],
         hyper: SgdParams,
-    ) -> Result<Vec<(usize, Vec<Tensor>)>> {
+        stale_lr: StaleLr,
+    ) -> Result<Vec<(usize, f32, Vec<Tensor>)>> {
         let peers = self.sent.len() > 1;
         let _gate = shared.gate.read().expect("gate poisoned");
         let mut st = self.state.lock().expect("state poisoned");
         let dev = self.dev();
+        let mut rates = Vec::with_capacity(params.len());
         for &p in params {
-            slot.updates.set_layer_hyper(self.model, p, hyper);
+            let lr = stale_lr.lr(hyper.lr, st.versions[p] - item.versions[p]);
+            slot.updates.set_layer_hyper(self.model, p, SgdParams { lr, ..hyper });
+            rates.push(lr);
         }
         let mut enc = dev.wgpu().create_command_encoder(&Default::default());
         {
@@ -260,14 +363,14 @@ impl<'m> Replica<'m> {
         }
         let mut deltas = Vec::new();
         if peers {
-            for &p in params {
+            for (&p, &lr) in params.iter().zip(&rates) {
                 let mut copies = Vec::new();
                 for v in &self.sgd.velocity[p] {
                     let t = Tensor::empty(dev, v.shape(), DType::F32);
                     enc.copy_buffer_to_buffer(v.buffer(), 0, t.buffer(), 0, (v.numel() * 4) as u64);
                     copies.push(t);
                 }
-                deltas.push((p, copies));
+                deltas.push((p, lr, copies));
             }
         }
         dev.queue().submit([enc.finish()]);
@@ -282,8 +385,8 @@ impl<'m> Replica<'m> {
 
     /// Sends each updated layer's delta to every other replica: as the GPU copy when the peer
     /// shares this device, else read back once and shared by all host-side peers.
-    fn send_deltas(&self, peers: &[Replica], deltas: Vec<(usize, Vec<Tensor>)>, lr: f32) -> Result<()> {
-        for (layer, copies) in deltas {
+    fn send_deltas(&self, peers: &[Replica], deltas: Vec<(usize, f32, Vec<Tensor>)>) -> Result<()> {
+        for (layer, lr, copies) in deltas {
             let mut host: Option<Vec<Arc<[f32]>>> = None;
             for peer in peers.iter().filter(|p| p.index != self.index) {
                 let values = if peer.dev().same_as(self.dev()) {
@@ -349,9 +452,30 @@ pub fn train_decoupled_with(
     for (index, &(model, sgd)) in replicas.iter().enumerate() {
         let mut slots = Vec::new();
         for _ in 0..slots_per_replica {
-            let plan = model.plan(cfg.batch, true)?;
+            let (plan, stash) = match acfg.weights {
+                Weights::Live => (model.plan(cfg.batch, true)?, None),
+                Weights::Stash | Weights::Predict => {
+                    let copies: Vec<Vec<Tensor>> = model
+                        .layers()
+                        .iter()
+                        .map(|l| l.params().iter().map(|p| Tensor::empty(model.device(), p.value.shape(), DType::F32)).collect())
+                        .collect();
+                    let plan = model.plan_reading(cfg.batch, true, &copies)?;
+                    let mut pairs = Vec::new();
+                    let mut predict = Vec::new();
+                    for ((layer, copies), velocity) in model.layers().iter().zip(copies).zip(&sgd.velocity) {
+                        for ((p, copy), v) in layer.params().iter().zip(copies).zip(velocity) {
+                            if acfg.weights == Weights::Predict {
+                                predict.push(scale_add(model.device(), &copy, v, 0.0, 1.0)?);
+                            }
+                            pairs.push((p.value.clone(), copy));
+                        }
+                    }
+                    (plan, Some(Stash { pairs, predict }))
+                }
+            };
             let updates = sgd.updates(model, &plan)?;
-            slots.push(Slot { plan, updates });
+            slots.push(Slot { plan, updates, stash });
         }
         let free = flume::unbounded();
         for s in 0..slots.len() {
@@ -391,14 +515,14 @@ pub fn train_decoupled_with(
             for _ in 0..acfg.fwd_threads {
                 let tx = tx.clone();
                 shared_ref.running.fetch_add(1, Ordering::AcqRel);
-                scope.spawn(move || shared_ref.worker(|| rt.forward_thread(shared_ref, tx)));
+                scope.spawn(move || shared_ref.worker(|| rt.forward_thread(shared_ref, tx, cfg, horizon)));
             }
             drop(tx);
             for _ in 0..acfg.bwd_threads {
                 let rx = rx.clone();
                 shared_ref.running.fetch_add(1, Ordering::AcqRel);
                 scope.spawn(move || {
-                    shared_ref.worker(|| rt.backward_thread(shared_ref, rx, rts_ref, groups_ref, acfg.decoupling, cfg, horizon))
+                    shared_ref.worker(|| rt.backward_thread(shared_ref, rx, rts_ref, groups_ref, acfg, cfg, horizon))
                 });
             }
         }

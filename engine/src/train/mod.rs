@@ -22,7 +22,7 @@ pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, CheckpointMet
 pub use eval::{evaluate, Evaluator};
 pub use data_parallel::train_data_parallel;
 pub use coordinator::{Pauser, Periodic};
-pub use decoupled::{train_decoupled, train_decoupled_with, AsyncConfig, Decoupling};
+pub use decoupled::{train_decoupled, train_decoupled_with, AsyncConfig, Decoupling, StaleLr, Weights};
 pub use delay::DelaySpec;
 pub use staleness::Staleness;
 pub use sync::{train_steps, train_sync, PlainStep, StepAlgorithm, StepContext};
