@@ -146,6 +146,7 @@ pub fn train_steps(
     };
 
     let mut hyper = cfg.sgd;
+    let mut written: Option<f32> = None;
     'epochs: for epoch in start.epoch..cfg.epochs {
         let order = epoch_order(train.len(), cfg.seed, epoch as u64);
         let skip = if epoch == start.epoch { start.batch_in_epoch } else { 0 };
@@ -156,9 +157,13 @@ pub fn train_steps(
             let b = bi * world as usize + rank as usize;
             train.gather(&order[b * cfg.batch..(b + 1) * cfg.batch], &mut images, &mut labels);
             plan.upload(&images, &labels)?;
-            if cfg.schedule != super::Schedule::Constant {
-                hyper = SgdParams { lr: cfg.lr_at(step, horizon), ..cfg.sgd };
+            // Written at the first step and whenever the rate changes after it, by the schedule
+            // or by the warm-up (which also applies to a constant schedule).
+            let lr = cfg.lr_at(step, horizon);
+            if written != Some(lr) {
+                hyper = SgdParams { lr, ..cfg.sgd };
                 updates.set_hyper(model, hyper);
+                written = Some(lr);
             }
             algo.step(&StepContext { model, sgd, plan: &plan, updates: &updates, step, hyper })?;
             step += 1;
