@@ -17,20 +17,25 @@ struct Params {
     _pad: u32,
 }
 
+impl Params {
+    fn new(n: usize, alpha: f32, beta: f32) -> Result<Self> {
+        Ok(Self { n: u32_of(n, "elements")?, alpha, beta, _pad: 0 })
+    }
+}
+
 /// `y = alpha * x + beta * y` (with `beta == 0`, `y` is not read).
 // y and x are (N).
 pub fn scale_add(dev: &Device, y: &Tensor, x: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
     let n = x.numel();
     expect(y, "scale_add output", n, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::ELEMENTWISE, "scale_add", &[]);
-    let p = Params { n: u32_of(n, "elements")?, alpha, beta, _pad: 0 };
-    Ok(Dispatch::new(dev, k, &p, &[y, x], grid_1d(n, 256)))
+    Ok(Dispatch::new(dev, k, &Params::new(n, alpha, beta)?, &[y, x], grid_1d(n, 256)))
 }
 
 /// Changes `alpha` and `beta` of a [`scale_add`] dispatch over `n` elements, for its runs in
 /// submissions after this call.
 pub fn set_scale_add(dev: &Device, d: &Dispatch, n: usize, alpha: f32, beta: f32) -> Result<()> {
-    d.write_params(dev, &Params { n: u32_of(n, "elements")?, alpha, beta, _pad: 0 });
+    d.write_params(dev, &Params::new(n, alpha, beta)?);
     Ok(())
 }
 
