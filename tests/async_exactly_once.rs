@@ -34,7 +34,7 @@ fn run_many() {
             decoupling: if rng.random_bool(0.5) { Decoupling::LayerWise } else { Decoupling::WholeModel },
             fwd_threads: rng.random_range(1..=3),
             bwd_threads: rng.random_range(1..=3),
-            queue: rng.random_range(1..=3),
+            queue: rng.random_range(0..=3),
             delays: if rng.random_bool(0.3) { DelaySpec::parse("all:exp=1ms").unwrap() } else { DelaySpec::default() },
             stale_lr: if rng.random_bool(0.5) { StaleLr::Inverse } else { StaleLr::Constant },
             weights: [Weights::Live, Weights::Stash, Weights::Predict][rng.random_range(0..3)],

@@ -108,8 +108,9 @@ pub struct WorkerArgs {
     /// Backward threads per worker (pdasgd, hogwild); a backward costs about two forwards.
     #[arg(long, default_value = "2", value_parser = positive)]
     pub bwd_threads: usize,
-    /// Batches that may wait between a worker's forward and backward threads.
-    #[arg(long, default_value = "1", value_parser = positive)]
+    /// Batches that may wait between a worker's forward and backward threads (0: a forward
+    /// pass waits for a free backward thread; with one of each, staleness is at most 1).
+    #[arg(long, default_value = "1")]
     pub queue: usize,
     /// Map lanes to one shared device or to a device per worker.
     #[arg(long, value_enum, default_value = "shared")]

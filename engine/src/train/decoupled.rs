@@ -59,7 +59,10 @@ pub struct AsyncConfig {
     pub fwd_threads: usize,
     /// Backward threads per replica (a backward costs about twice a forward).
     pub bwd_threads: usize,
-    /// Batches that may wait between the forward and backward threads of a replica.
+    /// Batches that may wait between the forward and backward threads of a replica. With 0 a
+    /// forward thread hands its batch straight to a backward thread, waiting until one is free;
+    /// with one thread of each, one forward overlaps one backward and a replica's own updates
+    /// are at most 1 stale.
     pub queue: usize,
     /// Emulated slow devices.
     pub delays: DelaySpec,
@@ -446,7 +449,7 @@ pub fn train_decoupled_with(
     let horizon = spe * cfg.epochs as u64;
     let total = cfg.max_steps.map_or(horizon, |m| m.min(horizon));
     let groups = replicas[0].0.param_groups();
-    let slots_per_replica = acfg.fwd_threads + acfg.bwd_threads + acfg.queue.max(1);
+    let slots_per_replica = acfg.fwd_threads + acfg.bwd_threads + acfg.queue;
 
     let mut rts = Vec::new();
     for (index, &(model, sgd)) in replicas.iter().enumerate() {
@@ -511,7 +514,8 @@ pub fn train_decoupled_with(
     let groups_ref = &groups;
     let mut summary = std::thread::scope(|scope| -> Result<Summary> {
         for rt in rts_ref {
-            let (tx, rx) = flume::bounded::<Item>(acfg.queue.max(1));
+            // bounded(0) is a rendezvous: a send waits for a receiver.
+            let (tx, rx) = flume::bounded::<Item>(acfg.queue);
             for _ in 0..acfg.fwd_threads {
                 let tx = tx.clone();
                 shared_ref.running.fetch_add(1, Ordering::AcqRel);
