@@ -83,8 +83,8 @@ pub enum Weights {
     /// (PipeDream's weight stashing): every gradient is the exact gradient at a past point.
     Stash,
     /// As `Stash`, but the copy is moved to where the parameters are expected to be when the
-    /// update lands: `w - s * lr * v`, `s` the replica's mean staleness so far, `v` the
-    /// momentum buffer (SpecTrain's weight prediction).
+    /// update lands: `w - s * lr * v`, `s` the mean staleness of the layer's updates so far
+    /// in this replica, `v` the momentum buffer (SpecTrain's weight prediction).
     Predict,
 }
 
@@ -177,15 +177,17 @@ struct Slot {
 
 /// A slot's copy of the parameters, refreshed by each forward pass.
 struct Stash {
-    /// `(live, copy)` per parameter, layer by layer.
-    pairs: Vec<(Tensor, Tensor)>,
+    /// `(layer, live, copy)` per parameter, layer by layer.
+    pairs: Vec<(usize, Tensor, Tensor)>,
     /// With [`Weights::Predict`], `copy += alpha * velocity` per parameter.
     predict: Vec<Dispatch>,
 }
 
 struct State {
+    /// Updates applied to each layer.
     versions: Vec<u64>,
-    staleness: Staleness,
+    /// Staleness of this replica's own updates, per layer.
+    staleness: Vec<Staleness>,
 }
 
 /// One replica's runtime.
@@ -266,11 +268,14 @@ impl<'m> Replica<'m> {
                 let st = self.state.lock().expect("state poisoned");
                 let mut enc = self.dev().wgpu().create_command_encoder(&Default::default());
                 if let Some(stash) = stash {
-                    for (live, copy) in &stash.pairs {
+                    for (_, live, copy) in &stash.pairs {
                         enc.copy_buffer_to_buffer(live.buffer(), 0, copy.buffer(), 0, (live.numel() * 4) as u64);
                     }
-                    let alpha = -(st.staleness.mean() as f32) * cfg.lr_at(step, horizon);
-                    for (d, (live, _)) in stash.predict.iter().zip(&stash.pairs) {
+                    // Per layer: with layer-wise updates the last layer's update is often
+                    // already in the queue when the next forward pass starts, the first's not.
+                    let lr = cfg.lr_at(step, horizon);
+                    for (d, (layer, live, _)) in stash.predict.iter().zip(&stash.pairs) {
+                        let alpha = -(st.staleness[*layer].mean() as f32) * lr;
                         set_scale_add(self.dev(), d, live.numel(), alpha, 1.0)?;
                     }
                 }
@@ -379,7 +384,7 @@ impl<'m> Replica<'m> {
         dev.queue().submit([enc.finish()]);
         for &p in params {
             let s = st.versions[p] - item.versions[p];
-            st.staleness.add(s);
+            st.staleness[p].add(s);
             st.versions[p] += 1;
             self.local_updates.fetch_add(1, Ordering::Relaxed);
         }
@@ -466,12 +471,12 @@ pub fn train_decoupled_with(
                     let plan = model.plan_reading(cfg.batch, true, &copies)?;
                     let mut pairs = Vec::new();
                     let mut predict = Vec::new();
-                    for ((layer, copies), velocity) in model.layers().iter().zip(copies).zip(&sgd.velocity) {
+                    for (l, ((layer, copies), velocity)) in model.layers().iter().zip(copies).zip(&sgd.velocity).enumerate() {
                         for ((p, copy), v) in layer.params().iter().zip(copies).zip(velocity) {
                             if acfg.weights == Weights::Predict {
                                 predict.push(scale_add(model.device(), &copy, v, 0.0, 1.0)?);
                             }
-                            pairs.push((p.value.clone(), copy));
+                            pairs.push((l, p.value.clone(), copy));
                         }
                     }
                     (plan, Some(Stash { pairs, predict }))
@@ -492,7 +497,10 @@ pub fn train_decoupled_with(
             slots,
             free,
             inbox: flume::unbounded(),
-            state: Mutex::new(State { versions: vec![0; model.layers().len()], staleness: Staleness::default() }),
+            state: Mutex::new(State {
+                versions: vec![0; model.layers().len()],
+                staleness: vec![Staleness::default(); model.layers().len()],
+            }),
             delays: Mutex::new(acfg.delays.sampler(index, cfg.seed, base)),
             local_updates: AtomicU64::new(0),
             sent: (0..replicas.len()).map(|_| AtomicU64::new(0)).collect(),
@@ -548,7 +556,7 @@ pub fn train_decoupled_with(
 
     let mut staleness = Staleness::default();
     for rt in &rts {
-        staleness.merge(&rt.state.lock().expect("state poisoned").staleness);
+        rt.state.lock().expect("state poisoned").staleness.iter().for_each(|s| staleness.merge(s));
     }
     summary.staleness = Some(staleness);
     summary.updates = Some(UpdateCounts {
