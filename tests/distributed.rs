@@ -39,7 +39,10 @@ fn launch_train(d: &Path, n: usize, extra: &[&str]) -> Vec<serde_json::Value> {
 fn every_algorithm_ends_with_the_same_model_on_every_rank() {
     for algo in ["sync", "localsgd", "dasgd", "lasgd"] {
         let d = dir(algo);
-        let done = launch_train(&d, 3, &["--algo", algo, "--epochs", "6", "--avg-period", "4", "--avg-delay", "2"]);
+        let mut args = vec!["--algo", algo, "--epochs", "6", "--avg-period", "4", "--avg-delay", "2"];
+        // One forward and one backward lane: at most two steps in flight when a fence is set.
+        args.extend_from_slice(&["--bwd-threads", "1", "--queue", "0"]);
+        let done = launch_train(&d, 3, &args);
         let sum = done[0]["model_checksum"].as_str().unwrap().to_string();
         assert_eq!(sum.len(), 64, "{algo}");
         for (r, e) in done.iter().enumerate() {
@@ -52,8 +55,27 @@ fn every_algorithm_ends_with_the_same_model_on_every_rank() {
         if algo == "dasgd" || algo == "localsgd" || algo == "lasgd" {
             let rounds = done[0]["averaging"]["rounds"].as_u64().unwrap();
             assert!(rounds >= 5, "{algo}: {rounds} averaging rounds");
+            // dasgd applies every average exactly --avg-delay steps late; lasgd as soon as it
+            // is back and at the latest then (no step starts past the fence, and with one lane
+            // of each kind at most the two steps in flight finish after it is set).
+            let lags: Vec<u64> = done.iter().map(|e| e["averaging"]["max_lag_steps"].as_u64().unwrap()).collect();
+            match algo {
+                "localsgd" => assert_eq!(lags, [0, 0, 0], "{algo}"),
+                "dasgd" => assert_eq!(lags, [2, 2, 2], "{algo}"),
+                _ => assert!(lags.iter().all(|&l| l <= 2), "{algo}: averages applied {lags:?} steps late, past --avg-delay 2"),
+            }
         }
     }
+}
+
+#[test]
+fn lasgd_with_no_delay_waits_for_every_average() {
+    let done = launch_train(&dir("lasgd0"), 2, &["--algo", "lasgd", "--epochs", "3", "--avg-period", "3", "--avg-delay", "0"]);
+    for (r, e) in done.iter().enumerate() {
+        assert_eq!(e["averaging"]["max_lag_steps"], 0, "rank {r}");
+        assert!(e["averaging"]["rounds"].as_u64().unwrap() >= 5, "rank {r}");
+    }
+    assert_eq!(done[0]["model_checksum"], done[1]["model_checksum"]);
 }
 
 #[test]

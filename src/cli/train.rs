@@ -199,7 +199,7 @@ impl WorkerArgs {
                 Algo::Lasgd => {
                     let acfg = self.async_config(Decoupling::LayerWise, delays);
                     let models: Vec<&Model> = refs.iter().map(|(m, _)| *m).collect();
-                    let mut avg = LasgdAveraging::new(&job.comm, models, job.avg_period, start.step)?;
+                    let mut avg = LasgdAveraging::new(&job.comm, models, job.avg_period, job.avg_delay, start.step)?;
                     train_decoupled_with(&refs, splits, cfg, &acfg, start, Some(&mut avg), obs)?
                 }
                 Algo::Pdasgd | Algo::Hogwild => bail!(
@@ -251,7 +251,8 @@ pub struct TrainArgs {
     /// Steps between model averages (localsgd, dasgd, lasgd).
     #[arg(long, default_value = "8", value_parser = positive)]
     pub avg_period: usize,
-    /// Steps between the start of an average and its use (dasgd; smaller than --avg-period).
+    /// Steps between the start of an average and its use (dasgd; for lasgd the latest use,
+    /// sooner when it is back; smaller than --avg-period).
     #[arg(long, default_value = "2")]
     pub avg_delay: usize,
     /// Emulated network delay in milliseconds added to every message between processes.

@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use asgd_comm::Communicator;
 use asgd_engine::train::{PlainStep, StepAlgorithm, StepContext};
-use asgd_engine::{EngineError, Model, Result};
+use asgd_engine::{Model, Result};
 
-use super::{comm_err, AddToParams, AveragingStats, InFlight};
+use super::{check_period, comm_err, AddToParams, AveragingStats, InFlight};
 
 /// Periodic model averaging as a step algorithm.
 pub struct AveragingStep<'c> {
@@ -30,18 +30,14 @@ impl<'c> AveragingStep<'c> {
     /// Averages every `period` steps and applies each average `delay` steps after it started
     /// (`delay < period`; 0 is local SGD).
     pub fn new(comm: &'c Communicator, model: &Model, period: u64, delay: u64) -> Result<Self> {
-        if period == 0 || delay >= period {
-            return Err(EngineError::InvalidArgument(format!(
-                "--avg-delay {delay} must be smaller than --avg-period {period} (and the period at least 1)"
-            )));
-        }
+        check_period(period, delay)?;
         Ok(Self { comm, period, delay, add: AddToParams::new(model)?, in_flight: None, stats: AveragingStats::default() })
     }
 
-    /// Waits for the average in flight and applies `w <- avg + (w - snapshot)`.
-    fn apply(&mut self, model: &Model) -> Result<()> {
+    /// Waits for the average in flight and applies `w <- avg + (w - snapshot)` after `step` steps.
+    fn apply(&mut self, model: &Model, step: u64) -> Result<()> {
         let Some((flight, _)) = self.in_flight.take() else { return Ok(()) };
-        let delta = flight.finish(&mut self.stats)?;
+        let delta = flight.finish(&mut self.stats, step)?;
         let t1 = Instant::now();
         self.add.apply(model, &delta)?;
         self.stats.sync_s += t1.elapsed().as_secs_f64();
@@ -55,22 +51,22 @@ impl StepAlgorithm for AveragingStep<'_> {
         PlainStep.step(ctx)?;
         let done = ctx.step + 1;
         if self.in_flight.as_ref().is_some_and(|(_, due)| *due == done) {
-            self.apply(ctx.model)?;
+            self.apply(ctx.model, done)?;
         }
         if done.is_multiple_of(self.period) {
             let t0 = Instant::now();
             let snapshot = ctx.model.read_flat()?;
             self.stats.sync_s += t0.elapsed().as_secs_f64();
-            self.in_flight = Some((InFlight::start(self.comm, snapshot), done + self.delay));
+            self.in_flight = Some((InFlight::start(self.comm, snapshot, done), done + self.delay));
             if self.delay == 0 {
-                self.apply(ctx.model)?;
+                self.apply(ctx.model, done)?;
             }
         }
         Ok(())
     }
 
     fn finish(&mut self, ctx: &StepContext) -> Result<()> {
-        self.apply(ctx.model)?;
+        self.apply(ctx.model, ctx.step)?;
         // All processes end with the same model: one last blocking average.
         let mut w = ctx.model.read_flat()?;
         self.comm.average(&mut w).map_err(comm_err)?;

@@ -23,6 +23,17 @@ pub(crate) fn comm_err(e: CommError) -> asgd_engine::EngineError {
     asgd_engine::EngineError::Device(e.to_string())
 }
 
+/// Checks that an average started every `period` steps is applied `delay` steps later,
+/// before the next one starts.
+pub(crate) fn check_period(period: u64, delay: u64) -> EngineResult<()> {
+    if period == 0 || delay >= period {
+        return Err(asgd_engine::EngineError::InvalidArgument(format!(
+            "--avg-delay {delay} must be smaller than --avg-period {period} (and the period at least 1)"
+        )));
+    }
+    Ok(())
+}
+
 /// Adds a host vector to every parameter of a model (in [`Model::params`] order): one upload
 /// and one kernel per parameter, with the kernels built once.
 pub(crate) struct AddToParams {
@@ -60,28 +71,30 @@ impl AddToParams {
 pub(crate) struct InFlight {
     pub snapshot: Vec<f32>,
     pub started: Instant,
+    /// The step at which the snapshot was taken.
+    pub at: u64,
     result: flume::Receiver<(Result<Vec<f32>, CommError>, Instant)>,
 }
 
 impl InFlight {
-    pub fn start(comm: &Communicator, snapshot: Vec<f32>) -> Self {
+    pub fn start(comm: &Communicator, snapshot: Vec<f32>, at: u64) -> Self {
         let handle: Handle<Vec<f32>> = comm.start_average(snapshot.clone());
         let (tx, rx) = flume::bounded(1);
         std::thread::spawn(move || {
             let r = handle.wait();
             let _ = tx.send((r, Instant::now()));
         });
-        Self { snapshot, started: Instant::now(), result: rx }
+        Self { snapshot, started: Instant::now(), at, result: rx }
     }
 
     pub fn is_done(&self) -> bool {
         !self.result.is_empty()
     }
 
-    /// Waits for the average and returns `avg - snapshot`, the change to add to the model;
-    /// counts in `stats` whether training had to wait, for how long, and how long the
-    /// collective took.
-    pub fn finish(self, stats: &mut AveragingStats) -> EngineResult<Vec<f32>> {
+    /// Waits for the average and returns `avg - snapshot`, the change to add to the model at
+    /// `step`; counts in `stats` whether training had to wait, for how long, how long the
+    /// collective took and how many steps late the average is.
+    pub fn finish(self, stats: &mut AveragingStats, step: u64) -> EngineResult<Vec<f32>> {
         if !self.is_done() {
             stats.waits += 1;
         }
@@ -92,6 +105,7 @@ impl InFlight {
             .map_err(|_| asgd_engine::EngineError::Device("the averaging thread stopped unexpectedly".into()))?;
         stats.wait_s += t0.elapsed().as_secs_f64();
         stats.comm_s += done.saturating_duration_since(self.started).as_secs_f64();
+        stats.max_lag = stats.max_lag.max(step.saturating_sub(self.at));
         let avg = r.map_err(comm_err)?;
         Ok(avg.iter().zip(&self.snapshot).map(|(a, s)| a - s).collect())
     }
@@ -110,6 +124,8 @@ pub struct AveragingStats {
     pub comm_s: f64,
     /// Time spent taking snapshots and applying averages (GPU read-back and upload).
     pub sync_s: f64,
+    /// The most steps between a snapshot and the use of its average.
+    pub max_lag: u64,
 }
 
 impl AveragingStats {
@@ -117,7 +133,7 @@ impl AveragingStats {
         let hidden = if self.comm_s > 0.0 { (1.0 - self.wait_s / self.comm_s).clamp(0.0, 1.0) } else { 1.0 };
         serde_json::json!({"averaging": {
             "rounds": self.rounds, "waits": self.waits, "wait_s": self.wait_s, "comm_s": self.comm_s,
-            "sync_s": self.sync_s, "hidden_fraction": hidden,
+            "sync_s": self.sync_s, "hidden_fraction": hidden, "max_lag_steps": self.max_lag,
         }})
     }
 }

@@ -53,10 +53,12 @@ impl<'a> Shared<'a> {
     }
 }
 
-/// Lets a [`Periodic`] hook run something while every worker is paused.
+/// Lets a [`Periodic`] hook run something while every worker is paused, or hold the workers
+/// back at a step.
 pub struct Pauser<'a> {
     gate: &'a RwLock<()>,
     devices: &'a [Device],
+    feed: &'a Feed<'a>,
 }
 
 impl Pauser<'_> {
@@ -66,6 +68,21 @@ impl Pauser<'_> {
         let _pause = self.gate.write().expect("gate poisoned");
         self.devices.iter().try_for_each(|d| d.wait_idle())?;
         f()
+    }
+
+    /// Steps handed to the workers so far (started; `tick` is given those finished).
+    pub fn started(&self) -> u64 {
+        self.feed.started()
+    }
+
+    /// No forward pass starts a step numbered `step` or later until [`Pauser::unfence`];
+    /// steps already started run to the end.
+    pub fn fence(&mut self, step: u64) {
+        self.feed.fence(step);
+    }
+
+    pub fn unfence(&mut self) {
+        self.feed.unfence();
     }
 }
 
@@ -130,13 +147,13 @@ pub(crate) fn coordinate(
             if shared.error.lock().expect("error lock poisoned").is_none() {
                 (hooks.finish)()?;
                 if let Some(p) = hooks.periodic.as_deref_mut() {
-                    let mut pauser = Pauser { gate: &shared.gate, devices: &hooks.devices };
+                    let mut pauser = Pauser { gate: &shared.gate, devices: &hooks.devices, feed: &shared.feed };
                     p.finish(step, &mut pauser)?;
                 }
             }
         } else if !finished {
             if let Some(p) = hooks.periodic.as_deref_mut() {
-                let mut pauser = Pauser { gate: &shared.gate, devices: &hooks.devices };
+                let mut pauser = Pauser { gate: &shared.gate, devices: &hooks.devices, feed: &shared.feed };
                 if let Err(e) = p.tick(step, &mut pauser) {
                     shared.fail(e);
                 }

@@ -17,6 +17,8 @@ pub(crate) struct Feed<'a> {
     pub steps_per_epoch: u64,
     pub total: u64,
     next: AtomicU64,
+    /// Steps from this one on wait in [`Feed::take`] until it is raised ([`u64::MAX`]: none).
+    fence: AtomicU64,
     order: Mutex<(u64, Arc<Vec<usize>>)>,
     stop: AtomicBool,
 }
@@ -44,18 +46,43 @@ impl<'a> Feed<'a> {
             steps_per_epoch,
             total,
             next: AtomicU64::new(start),
+            fence: AtomicU64::new(u64::MAX),
             order: Mutex::new((u64::MAX, Arc::new(Vec::new()))),
             stop: AtomicBool::new(false),
         }
     }
 
     /// The next step's batch into `images` and `labels`, or `None` when the run is over.
+    /// Waits while the next step is at or past the fence.
     pub fn take(&self, images: &mut Vec<f32>, labels: &mut Vec<u32>) -> Option<u64> {
-        if self.stop.load(Ordering::Acquire) {
-            return None;
-        }
-        let step = self.next.fetch_add(1, Ordering::AcqRel);
+        let step = loop {
+            if self.stop.load(Ordering::Acquire) {
+                return None;
+            }
+            let step = self.next.load(Ordering::Acquire);
+            if step >= self.fence.load(Ordering::Acquire) && step < self.total {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                continue;
+            }
+            if self.next.compare_exchange(step, step + 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                break step;
+            }
+        };
         self.gather_step(step, images, labels).then_some(step)
+    }
+
+    /// Steps handed out so far (counted from 0, as the steps themselves).
+    pub fn started(&self) -> u64 {
+        self.next.load(Ordering::Acquire).min(self.total)
+    }
+
+    /// Holds back every step from `step` on until [`Feed::unfence`].
+    pub fn fence(&self, step: u64) {
+        self.fence.store(step, Ordering::Release);
+    }
+
+    pub fn unfence(&self) {
+        self.fence.store(u64::MAX, Ordering::Release);
     }
 
     /// The batch of a given step (not handed out: for lock-step workers that compute their
