@@ -127,3 +127,30 @@ fn without_staleness_pdasgd_is_sync_bit_for_bit() {
         );
     }
 }
+
+/// With no queue (`queue: 0`) a forward pass waits until the one backward thread takes its
+/// batch, so at most one of the replica's own updates lands between a batch's forward pass and
+/// its update: staleness at most 1, whatever the timing.
+#[test]
+fn without_a_queue_one_forward_overlaps_one_backward() {
+    let dev = Device::open(&DeviceOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut splits = data::load(DataKind::Digits, None).unwrap();
+    splits.test.truncate(64);
+    let m = ModelConfig::Mlp { hidden: vec![32, 16] }.build(&dev, splits.train.shape, 10, 5).unwrap();
+    let s = Sgd::new(&m, SgdParams { lr: 0.02, momentum: 0.5, weight_decay: 0.0 });
+    let cfg = TrainConfig { epochs: 1, batch: 16, max_steps: Some(40), log_every: 100, seed: 3, ..TrainConfig::default() };
+    let acfg = AsyncConfig {
+        decoupling: Decoupling::LayerWise,
+        fwd_threads: 1,
+        bwd_threads: 1,
+        queue: 0,
+        delays: DelaySpec::default(),
+        stale_lr: StaleLr::Constant,
+        weights: Weights::Live,
+    };
+    let summary = train_decoupled(&[(&m, &s)], &splits, &cfg, &acfg, Position::default(), &mut |_| Ok(())).unwrap();
+    assert_eq!(summary.steps, 40);
+    let staleness = summary.staleness.as_ref().unwrap();
+    assert_eq!(staleness.total(), 40 * 3);
+    assert!(staleness.max() <= 1, "staleness {} with no queue and one backward thread", staleness.max());
+}
