@@ -22,7 +22,8 @@ pub struct AveragingStep<'c> {
     period: u64,
     delay: u64,
     add: AddToParams,
-    in_flight: Option<(InFlight, u64)>,
+    /// The average in flight; it is applied `delay` steps after its snapshot.
+    in_flight: Option<InFlight>,
     stats: AveragingStats,
 }
 
@@ -36,7 +37,7 @@ impl<'c> AveragingStep<'c> {
 
     /// Waits for the average in flight and applies `w <- avg + (w - snapshot)` after `step` steps.
     fn apply(&mut self, model: &Model, step: u64) -> Result<()> {
-        let Some((flight, _)) = self.in_flight.take() else { return Ok(()) };
+        let Some(flight) = self.in_flight.take() else { return Ok(()) };
         let delta = flight.finish(&mut self.stats, step)?;
         let t1 = Instant::now();
         self.add.apply(model, &delta)?;
@@ -50,14 +51,14 @@ impl StepAlgorithm for AveragingStep<'_> {
     fn step(&mut self, ctx: &StepContext) -> Result<()> {
         PlainStep.step(ctx)?;
         let done = ctx.step + 1;
-        if self.in_flight.as_ref().is_some_and(|(_, due)| *due == done) {
+        if self.in_flight.as_ref().is_some_and(|f| f.at + self.delay == done) {
             self.apply(ctx.model, done)?;
         }
         if done.is_multiple_of(self.period) {
             let t0 = Instant::now();
             let snapshot = ctx.model.read_flat()?;
             self.stats.sync_s += t0.elapsed().as_secs_f64();
-            self.in_flight = Some((InFlight::start(self.comm, snapshot, done), done + self.delay));
+            self.in_flight = Some(InFlight::start(self.comm, snapshot, done));
             if self.delay == 0 {
                 self.apply(ctx.model, done)?;
             }

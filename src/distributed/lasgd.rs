@@ -31,8 +31,8 @@ pub struct LasgdAveraging<'a> {
     period: u64,
     delay: u64,
     next: u64,
-    /// The average in flight and the step by which it must be applied.
-    in_flight: Option<(InFlight, u64)>,
+    /// The average in flight; it must be applied by step `at + delay`.
+    in_flight: Option<InFlight>,
     stats: AveragingStats,
 }
 
@@ -57,7 +57,7 @@ impl<'a> LasgdAveraging<'a> {
 
     /// Waits for the average in flight and applies it.
     fn apply(&mut self, pauser: &mut Pauser) -> Result<()> {
-        let Some((flight, _)) = self.in_flight.take() else { return Ok(()) };
+        let Some(flight) = self.in_flight.take() else { return Ok(()) };
         let delta = flight.finish(&mut self.stats, pauser.started())?;
         let t1 = Instant::now();
         pauser.paused(|| self.replicas.iter().zip(&self.adds).try_for_each(|(m, add)| add.apply(m, &delta)))?;
@@ -78,7 +78,7 @@ impl<'a> LasgdAveraging<'a> {
         let t0 = Instant::now();
         let snapshot = pauser.paused(|| self.replicas[0].read_flat())?;
         self.stats.sync_s += t0.elapsed().as_secs_f64();
-        self.in_flight = Some((InFlight::start(self.comm, snapshot, at), at + self.delay));
+        self.in_flight = Some(InFlight::start(self.comm, snapshot, at));
         if self.delay == 0 {
             self.apply(pauser)?;
         }
@@ -88,7 +88,7 @@ impl<'a> LasgdAveraging<'a> {
 
 impl Periodic for LasgdAveraging<'_> {
     fn tick(&mut self, step: u64, pauser: &mut Pauser) -> Result<()> {
-        if self.in_flight.as_ref().is_some_and(|(f, due)| f.is_done() || step >= *due) {
+        if self.in_flight.as_ref().is_some_and(|f| f.is_done() || step >= f.at + self.delay) {
             self.apply(pauser)?;
         }
         if step >= self.next {

@@ -71,7 +71,8 @@ impl AddToParams {
 pub(crate) struct InFlight {
     pub snapshot: Vec<f32>,
     pub started: Instant,
-    /// The step at which the snapshot was taken.
+    /// The step the snapshot was taken at (LASGD: the steps started just before it), from
+    /// which its lag is counted.
     pub at: u64,
     result: flume::Receiver<(Result<Vec<f32>, CommError>, Instant)>,
 }

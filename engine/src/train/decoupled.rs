@@ -353,9 +353,10 @@ impl<'m> Replica<'m> {
         let _gate = shared.gate.read().expect("gate poisoned");
         let mut st = self.state.lock().expect("state poisoned");
         let dev = self.dev();
+        let stale: Vec<u64> = params.iter().map(|&p| st.versions[p] - item.versions[p]).collect();
         let mut rates = Vec::with_capacity(params.len());
-        for &p in params {
-            let lr = stale_lr.lr(hyper.lr, st.versions[p] - item.versions[p]);
+        for (&p, &s) in params.iter().zip(&stale) {
+            let lr = stale_lr.lr(hyper.lr, s);
             slot.updates.set_layer_hyper(self.model, p, SgdParams { lr, ..hyper });
             rates.push(lr);
         }
@@ -382,8 +383,7 @@ impl<'m> Replica<'m> {
             }
         }
         dev.queue().submit([enc.finish()]);
-        for &p in params {
-            let s = st.versions[p] - item.versions[p];
+        for (&p, &s) in params.iter().zip(&stale) {
             st.staleness[p].add(s);
             st.versions[p] += 1;
             self.local_updates.fetch_add(1, Ordering::Relaxed);
