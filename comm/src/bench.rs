@@ -176,7 +176,7 @@ pub fn run(opts: &BenchOptions, program: &Path, args: &[OsString]) -> Result<(),
         return Err(BenchError::Invalid("every size must be a positive multiple of 4 bytes (whole f32s)".into()));
     }
     if opts.ranks.iter().any(|&n| n < 2) {
-        return Err(BenchError::Invalid("--ranks values must be at least 2".into()));
+        return Err(BenchError::Invalid("every rank count must be at least 2".into()));
     }
     match role_from_env()? {
         Role::Orchestrate => orchestrate(opts, program, args),

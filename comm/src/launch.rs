@@ -60,11 +60,11 @@ pub enum Stream {
 /// Why a launch failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    /// Bad arguments (e.g. `--nproc 0` or a malformed `--master`).
+    /// Bad arguments (no ranks, or a malformed master address).
     #[error("{0}")]
     Invalid(String),
     /// No free port could be found for rank 0.
-    #[error("could not find a free port on 127.0.0.1 for rank 0: {0}; pass --master HOST:PORT")]
+    #[error("could not find a free port on 127.0.0.1 for rank 0: {0}; give rank 0's address and port")]
     NoFreePort(io::Error),
     /// A child could not be started.
     #[error("could not start rank {rank} ({program}): {source}")]
@@ -90,7 +90,7 @@ pub enum LaunchError {
 ///
 /// Errors: [`LaunchError::Invalid`] with the expected form.
 pub fn parse_master(s: &str) -> Result<(String, u16), LaunchError> {
-    let bad = || LaunchError::Invalid(format!("--master {s:?} is not HOST:PORT (e.g. 127.0.0.1:29500 or [::1]:29500)"));
+    let bad = || LaunchError::Invalid(format!("the master address {s:?} is not HOST:PORT (e.g. 127.0.0.1:29500 or [::1]:29500)"));
     let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
@@ -177,7 +177,7 @@ pub fn launch(
     sink: impl Fn(usize, Stream, &[u8]) + Send + Sync + 'static,
 ) -> Result<(), LaunchError> {
     if spec.nproc == 0 {
-        return Err(LaunchError::Invalid("--nproc must be at least 1".into()));
+        return Err(LaunchError::Invalid("a launch needs at least 1 rank".into()));
     }
     let (host, port) = match &spec.master {
         Some((h, p)) => (h.clone(), *p),

@@ -38,6 +38,9 @@ pub fn run(args: BenchAllreduceArgs) -> anyhow::Result<ExitCode> {
         Some(sizes) => BenchOptions::with_sizes(sizes),
         None => BenchOptions::new(args.min_size, args.max_size),
     };
+    if args.ranks.iter().any(|&n| n < 2) {
+        anyhow::bail!("--ranks values must be at least 2");
+    }
     opts.ranks = args.ranks;
     opts.iters = args.iters;
     if let Some(bytes) = args.stream_size {
