@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // One line, the whole chain of causes, no backtrace.
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", cli::hints::message(&err));
             ExitCode::FAILURE
         }
     }

@@ -122,7 +122,7 @@ pub fn list_adapters(backend: BackendChoice) -> Vec<AdapterSummary> {
 /// The sentence that tells a user with no adapter what to install.
 pub const NO_ADAPTER_HINT: &str = "no GPU adapter found; install a Vulkan driver \
 (on Debian or Ubuntu without a GPU: `apt-get install libvulkan1 mesa-vulkan-drivers` for the \
-lavapipe CPU driver) or pick another backend with --backend";
+lavapipe CPU driver) or pick another backend";
 
 struct Inner {
     adapter: wgpu::Adapter,

@@ -21,6 +21,20 @@ pub enum EngineError {
     /// A checkpoint is unreadable or belongs to another model.
     #[error("{0}")]
     Checkpoint(String),
+    /// The training loss stopped being a finite number: the run diverged. The caller knows
+    /// what to change (a lower learning rate or momentum, a warm-up) and says so.
+    #[error("the training loss became {loss} at step {step}")]
+    Diverged {
+        /// Steps taken when the loss was read back.
+        step: u64,
+        /// The mean training loss read back (NaN or infinite).
+        loss: f64,
+    },
+    /// An error raised by code plugged into a training loop (a step algorithm, a periodic
+    /// hook), such as a communication failure; kept whole so that the caller can downcast it
+    /// to its own type.
+    #[error(transparent)]
+    External(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// An I/O error with the path it concerns.
     #[error("{path}: {source}")]
     Io {

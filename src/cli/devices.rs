@@ -15,7 +15,7 @@ pub struct DevicesArgs {
 pub fn run(args: DevicesArgs) -> Result<ExitCode> {
     let list = list_adapters(args.backend);
     if list.is_empty() {
-        anyhow::bail!("{}", asgd::engine::device::NO_ADAPTER_HINT);
+        anyhow::bail!("{} (--backend)", asgd::engine::device::NO_ADAPTER_HINT);
     }
     println!("{:<5} {:<40} {:<8} {:<15} driver", "index", "name", "backend", "type");
     for a in list {

@@ -7,6 +7,7 @@ pub mod common;
 pub mod devices;
 pub mod eval;
 pub mod grads;
+pub mod hints;
 pub mod plot;
 pub mod train;
 pub mod data;

@@ -18,9 +18,9 @@ pub use averaging::AveragingStep;
 pub use ddp::DdpStep;
 pub use lasgd::LasgdAveraging;
 
-/// A comm failure as an engine error, so it ends the run with its message.
+/// A comm failure inside a training loop, carried through the engine whole.
 pub(crate) fn comm_err(e: CommError) -> asgd_engine::EngineError {
-    asgd_engine::EngineError::Device(e.to_string())
+    asgd_engine::EngineError::External(Box::new(e))
 }
 
 /// Checks that an average started every `period` steps is applied `delay` steps later,

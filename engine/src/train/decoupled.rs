@@ -446,7 +446,7 @@ pub fn train_decoupled_with(
     let spe = num_batches(train.len(), cfg.batch, true) as u64 / cfg.shard.world.max(1) as u64;
     if spe == 0 {
         return Err(EngineError::InvalidArgument(format!(
-            "the batch size {} is larger than the {} training samples; use a smaller --batch",
+            "the batch size {} is larger than the {} training samples; use a smaller batch",
             cfg.batch,
             train.len()
         )));

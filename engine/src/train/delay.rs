@@ -48,7 +48,7 @@ pub struct DelaySpec {
 fn duration(s: &str, spec: &str) -> Result<Duration> {
     let bad = || {
         EngineError::InvalidArgument(format!(
-            "bad duration '{s}' in --inject-delay '{spec}'; write it like 20ms or 0.5s"
+            "bad duration '{s}' in the delay spec '{spec}'; write it like 20ms or 0.5s"
         ))
     };
     let (num, scale) = if let Some(v) = s.strip_suffix("ms") {
@@ -70,7 +70,7 @@ impl DelaySpec {
     pub fn parse(spec: &str) -> Result<Self> {
         let bad = |why: &str| {
             EngineError::InvalidArgument(format!(
-                "bad --inject-delay '{spec}': {why}; examples: worker=1:factor=4, all:exp=20ms"
+                "bad delay spec '{spec}': {why}; examples: worker=1:factor=4, all:exp=20ms"
             ))
         };
         let mut clauses = Vec::new();
@@ -111,7 +111,7 @@ impl DelaySpec {
         for (w, _) in &self.clauses {
             if let Some(w) = w.filter(|&w| w >= workers) {
                 return Err(EngineError::InvalidArgument(format!(
-                    "--inject-delay names worker {w}, but there are only {workers} (numbered from 0)"
+                    "the delay spec names worker {w}, but there are only {workers} (numbered from 0)"
                 )));
             }
         }

@@ -238,9 +238,7 @@ pub(crate) fn check_loss(loss: f64, count: f64, step: u64) -> crate::Result<()> 
     if mean.is_finite() {
         Ok(())
     } else {
-        Err(crate::EngineError::InvalidArgument(format!(
-            "the training loss became {mean} at step {step}; lower the learning rate (--lr) or the momentum (--momentum)"
-        )))
+        Err(crate::EngineError::Diverged { step, loss: mean })
     }
 }
 

@@ -106,7 +106,7 @@ pub fn train_steps(
     let steps_per_epoch = batches_per_epoch / world;
     if steps_per_epoch == 0 {
         return Err(EngineError::InvalidArgument(format!(
-            "the batch size {} is larger than the {} training samples{}; use a smaller --batch",
+            "the batch size {} is larger than the {} training samples{}; use a smaller batch",
             cfg.batch,
             train.len(),
             if world > 1 { format!(" shared by {world} processes") } else { String::new() }
