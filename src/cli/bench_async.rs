@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use asgd::engine::io::metrics::MetricsWriter;
 use asgd::engine::train::{undelayed_step_time, Summary};
-use asgd::{Position, Schedule, SgdParams, TrainConfig};
+use asgd::{Algorithm, AlgorithmKind, Averaging, Job, Position, Schedule, SgdParams, TrainConfig};
 
 use super::common::{accuracy, positive, secs, DataArgs, DeviceArgs};
-use super::train::{Algo, Job, ModelArgs, WorkerArgs};
+use super::train::{Algo, ModelArgs, WorkerArgs};
 
 #[derive(clap::Args)]
 pub struct BenchAsyncArgs {
@@ -71,7 +71,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
     }
     let model_cfg = args.arch.config()?;
     let splits = args.data.load()?;
-    let delays = args.workers.delays()?;
+    let delays = args.workers.delays(args.workers.workers)?;
     let dev = args.device.open()?;
     let hyper = SgdParams { lr: args.lr, momentum: args.momentum, weight_decay: 0.0 };
     let n = args.workers.workers;
@@ -81,10 +81,10 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
     let base = undelayed_step_time(&probe.plan(args.batch, true)?)?;
     let ideal = delays.ideal_speedup(n, base);
     println!(
-        "{} on {}, {n} workers ({:?} lanes), batch {}, lr {}, momentum {} (sync {}), delays '{}', undelayed step {:.1} ms on {}",
+        "{} on {}, {n} workers ({} lanes), batch {}, lr {}, momentum {} (sync {}), delays '{}', undelayed step {:.1} ms on {}",
         model_cfg.description(),
         args.data.data.name(),
-        args.workers.lanes,
+        args.workers.lanes.0.name(),
         args.batch,
         args.lr,
         args.momentum,
@@ -94,11 +94,10 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
         dev.info().name
     );
 
-    let mut results: Vec<(Algo, Summary, PathBuf)> = Vec::new();
-    for &algo in &args.algos {
-        let momentum = if algo == Algo::Sync { args.sync_momentum } else { args.momentum };
+    let mut results: Vec<(AlgorithmKind, Summary, PathBuf)> = Vec::new();
+    for &Algo(algo) in &args.algos {
+        let momentum = if algo == AlgorithmKind::Sync { args.sync_momentum } else { args.momentum };
         let hyper = SgdParams { momentum, ..hyper };
-        let replicas = args.workers.build_replicas(&dev, &model_cfg, &splits, args.seed, hyper)?;
         let cfg = TrainConfig {
             epochs: args.epochs,
             batch: args.batch,
@@ -112,11 +111,14 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
             stop_at_target: true,
             ..TrainConfig::default()
         };
-        let name = format!("{algo:?}").to_lowercase();
+        let algorithm = Algorithm::new(algo, args.workers.async_settings(), Averaging::default());
+        let spec = args.workers.spec(algorithm, delays.clone(), cfg, Position::default());
+        let replicas = spec.build_replicas(&dev, &model_cfg, &splits, args.seed)?;
+        let name = algo.name();
         let path = args.out.join(format!("{name}.jsonl"));
         let mut metrics = MetricsWriter::create(&path)?;
         eprintln!("running {name} ...");
-        let summary = args.workers.run(algo, &replicas, &splits, &cfg, Position::default(), &Job::single(), &mut |e| {
+        let summary = asgd::run(&spec, &replicas, &splits, &Job::single(), &mut |e| {
             if let Some(json) = e.to_json() {
                 let mut json = json;
                 json["algo"] = serde_json::json!(name);
@@ -137,9 +139,9 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
         "steps",
         "staleness mean/p90/max"
     );
-    let sync_time = results.iter().find(|(a, ..)| *a == Algo::Sync).and_then(|(_, s, _)| s.time_to_target_s);
+    let sync_time = results.iter().find(|(a, ..)| *a == AlgorithmKind::Sync).and_then(|(_, s, _)| s.time_to_target_s);
     for (algo, s, _) in &results {
-        let name = format!("{algo:?}").to_lowercase();
+        let name = algo.name();
         let tt = s.time_to_target_s.map_or("not reached".to_string(), secs);
         let st = s.staleness.as_ref().map_or("-".to_string(), |h| format!("{:.2}/{}/{}", h.mean(), h.quantile(0.9), h.max()));
         println!("{name:<8} {tt:>14} {:>9.2}% {:>11.0} {:>9} {st:>22}", 100.0 * s.test_acc, s.samples_per_s, s.steps);
@@ -149,19 +151,19 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
         };
         println!(
             "{}",
-            serde_json::json!({"bench": "async", "algo": name, "workers": n, "lanes": format!("{:?}", args.workers.lanes).to_lowercase(),
+            serde_json::json!({"bench": "async", "algo": name, "workers": n, "lanes": args.workers.lanes.0.name(),
                 "inject_delay": delays.describe(), "target_acc": args.target_acc, "time_to_target_s": s.time_to_target_s,
                 "final_acc": s.test_acc, "samples_per_s": s.samples_per_s, "steps": s.steps,
-                "momentum": if *algo == Algo::Sync { args.sync_momentum } else { args.momentum },
+                "momentum": if *algo == AlgorithmKind::Sync { args.sync_momentum } else { args.momentum },
                 "staleness": s.staleness.as_ref().map(|h| h.to_json()), "speedup_vs_sync": speedup,
                 "ideal_speedup": ideal, "base_step_ms": base.as_secs_f64() * 1e3, "device": dev.info().name})
         );
     }
     if let Some(sync) = sync_time {
-        for (algo, s, _) in results.iter().filter(|(a, ..)| *a != Algo::Sync) {
+        for (algo, s, _) in results.iter().filter(|(a, ..)| *a != AlgorithmKind::Sync) {
             if let Some(t) = s.time_to_target_s {
                 println!(
-                    "{algo:?} reached {target:.1}% {:.2}x sooner than sync (ideal from the delay model: {ideal:.2}x)",
+                    "{algo} reached {target:.1}% {:.2}x sooner than sync (ideal from the delay model: {ideal:.2}x)",
                     sync / t
                 );
             }
@@ -169,7 +171,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
     }
     // Accuracy at equal training time: the latest evaluation of each run at or before the
     // time the shortest run ended.
-    let curves: Vec<(Algo, Vec<(f64, f64)>)> =
+    let curves: Vec<(AlgorithmKind, Vec<(f64, f64)>)> =
         results.iter().map(|(a, _, p)| Ok((*a, eval_curve(p)?))).collect::<Result<_>>()?;
     let horizon = curves.iter().filter_map(|(_, c)| c.last().map(|p| p.0)).fold(f64::INFINITY, f64::min);
     if horizon.is_finite() {
@@ -177,7 +179,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
             .iter()
             .map(|(a, c)| {
                 let acc = c.iter().take_while(|p| p.0 <= horizon).last().map_or(f64::NAN, |p| p.1);
-                format!("{} {:.2}%", format!("{a:?}").to_lowercase(), 100.0 * acc)
+                format!("{a} {:.2}%", 100.0 * acc)
             })
             .collect();
         println!("test accuracy at {} of training (the shortest run): {}", secs(horizon), at.join(", "));

@@ -2,119 +2,90 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use asgd::engine::io::metrics::MetricsWriter;
-use std::time::Duration;
-
-use asgd::comm::{CommConfig, Communicator};
-use asgd::distributed::{AveragingStep, DdpStep, Delayed, LasgdAveraging};
-use asgd::engine::train::{
-    train_data_parallel, train_decoupled, train_decoupled_with, train_steps, undelayed_step_time, AsyncConfig,
-    Decoupling, DelaySpec, Shard, StaleLr, StepAlgorithm, Summary, Weights,
+use asgd::engine::train::{DelaySpec, StaleLr, Summary, Weights};
+use asgd::{
+    load_checkpoint, Algorithm, AlgorithmKind, AsyncSettings, Averaging, CheckpointMeta, Event, Job, Lanes, ModelConfig,
+    NetEmulation, Position, RunSpec, Schedule, SgdParams, TrainConfig,
 };
-use asgd::data::Splits;
-use asgd::{load_checkpoint, CheckpointMeta, Device, Event, Model, ModelConfig, Position, Schedule, Sgd, SgdParams, TrainConfig};
+use clap::builder::PossibleValue;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::common::{accuracy, positive, secs, sizes, DataArgs, DeviceArgs, Sizes};
 
-/// Training algorithms (see the README for what each does).
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Algo {
-    /// Synchronous SGD (with --workers N: lock-step data parallel, gradients averaged every step).
-    Sync,
-    /// Partial decoupled ASGD: forward and backward threads, layer-wise asynchronous updates.
-    Pdasgd,
-    /// Asynchronous SGD with whole-model updates after the full backward pass (PD-ASGD's ablation).
-    Hogwild,
-    /// Across processes: local SGD steps, models averaged (blocking) every --avg-period steps.
-    Localsgd,
-    /// Across processes: local SGD with delayed averaging, applied --avg-delay steps later.
-    Dasgd,
-    /// Across processes: asynchronous lanes in each process, models averaged by all-reduce
-    /// every --avg-period steps, overlapped with training.
-    Lasgd,
-}
+/// `--algo`: one of the library's algorithms, under the library's name (see the README for
+/// what each does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Algo(pub AlgorithmKind);
 
-impl Algo {
-    /// Momentum when --momentum is not given: asynchronous algorithms get less, because
-    /// stale gradients already act as momentum (with 0.9, PD-ASGD diverged on MNIST).
-    pub fn default_momentum(self) -> f32 {
-        match self {
-            Algo::Sync | Algo::Localsgd | Algo::Dasgd => 0.9,
-            Algo::Pdasgd | Algo::Hogwild | Algo::Lasgd => 0.5,
-        }
+impl clap::ValueEnum for Algo {
+    fn value_variants<'a>() -> &'a [Self] {
+        const ALL: [Algo; 6] = {
+            let k = AlgorithmKind::ALL;
+            [Algo(k[0]), Algo(k[1]), Algo(k[2]), Algo(k[3]), Algo(k[4]), Algo(k[5])]
+        };
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self.0 {
+            AlgorithmKind::Sync => "Synchronous SGD (with --workers N: lock-step data parallel, gradients averaged every step)",
+            AlgorithmKind::Pdasgd => "Partial decoupled ASGD: forward and backward threads, layer-wise asynchronous updates",
+            AlgorithmKind::Hogwild => {
+                "Asynchronous SGD with whole-model updates after the full backward pass (PD-ASGD's ablation)"
+            }
+            AlgorithmKind::LocalSgd => "Across processes: local SGD steps, models averaged (blocking) every --avg-period steps",
+            AlgorithmKind::Dasgd => "Across processes: local SGD with delayed averaging, applied --avg-delay steps later",
+            AlgorithmKind::Lasgd => {
+                "Across processes: asynchronous lanes in each process, models averaged by all-reduce every --avg-period steps, overlapped with training"
+            }
+        };
+        Some(PossibleValue::new(self.0.name()).help(help))
     }
 }
 
-/// How processes train together (from RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
-pub struct Job {
-    pub comm: Communicator,
-    /// Model averaging period and delay, in steps (localsgd, dasgd, lasgd).
-    pub avg_period: u64,
-    pub avg_delay: u64,
-}
+/// `--lanes`: how lanes map to devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LanesArg(pub Lanes);
 
-impl Job {
-    /// A process on its own.
-    pub fn single() -> Self {
-        Self { comm: Communicator::single(), avg_period: 1, avg_delay: 0 }
+impl clap::ValueEnum for LanesArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        const ALL: [LanesArg; 2] = [LanesArg(Lanes::ALL[0]), LanesArg(Lanes::ALL[1])];
+        &ALL
     }
 
-    /// Joins the job the environment describes (torchrun's, Slurm's or Open MPI's variables),
-    /// or a world of one without them. `net_delay_ms` and `net_rate` emulate a slower network.
-    pub fn from_env(avg_period: u64, avg_delay: u64, net_delay_ms: Option<f64>, net_rate: Option<f64>) -> Result<Self> {
-        let mut cfg = CommConfig::from_env()?;
-        if cfg.world_size <= 1 {
-            return Ok(Self { avg_period, avg_delay, ..Self::single() });
-        }
-        if let Some(ms) = net_delay_ms {
-            cfg.net_delay = Duration::from_secs_f64(ms / 1e3);
-        }
-        if net_rate.is_some() {
-            cfg.net_rate_mbps = net_rate;
-        }
-        Ok(Self { comm: Communicator::connect(&cfg)?, avg_period, avg_delay })
-    }
-
-    pub fn rank(&self) -> usize {
-        self.comm.rank()
-    }
-
-    pub fn world(&self) -> usize {
-        self.comm.world_size()
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self.0 {
+            Lanes::Shared => "Every lane of every worker submits to one device (one queue)",
+            Lanes::Separate => "Each worker's lanes run on a device of its own, opened from the same adapter",
+        };
+        Some(PossibleValue::new(self.0.name()).help(help))
     }
 }
 
-/// How lanes map to devices.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lanes {
-    /// Every lane of every worker submits to one device (one queue).
-    Shared,
-    /// Each worker's lanes run on a device of its own, opened from the same adapter.
-    Separate,
-}
-
-/// Workers, lanes and delays: shared by `train` and `bench async`.
+/// Workers, lanes and delays: shared by `train` and `bench async`. The defaults are the
+/// library's ([`AsyncSettings::default`]).
 #[derive(clap::Args, Clone, Debug)]
 pub struct WorkerArgs {
     /// Workers (replicas), each with its own lanes.
     #[arg(long, default_value = "1", value_parser = positive)]
     pub workers: usize,
     /// Forward threads per worker (pdasgd, hogwild).
-    #[arg(long, default_value = "1", value_parser = positive)]
+    #[arg(long, default_value_t = AsyncSettings::default().fwd_threads, value_parser = positive)]
     pub fwd_threads: usize,
     /// Backward threads per worker (pdasgd, hogwild); a backward costs about two forwards.
-    #[arg(long, default_value = "2", value_parser = positive)]
+    #[arg(long, default_value_t = AsyncSettings::default().bwd_threads, value_parser = positive)]
     pub bwd_threads: usize,
     /// Batches that may wait between a worker's forward and backward threads (0: a forward
     /// pass waits for a free backward thread; with one of each, staleness is at most 1).
-    #[arg(long, default_value = "1")]
+    #[arg(long, default_value_t = AsyncSettings::default().queue)]
     pub queue: usize,
     /// Map lanes to one shared device or to a device per worker.
     #[arg(long, value_enum, default_value = "shared")]
-    pub lanes: Lanes,
+    pub lanes: LanesArg,
     /// Emulate slow devices, e.g. worker=1:factor=4 or all:exp=20ms (see the README).
     #[arg(long, value_parser = |s: &str| DelaySpec::parse(s).map_err(|e| e.to_string()))]
     pub inject_delay: Option<DelaySpec>,
@@ -129,111 +100,28 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    /// The delay spec (empty without --inject-delay), checked against the worker count.
-    pub fn delays(&self) -> Result<DelaySpec> {
+    /// The delay spec (empty without --inject-delay), checked against the `workers` it may
+    /// name (the ranks, across processes).
+    pub fn delays(&self, workers: usize) -> Result<DelaySpec> {
         let d = self.inject_delay.clone().unwrap_or_default();
-        d.check_workers(self.workers)?;
+        d.check_workers(workers).context("--inject-delay")?;
         Ok(d)
     }
 
-    /// One model and optimiser per worker, all built from `seed` so all start equal, on
-    /// `dev` or (separate lanes) on devices of their own opened from the same adapter.
-    pub fn build_replicas(
-        &self,
-        dev: &Device,
-        model: &ModelConfig,
-        splits: &Splits,
-        seed: u64,
-        hyper: SgdParams,
-    ) -> Result<Vec<(Model, Sgd)>> {
-        let mut replicas = Vec::new();
-        for w in 0..self.workers {
-            let d = if w == 0 || self.lanes == Lanes::Shared { dev.clone() } else { dev.open_sibling()? };
-            let m = model.build(&d, splits.train.shape, splits.train.classes, seed)?;
-            let sgd = Sgd::new(&m, hyper);
-            replicas.push((m, sgd));
-        }
-        Ok(replicas)
-    }
-
-    /// Trains `replicas` with `algo`; `job` is the group of processes (a world of one when
-    /// started alone).
-    #[allow(clippy::too_many_arguments)]
-    pub fn run(
-        &self,
-        algo: Algo,
-        replicas: &[(Model, Sgd)],
-        splits: &Splits,
-        cfg: &TrainConfig,
-        start: Position,
-        job: &Job,
-        obs: &mut dyn FnMut(&Event) -> asgd::engine::Result<()>,
-    ) -> Result<Summary> {
-        let refs: Vec<(&Model, &Sgd)> = replicas.iter().map(|(m, s)| (m, s)).collect();
-        let (model, sgd) = refs[0];
-        if job.world() > 1 {
-            // Across processes, --inject-delay worker=N names rank N.
-            let spec = self.inject_delay.clone().unwrap_or_default();
-            spec.check_workers(job.world())?;
-            let delays = spec.for_rank(job.rank());
-            // A factor scales the step time measured with every rank computing at once, after
-            // a barrier, so that it does not depend on what the other ranks happen to be doing
-            // (loading, or waiting in their first collective: measured alone, rank 1's base
-            // came out several times smaller under sync than under localsgd).
-            let base = if spec.needs_base_step() {
-                job.comm.barrier()?;
-                let t = undelayed_step_time(&model.plan(cfg.batch, true)?)?;
-                if delays.needs_base_step() { t } else { Duration::ZERO }
-            } else {
-                Duration::ZERO
-            };
-            let sampler = delays.sampler(job.rank(), cfg.seed, base);
-            let steps = |algo: &mut dyn StepAlgorithm, obs: &mut dyn FnMut(&Event) -> asgd::engine::Result<()>| {
-                let mut delayed = Delayed { inner: algo, sampler };
-                train_steps(model, sgd, splits, cfg, start, &mut delayed, obs)
-            };
-            return Ok(match algo {
-                Algo::Sync => steps(&mut DdpStep::new(&job.comm), obs)?,
-                Algo::Localsgd => steps(&mut AveragingStep::new(&job.comm, model, job.avg_period, 0)?, obs)?,
-                Algo::Dasgd => steps(&mut AveragingStep::new(&job.comm, model, job.avg_period, job.avg_delay)?, obs)?,
-                Algo::Lasgd => {
-                    let acfg = self.async_config(Decoupling::LayerWise, delays);
-                    let models: Vec<&Model> = refs.iter().map(|(m, _)| *m).collect();
-                    let mut avg = LasgdAveraging::new(&job.comm, models, job.avg_period, job.avg_delay, start.step)?;
-                    train_decoupled_with(&refs, splits, cfg, &acfg, start, Some(&mut avg), obs)?
-                }
-                Algo::Pdasgd | Algo::Hogwild => bail!(
-                    "--algo {} runs inside one process; across processes use --algo lasgd (asynchronous lanes in each process, averaged across processes)",
-                    format!("{algo:?}").to_lowercase()
-                ),
-            });
-        }
-        let delays = self.delays()?;
-        Ok(match algo {
-            Algo::Sync if refs.len() == 1 && delays.is_empty() => asgd::train_sync(model, sgd, splits, cfg, start, obs)?,
-            Algo::Sync => train_data_parallel(&refs, splits, cfg, &delays, start, obs)?,
-            Algo::Pdasgd | Algo::Hogwild | Algo::Lasgd => {
-                // LASGD in a single process is its local part: PD-ASGD lanes.
-                let d = if algo == Algo::Hogwild { Decoupling::WholeModel } else { Decoupling::LayerWise };
-                train_decoupled(&refs, splits, cfg, &self.async_config(d, delays), start, obs)?
-            }
-            Algo::Localsgd | Algo::Dasgd => {
-                // With one process there is nothing to average with: plain SGD.
-                asgd::train_sync(model, sgd, splits, cfg, start, obs)?
-            }
-        })
-    }
-
-    fn async_config(&self, decoupling: Decoupling, delays: DelaySpec) -> AsyncConfig {
-        AsyncConfig {
-            decoupling,
+    /// The lanes of each worker of the asynchronous algorithms.
+    pub fn async_settings(&self) -> AsyncSettings {
+        AsyncSettings {
             fwd_threads: self.fwd_threads,
             bwd_threads: self.bwd_threads,
             queue: self.queue,
-            delays,
-            stale_lr: self.staleness_lr,
             weights: self.weights,
+            stale_lr: self.staleness_lr,
         }
+    }
+
+    /// A run of `algorithm` with these workers and `delays`.
+    pub fn spec(&self, algorithm: Algorithm, delays: DelaySpec, config: TrainConfig, start: Position) -> RunSpec {
+        RunSpec { algorithm, workers: self.workers, lanes: self.lanes.0, delays, config, start }
     }
 }
 
@@ -249,11 +137,11 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub workers: WorkerArgs,
     /// Steps between model averages (localsgd, dasgd, lasgd).
-    #[arg(long, default_value = "8", value_parser = positive)]
+    #[arg(long, default_value_t = Averaging::default().period as usize, value_parser = positive)]
     pub avg_period: usize,
     /// Steps between the start of an average and its use (dasgd; for lasgd the latest use,
     /// sooner when it is back; smaller than --avg-period).
-    #[arg(long, default_value = "2")]
+    #[arg(long, default_value_t = Averaging::default().delay as usize)]
     pub avg_delay: usize,
     /// Emulated network delay in milliseconds added to every message between processes.
     #[arg(long)]
@@ -357,6 +245,14 @@ fn model_config(model: &str, hidden: &Option<Sizes>) -> Result<ModelConfig> {
     Ok(cfg)
 }
 
+impl TrainArgs {
+    /// The algorithm `--algo` names, with the settings its flags give.
+    pub fn algorithm(&self) -> Algorithm {
+        let averaging = Averaging { period: self.avg_period as u64, delay: self.avg_delay as u64 };
+        Algorithm::new(self.algo.0, self.workers.async_settings(), averaging)
+    }
+}
+
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let mut model_cfg = args.arch.config()?;
     let mut splits = args.data.load()?;
@@ -368,7 +264,8 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     if !(args.lr > 0.0 && args.lr.is_finite()) {
         bail!("--lr {} must be a positive number", args.lr);
     }
-    let momentum = args.momentum.unwrap_or(args.algo.default_momentum());
+    let algorithm = args.algorithm();
+    let momentum = args.momentum.unwrap_or(algorithm.default_momentum());
     if !(0.0..1.0).contains(&momentum) {
         bail!("--momentum {momentum} must be in [0, 1)");
     }
@@ -406,44 +303,26 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     if args.net_delay.is_some_and(|d| !(d >= 0.0 && d.is_finite())) || args.net_rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--net-delay must be zero or more milliseconds and --net-rate a positive number of MB/s");
     }
-    let job = Job::from_env(args.avg_period as u64, args.avg_delay as u64, args.net_delay, args.net_rate)?;
+    let net = NetEmulation { delay: args.net_delay.map(|ms| Duration::from_secs_f64(ms / 1e3)), rate_mbps: args.net_rate };
+    let job = Job::from_env(net)?;
     let (rank, world) = (job.rank(), job.world());
-    if world > 1 {
-        if args.stop_at_target {
-            bail!("--stop-at-target works in one process only: ranks must all run the same steps; use --target-acc alone");
-        }
-        if args.workers.workers > 1 && args.algo != Algo::Lasgd {
-            bail!("--workers N runs N replicas inside one process; across processes use one per process (or --algo lasgd)");
-        }
-    }
-    let dev = args.device.open()?;
+    // Across processes, --inject-delay worker=N names rank N.
+    let delays = args.workers.delays(if world > 1 { world } else { args.workers.workers })?;
     let hyper = SgdParams { lr: args.lr, momentum, weight_decay: args.weight_decay };
-    let replicas = args.workers.build_replicas(&dev, &model_cfg, &splits, args.seed, hyper)?;
     let mut start = Position::default();
     let mut seed = args.seed;
     if let Some(ck) = &resume {
-        for (model, sgd) in &replicas {
-            ck.restore_model(model)?;
-            ck.restore_optimizer(model, sgd)?;
-        }
         start = ck.meta.position;
         seed = ck.meta.seed;
     }
-    let model = &replicas[0].0;
 
     let epochs = args.epochs.unwrap_or(if digits { 20 } else { 3 });
-    // Every rank writes its own metrics; only rank 0 evaluates and writes the checkpoint.
+    // Every rank writes its own metrics; only rank 0 evaluates and writes the checkpoint
+    // (the library sees to that).
     let metrics_path = args.metrics.as_ref().map(|p| rank_path(p, rank));
-    let checkpoint = if rank == 0 { args.checkpoint.clone() } else { None };
     let batch = args.batch.unwrap_or(if digits { 32 } else { 128 });
-    if batch > splits.train.len() {
-        bail!(
-            "the batch size {batch} is larger than the {} training samples; use a smaller --batch",
-            splits.train.len()
-        );
-    }
     let mut extra = std::collections::BTreeMap::new();
-    extra.insert("algo".to_string(), format!("{:?}", args.algo).to_lowercase());
+    extra.insert("algo".to_string(), algorithm.name().to_string());
     extra.insert("workers".to_string(), args.workers.workers.to_string());
     if let Some(d) = &args.workers.inject_delay {
         extra.insert("inject_delay".to_string(), d.describe());
@@ -466,7 +345,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         target_acc,
         stop_at_target: args.stop_at_target,
         max_steps: args.max_steps.map(|n| n as u64),
-        checkpoint,
+        checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every.map(|n| n as u64),
         checkpoint_meta: CheckpointMeta {
             model: model_cfg.description(),
@@ -476,10 +355,19 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             extra,
             ..Default::default()
         },
-        shard: Shard { rank, world },
-        evaluate: rank == 0,
         ..TrainConfig::default()
     };
+    let spec = args.workers.spec(algorithm, delays, cfg, start);
+    spec.check(&splits, &job)?;
+    let dev = args.device.open()?;
+    // The initialisation is seeded with --seed; a resumed run then loads its checkpoint.
+    let replicas = spec.build_replicas(&dev, &model_cfg, &splits, args.seed)?;
+    if let Some(ck) = &resume {
+        for r in &replicas {
+            r.restore(ck)?;
+        }
+    }
+    let model = &replicas[0].model;
 
     let mut metrics = match &metrics_path {
         Some(p) if args.resume.is_some() => Some(MetricsWriter::append(p)?),
@@ -487,17 +375,17 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         None => None,
     };
     eprintln!(
-        "training {} ({} parameters) on {} ({} train / {} test samples) with {} x{} on {} ({}, {:?} lanes)",
+        "training {} ({} parameters) on {} ({} train / {} test samples) with {} x{} on {} ({}, {} lanes)",
         model_cfg.description(),
         model.num_params(),
         args.data.data.name(),
         splits.train.len(),
         splits.test.len(),
-        format!("{:?}", args.algo).to_lowercase(),
+        algorithm.name(),
         args.workers.workers,
         dev.info().name,
         dev.info().backend,
-        args.workers.lanes,
+        args.workers.lanes.0.name(),
     );
     let mut progress = Progress::new(args.quiet, epochs);
     let mut observer = |e: &Event| -> asgd::engine::Result<()> {
@@ -507,7 +395,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         progress.on(e);
         Ok(())
     };
-    let summary = args.workers.run(args.algo, &replicas, &splits, &cfg, start, &job, &mut observer)?;
+    let summary = asgd::run(&spec, &replicas, &splits, &job, &mut observer)?;
     progress.finish();
     print_staleness(&summary);
     let target = match (target_acc, summary.time_to_target_s) {

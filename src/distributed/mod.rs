@@ -18,20 +18,12 @@ pub use averaging::AveragingStep;
 pub use ddp::DdpStep;
 pub use lasgd::LasgdAveraging;
 
-/// A comm failure inside a training loop, carried through the engine whole.
-pub(crate) fn comm_err(e: CommError) -> asgd_engine::EngineError {
-    asgd_engine::EngineError::External(Box::new(e))
-}
+pub(crate) use crate::error::comm_err;
 
 /// Checks that an average started every `period` steps is applied `delay` steps later,
 /// before the next one starts.
 pub(crate) fn check_period(period: u64, delay: u64) -> EngineResult<()> {
-    if period == 0 || delay >= period {
-        return Err(asgd_engine::EngineError::InvalidArgument(format!(
-            "--avg-delay {delay} must be smaller than --avg-period {period} (and the period at least 1)"
-        )));
-    }
-    Ok(())
+    crate::Averaging { period, delay }.check().map_err(|e| asgd_engine::EngineError::InvalidArgument(e.to_string()))
 }
 
 /// Adds a host vector to every parameter of a model (in [`Model::params`] order): one upload

@@ -1,0 +1,266 @@
+//! The training algorithms as values: which one, and the settings that belong to it.
+//!
+//! [`AlgorithmKind`] names an algorithm (and is where its user-facing name comes from);
+//! [`Algorithm`] is one with its settings, ready for [`crate::run`]. The defaults here are
+//! what the algorithms are known to need (see each one's documentation); the `asgd` binary's
+//! flags default to them.
+
+use std::fmt;
+
+use asgd_engine::train::{AsyncConfig, Decoupling, DelaySpec, StaleLr, Weights};
+
+/// The six algorithms, without their settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AlgorithmKind {
+    /// Synchronous SGD; with several replicas in a process, lock-step data parallel; across
+    /// processes, DDP (gradients all-reduced every step).
+    Sync,
+    /// Partial decoupled ASGD: forward and backward threads, layer-wise asynchronous updates.
+    Pdasgd,
+    /// Asynchronous SGD with one whole-model update after the full backward pass.
+    Hogwild,
+    /// Local SGD: models averaged across processes, blocking, every `period` steps.
+    LocalSgd,
+    /// DaSGD: local SGD whose average is applied `delay` steps after it started.
+    Dasgd,
+    /// LASGD: asynchronous lanes inside each process, models averaged across processes.
+    Lasgd,
+}
+
+impl AlgorithmKind {
+    /// Every algorithm, in the order the documentation lists them.
+    pub const ALL: [AlgorithmKind; 6] =
+        [Self::Sync, Self::Pdasgd, Self::Hogwild, Self::LocalSgd, Self::Dasgd, Self::Lasgd];
+
+    /// The algorithm's name as users write it (`sync`, `pdasgd`, `hogwild`, `localsgd`,
+    /// `dasgd`, `lasgd`); [`AlgorithmKind::parse`] reads it back.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sync => "sync",
+            Self::Pdasgd => "pdasgd",
+            Self::Hogwild => "hogwild",
+            Self::LocalSgd => "localsgd",
+            Self::Dasgd => "dasgd",
+            Self::Lasgd => "lasgd",
+        }
+    }
+
+    /// Parses a [`AlgorithmKind::name`].
+    pub fn parse(s: &str) -> Result<Self, asgd_engine::EngineError> {
+        Self::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+            asgd_engine::EngineError::InvalidArgument(format!(
+                "unknown algorithm '{s}'; use one of {}",
+                names.join(", ")
+            ))
+        })
+    }
+
+    /// Whether replicas update without waiting for each other inside a process (the
+    /// decoupled lanes of PD-ASGD, Hogwild and LASGD).
+    pub fn is_asynchronous(self) -> bool {
+        matches!(self, Self::Pdasgd | Self::Hogwild | Self::Lasgd)
+    }
+
+    /// Whether the algorithm runs across processes ([`AlgorithmKind::Pdasgd`] and
+    /// [`AlgorithmKind::Hogwild`] run inside one; LASGD is their form across processes).
+    pub fn runs_across_processes(self) -> bool {
+        !matches!(self, Self::Pdasgd | Self::Hogwild)
+    }
+
+    /// The SGD momentum to use when the caller has no better value: 0.9 for the synchronous
+    /// algorithms (sync, local SGD, DaSGD), 0.5 for the asynchronous ones, because stale
+    /// gradients already act as momentum: with 0.9 (live weights, no warm-up, a queue of 2)
+    /// PD-ASGD diverged on MNIST even with one worker. Weight prediction
+    /// ([`Weights::Predict`]) and a warm-up make 0.9 work again.
+    pub fn default_momentum(self) -> f32 {
+        if self.is_asynchronous() {
+            0.5
+        } else {
+            0.9
+        }
+    }
+}
+
+impl fmt::Display for AlgorithmKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The lanes of one replica of an asynchronous algorithm (PD-ASGD, Hogwild, LASGD).
+///
+/// The default is one forward and two backward threads (a backward pass costs about two
+/// forward passes, the ratio the PD-ASGD paper uses) with one batch queued between them, the
+/// live parameters and the scheduled rate whatever the staleness: the published method. With
+/// a queue of 2 PD-ASGD diverged on the MNIST MLP; with 1 it trained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AsyncSettings {
+    /// Forward threads per replica (at least 1).
+    pub fwd_threads: usize,
+    /// Backward threads per replica (at least 1).
+    pub bwd_threads: usize,
+    /// Batches that may wait between a replica's forward and backward threads; 0: a forward
+    /// pass waits for a free backward thread (with one of each, staleness is at most 1).
+    pub queue: usize,
+    /// Which parameter values a batch's forward and backward passes read.
+    pub weights: Weights,
+    /// How an update's staleness scales its learning rate.
+    pub stale_lr: StaleLr,
+}
+
+impl Default for AsyncSettings {
+    fn default() -> Self {
+        let c = AsyncConfig::default();
+        Self {
+            fwd_threads: c.fwd_threads,
+            bwd_threads: c.bwd_threads,
+            queue: c.queue,
+            weights: c.weights,
+            stale_lr: c.stale_lr,
+        }
+    }
+}
+
+impl AsyncSettings {
+    /// The engine's configuration of the decoupled loop.
+    pub(crate) fn config(&self, decoupling: Decoupling, delays: DelaySpec) -> AsyncConfig {
+        AsyncConfig {
+            decoupling,
+            fwd_threads: self.fwd_threads,
+            bwd_threads: self.bwd_threads,
+            queue: self.queue,
+            delays,
+            stale_lr: self.stale_lr,
+            weights: self.weights,
+        }
+    }
+}
+
+/// Model averaging across processes: every `period` steps a snapshot is averaged, and the
+/// average is applied `delay` steps after it started (`delay < period`).
+///
+/// The default is an average every 8 steps, applied 2 steps after it started. A longer
+/// delay hides a slower network (BENCHMARKS.md measures delays of 4 and 6 against 50 ms
+/// messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Averaging {
+    /// Steps between averages (at least 1).
+    pub period: u64,
+    /// Steps between the start of an average and its use (DaSGD; for LASGD the latest use,
+    /// sooner when it is back); smaller than `period`; 0 waits for every average.
+    pub delay: u64,
+}
+
+impl Default for Averaging {
+    fn default() -> Self {
+        Self { period: 8, delay: 2 }
+    }
+}
+
+impl Averaging {
+    /// Checks that each average is applied before the next one starts.
+    pub fn check(&self) -> Result<(), crate::TrainError> {
+        if self.period == 0 || self.delay >= self.period {
+            return Err(crate::TrainError::Averaging { period: self.period, delay: self.delay });
+        }
+        Ok(())
+    }
+}
+
+/// An algorithm with its settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Synchronous SGD: one replica, one command encoder per step; several replicas in one
+    /// process: lock-step data parallel (gradients averaged every step); across processes,
+    /// DDP with the all-reduce overlapping the backward pass.
+    Sync,
+    /// PD-ASGD (Teguemne Fokam et al., arXiv 2410.05985), inside one process.
+    Pdasgd(AsyncSettings),
+    /// Hogwild-style ASGD (whole-model updates), inside one process.
+    Hogwild(AsyncSettings),
+    /// Local SGD: averages every `period` steps, blocking. In one process, plain SGD.
+    LocalSgd {
+        /// Steps between averages.
+        period: u64,
+    },
+    /// DaSGD (Zhou et al., arXiv 2006.00441): `w <- avg + (w - snapshot)` `delay` steps after
+    /// the snapshot. In one process, plain SGD.
+    Dasgd(Averaging),
+    /// LASGD (Avidor et al., arXiv 2203.13085): PD-ASGD lanes in each process, averaged across
+    /// processes, overlapped with training. In one process, its local part: PD-ASGD.
+    Lasgd {
+        /// The lanes inside each process.
+        lanes: AsyncSettings,
+        /// The averaging across processes.
+        averaging: Averaging,
+    },
+}
+
+impl Algorithm {
+    /// `kind` with the settings that belong to it taken from `lanes` and `averaging`.
+    pub fn new(kind: AlgorithmKind, lanes: AsyncSettings, averaging: Averaging) -> Self {
+        match kind {
+            AlgorithmKind::Sync => Self::Sync,
+            AlgorithmKind::Pdasgd => Self::Pdasgd(lanes),
+            AlgorithmKind::Hogwild => Self::Hogwild(lanes),
+            AlgorithmKind::LocalSgd => Self::LocalSgd { period: averaging.period },
+            AlgorithmKind::Dasgd => Self::Dasgd(averaging),
+            AlgorithmKind::Lasgd => Self::Lasgd { lanes, averaging },
+        }
+    }
+
+    /// `kind` with its default settings.
+    pub fn with_defaults(kind: AlgorithmKind) -> Self {
+        Self::new(kind, AsyncSettings::default(), Averaging::default())
+    }
+
+    /// Which algorithm this is.
+    pub fn kind(&self) -> AlgorithmKind {
+        match self {
+            Self::Sync => AlgorithmKind::Sync,
+            Self::Pdasgd(_) => AlgorithmKind::Pdasgd,
+            Self::Hogwild(_) => AlgorithmKind::Hogwild,
+            Self::LocalSgd { .. } => AlgorithmKind::LocalSgd,
+            Self::Dasgd(_) => AlgorithmKind::Dasgd,
+            Self::Lasgd { .. } => AlgorithmKind::Lasgd,
+        }
+    }
+
+    /// Its user-facing name ([`AlgorithmKind::name`]).
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// [`AlgorithmKind::default_momentum`].
+    pub fn default_momentum(&self) -> f32 {
+        self.kind().default_momentum()
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back_and_settings_follow_the_kind() {
+        for k in AlgorithmKind::ALL {
+            assert_eq!(AlgorithmKind::parse(k.name()).unwrap(), k);
+            assert_eq!(Algorithm::with_defaults(k).kind(), k);
+        }
+        assert!(AlgorithmKind::parse("adam").unwrap_err().to_string().contains("sync, pdasgd"));
+        let avg = Averaging { period: 4, delay: 0 };
+        assert_eq!(
+            Algorithm::new(AlgorithmKind::LocalSgd, AsyncSettings::default(), avg),
+            Algorithm::LocalSgd { period: 4 }
+        );
+        assert!(Averaging { period: 4, delay: 4 }.check().is_err() && avg.check().is_ok());
+        assert_eq!(AsyncSettings::default().bwd_threads, 2);
+    }
+}

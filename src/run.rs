@@ -1,0 +1,265 @@
+//! One entry point for every algorithm: [`run`] picks the training loop that runs a
+//! [`RunSpec`]'s [`Algorithm`] in this process or across the processes of a [`Job`].
+//!
+//! | algorithm | one process | across processes |
+//! |---|---|---|
+//! | sync | SGD (one replica), lock-step data parallel (several, or injected delays) | DDP: gradient all-reduce every step |
+//! | pdasgd, hogwild | the decoupled lanes, layer-wise or whole-model updates | refused: use lasgd |
+//! | localsgd, dasgd | plain SGD on the first replica (nothing to average with) | SGD steps with periodic averaging |
+//! | lasgd | its local part: PD-ASGD lanes | PD-ASGD lanes, averaged across processes |
+
+use std::time::Duration;
+
+use asgd_engine::data::Splits;
+use asgd_engine::ops::sgd::SgdParams;
+use asgd_engine::optim::Sgd;
+use asgd_engine::train::{
+    train_data_parallel, train_decoupled, train_decoupled_with, train_steps, train_sync, undelayed_step_time,
+    Checkpoint, Decoupling, DelaySpec, Event, Observer, Position, StepAlgorithm, Summary, TrainConfig,
+};
+use asgd_engine::{Device, EngineError, Model};
+use asgd_models::ModelConfig;
+
+use crate::algorithm::{Algorithm, AlgorithmKind};
+use crate::distributed::{AveragingStep, DdpStep, Delayed, LasgdAveraging};
+use crate::error::TrainError;
+use crate::job::Job;
+
+/// How a process's replicas map to devices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lanes {
+    /// Every lane of every replica submits to one device (one queue).
+    #[default]
+    Shared,
+    /// Each replica's lanes run on a device of its own, opened from the same adapter;
+    /// updates then cross devices through the host.
+    Separate,
+}
+
+impl Lanes {
+    /// Both mappings.
+    pub const ALL: [Lanes; 2] = [Self::Shared, Self::Separate];
+
+    /// `shared` or `separate`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::Separate => "separate",
+        }
+    }
+}
+
+/// Everything about a run but the model and the data.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    /// The algorithm and its settings.
+    pub algorithm: Algorithm,
+    /// Replicas (workers) in this process, each with its own lanes; several run lock-step
+    /// data parallel under sync and asynchronously under pdasgd, hogwild and lasgd.
+    pub workers: usize,
+    /// Where the replicas run.
+    pub lanes: Lanes,
+    /// Emulated slow devices; across processes `worker=N` names rank N.
+    pub delays: DelaySpec,
+    /// Epochs, batch, learning rate and schedule, evaluation, checkpoints. Its `shard` is
+    /// the job's; across processes only rank 0 evaluates and writes the checkpoint.
+    pub config: TrainConfig,
+    /// Where the run starts (a checkpoint's position when resuming).
+    pub start: Position,
+}
+
+impl RunSpec {
+    /// `algorithm` with one replica on one device, no delays, from the start.
+    pub fn new(algorithm: Algorithm, config: TrainConfig) -> Self {
+        Self {
+            algorithm,
+            workers: 1,
+            lanes: Lanes::Shared,
+            delays: DelaySpec::default(),
+            config,
+            start: Position::default(),
+        }
+    }
+
+    /// Checks that this run can go ahead on `splits` in `job` (what [`run`] checks first), so
+    /// that a caller can refuse it before it builds replicas: a batch that fits the data, a
+    /// valid averaging, delays that name existing workers (ranks, across processes), and
+    /// across processes an algorithm that runs there, with one replica per process but for
+    /// LASGD and no stop at the target accuracy.
+    pub fn check(&self, splits: &Splits, job: &Job) -> Result<(), TrainError> {
+        self.validate(splits, job, self.workers)
+    }
+
+    fn validate(&self, splits: &Splits, job: &Job, replicas: usize) -> Result<(), TrainError> {
+        if replicas == 0 {
+            return Err(EngineError::InvalidArgument("a run needs at least one replica".into()).into());
+        }
+        let batch = self.config.batch;
+        if batch == 0 {
+            return Err(EngineError::InvalidArgument("the batch size must be at least 1".into()).into());
+        }
+        let (samples, world) = (splits.train.len(), job.world());
+        if samples / batch / world == 0 {
+            return Err(TrainError::BatchTooLarge { batch, samples, world });
+        }
+        if world == 1 {
+            self.delays.check_workers(replicas)?;
+            return Ok(());
+        }
+        let kind = self.algorithm.kind();
+        if self.config.stop_at_target {
+            return Err(TrainError::StopAtTargetAcrossProcesses);
+        }
+        if replicas > 1 && kind != AlgorithmKind::Lasgd {
+            return Err(TrainError::ReplicasAcrossProcesses { algorithm: kind, replicas });
+        }
+        if !kind.runs_across_processes() {
+            return Err(TrainError::OneProcessOnly { algorithm: kind });
+        }
+        self.delays.check_workers(world)?;
+        match self.algorithm {
+            Algorithm::LocalSgd { period } => crate::Averaging { period, delay: 0 }.check(),
+            Algorithm::Dasgd(averaging) | Algorithm::Lasgd { averaging, .. } => averaging.check(),
+            _ => Ok(()),
+        }
+    }
+
+    /// One model and optimiser per worker, all initialised from `seed` so that all start
+    /// equal, on `dev` or (separate lanes) on devices of their own opened from its adapter.
+    /// The optimiser's settings are the run's (`config.sgd`).
+    pub fn build_replicas(
+        &self,
+        dev: &Device,
+        model: &ModelConfig,
+        splits: &Splits,
+        seed: u64,
+    ) -> Result<Vec<Replica>, TrainError> {
+        (0..self.workers)
+            .map(|w| {
+                let d = if w == 0 || self.lanes == Lanes::Shared { dev.clone() } else { dev.open_sibling()? };
+                Replica::build(&d, model, splits, seed, self.config.sgd)
+            })
+            .collect()
+    }
+}
+
+/// A model and its optimiser: one worker's copy of what is trained.
+pub struct Replica {
+    /// The model, on the worker's device.
+    pub model: Model,
+    /// Its optimiser state (momentum).
+    pub sgd: Sgd,
+}
+
+impl Replica {
+    /// `model` for `splits`' input shape and classes, initialised from `seed`.
+    pub fn build(
+        dev: &Device,
+        model: &ModelConfig,
+        splits: &Splits,
+        seed: u64,
+        sgd: SgdParams,
+    ) -> Result<Self, TrainError> {
+        let model = model.build(dev, splits.train.shape, splits.train.classes, seed)?;
+        let sgd = Sgd::new(&model, sgd);
+        Ok(Self { model, sgd })
+    }
+
+    /// Loads a checkpoint's parameters and optimiser state into this replica.
+    pub fn restore(&self, ck: &Checkpoint) -> Result<(), TrainError> {
+        ck.restore_model(&self.model)?;
+        ck.restore_optimizer(&self.model, &self.sgd)?;
+        Ok(())
+    }
+}
+
+/// Trains `replicas` (as [`RunSpec::build_replicas`] made them) on `splits` with
+/// `spec.algorithm`, in this process or across `job`'s processes, reporting to `observer`.
+///
+/// Across processes every rank trains its share of the data (step `s` of rank `r` trains
+/// batch `s * world + r` of the shared seeded order), only rank 0 evaluates and writes the
+/// checkpoint, and every algorithm ends with the same model on every rank.
+pub fn run(
+    spec: &RunSpec,
+    replicas: &[Replica],
+    splits: &Splits,
+    job: &Job,
+    observer: &mut Observer,
+) -> Result<Summary, TrainError> {
+    spec.validate(splits, job, replicas.len())?;
+    let mut cfg = spec.config.clone();
+    cfg.shard = job.shard();
+    if job.rank() != 0 {
+        cfg.evaluate = false;
+        cfg.checkpoint = None;
+    }
+    let refs: Vec<(&Model, &Sgd)> = replicas.iter().map(|r| (&r.model, &r.sgd)).collect();
+    if job.is_distributed() {
+        return run_across_processes(spec, &refs, splits, &cfg, job, observer);
+    }
+    let (model, sgd) = refs[0];
+    let start = spec.start;
+    let delays = spec.delays.clone();
+    let decoupled = |d: Decoupling, lanes: &crate::AsyncSettings, obs: &mut Observer| {
+        train_decoupled(&refs, splits, &cfg, &lanes.config(d, delays.clone()), start, obs)
+    };
+    Ok(match &spec.algorithm {
+        Algorithm::Sync if refs.len() == 1 && delays.is_empty() => {
+            train_sync(model, sgd, splits, &cfg, start, observer)?
+        }
+        Algorithm::Sync => train_data_parallel(&refs, splits, &cfg, &delays, start, observer)?,
+        Algorithm::Pdasgd(lanes) => decoupled(Decoupling::LayerWise, lanes, observer)?,
+        Algorithm::Hogwild(lanes) => decoupled(Decoupling::WholeModel, lanes, observer)?,
+        // LASGD in a single process is its local part: PD-ASGD lanes.
+        Algorithm::Lasgd { lanes, .. } => decoupled(Decoupling::LayerWise, lanes, observer)?,
+        // With one process there is nothing to average with: plain SGD.
+        Algorithm::LocalSgd { .. } | Algorithm::Dasgd(_) => train_sync(model, sgd, splits, &cfg, start, observer)?,
+    })
+}
+
+fn run_across_processes(
+    spec: &RunSpec,
+    refs: &[(&Model, &Sgd)],
+    splits: &Splits,
+    cfg: &TrainConfig,
+    job: &Job,
+    obs: &mut Observer,
+) -> Result<Summary, TrainError> {
+    let (comm, rank, start) = (job.communicator(), job.rank(), spec.start);
+    let (model, sgd) = refs[0];
+    let delays = spec.delays.for_rank(rank);
+    // A factor scales the step time measured with every rank computing at once, after a
+    // barrier, so that it does not depend on what the other ranks happen to be doing
+    // (loading, or waiting in their first collective: measured alone, rank 1's base came out
+    // several times smaller under sync than under localsgd).
+    let base = if spec.delays.needs_base_step() {
+        comm.barrier()?;
+        let t = undelayed_step_time(&model.plan(cfg.batch, true)?)?;
+        if delays.needs_base_step() {
+            t
+        } else {
+            Duration::ZERO
+        }
+    } else {
+        Duration::ZERO
+    };
+    let sampler = delays.sampler(rank, cfg.seed, base);
+    let steps = |algo: &mut dyn StepAlgorithm, obs: &mut dyn FnMut(&Event) -> asgd_engine::Result<()>| {
+        let mut delayed = Delayed { inner: algo, sampler };
+        train_steps(model, sgd, splits, cfg, start, &mut delayed, obs)
+    };
+    Ok(match &spec.algorithm {
+        Algorithm::Sync => steps(&mut DdpStep::new(comm), obs)?,
+        Algorithm::LocalSgd { period } => steps(&mut AveragingStep::new(comm, model, *period, 0)?, obs)?,
+        Algorithm::Dasgd(avg) => steps(&mut AveragingStep::new(comm, model, avg.period, avg.delay)?, obs)?,
+        Algorithm::Lasgd { lanes, averaging } => {
+            let acfg = lanes.config(Decoupling::LayerWise, delays);
+            let models: Vec<&Model> = refs.iter().map(|(m, _)| *m).collect();
+            let mut avg = LasgdAveraging::new(comm, models, averaging.period, averaging.delay, start.step)?;
+            train_decoupled_with(refs, splits, cfg, &acfg, start, Some(&mut avg), obs)?
+        }
+        Algorithm::Pdasgd(_) | Algorithm::Hogwild(_) => {
+            unreachable!("refused by validate: they run inside one process")
+        }
+    })
+}

@@ -1,0 +1,100 @@
+//! The library's entry point: `asgd::run` runs every algorithm, picks the same loop the
+//! engine offers directly, and fails with typed errors.
+
+use asgd::data::{self, DataKind, Splits};
+use asgd::{
+    Algorithm, AlgorithmKind, DelaySpec, Device, DeviceOptions, Job, ModelConfig, Position, RunSpec, SgdParams,
+    TrainConfig, TrainError,
+};
+
+fn setup() -> (Device, Splits) {
+    let dev = Device::open(&DeviceOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut splits = data::load(DataKind::Digits, None).unwrap();
+    splits.test.truncate(64);
+    (dev, splits)
+}
+
+fn spec(algorithm: Algorithm, steps: u64, lr: f32) -> RunSpec {
+    let sgd = SgdParams { lr, momentum: algorithm.default_momentum(), weight_decay: 0.0 };
+    let config = TrainConfig {
+        epochs: 1,
+        batch: 16,
+        sgd,
+        seed: 5,
+        max_steps: Some(steps),
+        log_every: 4,
+        ..TrainConfig::default()
+    };
+    RunSpec::new(algorithm, config)
+}
+
+fn mlp() -> ModelConfig {
+    ModelConfig::Mlp { hidden: vec![16] }
+}
+
+#[test]
+fn every_algorithm_runs_in_one_process() {
+    let (dev, splits) = setup();
+    for kind in AlgorithmKind::ALL {
+        let mut s = spec(Algorithm::with_defaults(kind), 6, 0.05);
+        // Two replicas where the algorithm uses them: data parallel and asynchronous lanes.
+        if kind == AlgorithmKind::Sync || kind.is_asynchronous() {
+            s.workers = 2;
+        }
+        let replicas = s.build_replicas(&dev, &mlp(), &splits, 1).unwrap();
+        let summary = asgd::run(&s, &replicas, &splits, &Job::single(), &mut |_| Ok(())).unwrap();
+        assert_eq!(summary.samples, 6 * 16, "{kind}: 6 batches of 16, whatever the replicas");
+        assert_eq!(summary.staleness.is_some(), kind.is_asynchronous(), "{kind}");
+        assert!(summary.test_acc.is_finite(), "{kind}");
+    }
+}
+
+#[test]
+fn sync_and_local_sgd_in_one_process_are_the_engines_sgd_bit_for_bit() {
+    let (dev, splits) = setup();
+    let s = spec(Algorithm::Sync, 8, 0.05);
+    let direct = s.build_replicas(&dev, &mlp(), &splits, 1).unwrap();
+    asgd::train_sync(&direct[0].model, &direct[0].sgd, &splits, &s.config, Position::default(), &mut |_| Ok(()))
+        .unwrap();
+    let want = direct[0].model.checksum().unwrap();
+    for algorithm in [
+        Algorithm::Sync,
+        Algorithm::with_defaults(AlgorithmKind::LocalSgd),
+        Algorithm::with_defaults(AlgorithmKind::Dasgd),
+    ] {
+        // The same momentum as the direct run, whatever the algorithm's default.
+        let s = RunSpec { algorithm, ..s.clone() };
+        let replicas = s.build_replicas(&dev, &mlp(), &splits, 1).unwrap();
+        asgd::run(&s, &replicas, &splits, &Job::single(), &mut |_| Ok(())).unwrap();
+        assert_eq!(replicas[0].model.checksum().unwrap(), want, "{algorithm}");
+    }
+}
+
+#[test]
+fn a_diverging_run_is_a_typed_error() {
+    let (dev, splits) = setup();
+    let s = spec(Algorithm::Sync, 200, 1e9);
+    let replicas = s.build_replicas(&dev, &mlp(), &splits, 1).unwrap();
+    match asgd::run(&s, &replicas, &splits, &Job::single(), &mut |_| Ok(())) {
+        Err(e @ TrainError::Diverged { .. }) => {
+            assert!(e.to_string().starts_with("the training loss became"), "{e}");
+            assert!(!e.to_string().contains("--"), "the library names no flag: {e}");
+        }
+        other => panic!("expected a divergence, got {:?}", other.map(|s| s.test_acc)),
+    }
+}
+
+#[test]
+fn check_refuses_a_run_before_anything_is_built() {
+    let (_, splits) = setup();
+    let mut s = spec(Algorithm::Sync, 1, 0.05);
+    s.config.batch = 5000;
+    assert!(matches!(
+        s.check(&splits, &Job::single()),
+        Err(TrainError::BatchTooLarge { batch: 5000, samples: 1437, world: 1 })
+    ));
+    let mut s = spec(Algorithm::with_defaults(AlgorithmKind::Pdasgd), 1, 0.05);
+    s.delays = DelaySpec::parse("worker=3:fixed=1ms").unwrap();
+    let e = s.check(&splits, &Job::single()).unwrap_err();
+    assert!(e.to_string().contains("names worker 3"), "{e}");
+}
