@@ -45,6 +45,18 @@ shaders! {
     SOFTMAX_XENT => "softmax_xent.wgsl",
     /// Running loss/accuracy totals on the GPU.
     METRICS => "metrics.wgsl",
-    /// SGD with momentum and weight decay.
+    /// SGD with momentum, weight decay and optional Nesterov momentum.
     SGD => "sgd.wgsl",
+    /// Adam and AdamW, with the bias corrections computed from a step count on the GPU.
+    ADAM => "adam.wgsl",
+    /// Adding to a one-element counter (an optimiser's step count).
+    COUNTER => "counter.wgsl",
+    /// Global average pooling forward and backward.
+    AVGPOOL => "avgpool.wgsl",
+    /// Batch norm's element-wise kernels: the normalisation and the input gradient.
+    BATCHNORM => "batchnorm.wgsl",
+    /// Batch norm's training-mode per-channel statistics and running averages.
+    BATCHNORM_STATS => "batchnorm_stats.wgsl",
+    /// Batch norm's per-channel parameter gradients.
+    BATCHNORM_BACKWARD => "batchnorm_backward.wgsl",
 }

@@ -6,6 +6,9 @@
 //!
 //! [`Dispatch`]: crate::kernel::Dispatch
 
+pub mod adam;
+pub mod avgpool;
+pub mod batchnorm;
 pub mod bias;
 pub mod conv2d;
 pub mod elementwise;

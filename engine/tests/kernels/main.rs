@@ -6,6 +6,9 @@
 
 mod support;
 
+mod adam;
+mod avgpool;
+mod batchnorm;
 mod bias;
 mod conv2d;
 mod elementwise;

@@ -1,0 +1,248 @@
+use asgd_engine::kernel::{run_all, Dispatch};
+use asgd_engine::ops::batchnorm::{batchnorm_backward, batchnorm_eval_forward, batchnorm_train_forward, cpu};
+use asgd_engine::{DType, Tensor};
+
+use crate::support::*;
+
+/// (B, C, HW): the smallest N = 2, a 1x1 map, a 7x7 map, odd channel counts, and N = B*HW of
+/// 245 and 800 so that each thread of a channel's workgroup sums several values.
+const SHAPES: &[(usize, usize, usize)] = &[(2, 3, 1), (1, 5, 7), (3, 2, 1), (5, 3, 49), (4, 3, 200), (2, 70, 3)];
+const MOMENTUM: f32 = 0.1;
+const EPS: f32 = 1e-5;
+
+fn run(d: &[Dispatch]) {
+    run_all(dev(), &d.iter().collect::<Vec<_>>());
+}
+
+/// Inputs whose channel means (about 3) are large against their spread, as after a ReLU.
+fn input(seed: u64, n: usize) -> Vec<f64> {
+    as_f32(&rand_vec(seed, n).iter().map(|v| 3.0 + 2.0 * v).collect::<Vec<_>>())
+}
+
+/// A (C) parameter about 1 (gamma, running variance) or about 0 (beta, running mean).
+fn per_channel(seed: u64, c: usize, around: f64) -> Vec<f64> {
+    as_f32(&rand_vec(seed, c).iter().map(|v| around + 0.5 * v).collect::<Vec<_>>())
+}
+
+#[test]
+fn train_forward_twice_matches_reference() {
+    for (k, &(b, c, hw)) in SHAPES.iter().enumerate() {
+        let s = 7000 + 10 * k as u64;
+        let n = b * c * hw;
+        let (x1, x2) = (input(s, n), input(s + 1, n));
+        let (gamma, beta) = (per_channel(s + 2, c, 1.0), per_channel(s + 3, c, 0.0));
+        let (mut rm, mut rv) = (per_channel(s + 4, c, 0.0), per_channel(s + 5, c, 1.0));
+        let ty = Tensor::empty(dev(), &[b, c, hw], DType::F32);
+        let (tmean, tinvstd) = (Tensor::empty(dev(), &[c], DType::F32), Tensor::empty(dev(), &[c], DType::F32));
+        let (trm, trv, tnb) = (upload(&[c], &rm), upload(&[c], &rv), upload(&[1], &[0.0]));
+        let (tx, tg, tb) = (upload(&[b, c, hw], &x1), upload(&[c], &gamma), upload(&[c], &beta));
+        let d = batchnorm_train_forward(
+            dev(),
+            &ty,
+            &tmean,
+            &tinvstd,
+            &trm,
+            &trv,
+            &tnb,
+            &tx,
+            &tg,
+            &tb,
+            b,
+            c,
+            hw,
+            MOMENTUM,
+            EPS,
+        )
+        .unwrap();
+        let (mut y, mut mean, mut invstd, mut nb) = (vec![0.0; n], vec![0.0; c], vec![0.0; c], 0.0);
+        for x in [&x1, &x2] {
+            tx.write_f32(&x.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+            run(&d);
+            cpu::batchnorm_train_forward(
+                &mut y,
+                &mut mean,
+                &mut invstd,
+                &mut rm,
+                &mut rv,
+                &mut nb,
+                x,
+                &gamma,
+                &beta,
+                b,
+                c,
+                hw,
+                MOMENTUM as f64,
+                EPS as f64,
+            );
+        }
+        let what = format!("(B, C, HW) = ({b}, {c}, {hw})");
+        assert_close(&format!("{what} y"), &ty.to_vec_f32().unwrap(), &y, 1e-4);
+        assert_close(&format!("{what} mean"), &tmean.to_vec_f32().unwrap(), &mean, 1e-5);
+        assert_close(&format!("{what} invstd"), &tinvstd.to_vec_f32().unwrap(), &invstd, 1e-4);
+        assert_close(&format!("{what} running mean"), &trm.to_vec_f32().unwrap(), &rm, 1e-5);
+        assert_close(&format!("{what} running var"), &trv.to_vec_f32().unwrap(), &rv, 1e-5);
+        assert_eq!(tnb.to_vec_f32().unwrap(), vec![2.0], "{what} num_batches");
+    }
+}
+
+#[test]
+fn train_forward_refuses_one_value_per_channel() {
+    let (b, c, hw) = (1, 3, 1);
+    let t = |shape: &[usize]| Tensor::zeros(dev(), shape);
+    let (y, x, s) = (t(&[b, c, hw]), t(&[b, c, hw]), t(&[c]));
+    let err = batchnorm_train_forward(dev(), &y, &s, &s, &s, &s, &t(&[1]), &x, &s, &s, b, c, hw, MOMENTUM, EPS)
+        .err()
+        .expect("N = 1 accepted");
+    assert!(err.to_string().contains("more than 1 value per channel"), "{err}");
+}
+
+#[test]
+fn eval_forward_matches_reference() {
+    for (k, &(b, c, hw)) in SHAPES.iter().chain(&[(1, 3, 1)]).enumerate() {
+        let s = 7500 + 10 * k as u64;
+        let n = b * c * hw;
+        let x = input(s, n);
+        let (gamma, beta) = (per_channel(s + 2, c, 1.0), per_channel(s + 3, c, 0.0));
+        let (rm, rv) = (per_channel(s + 4, c, 3.0), per_channel(s + 5, c, 1.0));
+        let ty = upload(&[b, c, hw], &vec![f64::NAN; n]);
+        let d = batchnorm_eval_forward(
+            dev(),
+            &ty,
+            &upload(&[b, c, hw], &x),
+            &upload(&[c], &gamma),
+            &upload(&[c], &beta),
+            &upload(&[c], &rm),
+            &upload(&[c], &rv),
+            b,
+            c,
+            hw,
+            EPS,
+        )
+        .unwrap();
+        run(&d);
+        let mut y = vec![0.0; n];
+        cpu::batchnorm_eval_forward(&mut y, &x, &gamma, &beta, &rm, &rv, b, c, hw, EPS as f64);
+        assert_close("eval y", &ty.to_vec_f32().unwrap(), &y, 1e-5);
+    }
+}
+
+/// Batch statistics of `x` from the reference, for the backward's saved inputs.
+fn saved_stats(x: &[f64], gamma: &[f64], b: usize, c: usize, hw: usize) -> (Vec<f64>, Vec<f64>) {
+    let (mut y, mut mean, mut invstd) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+    let (mut rm, mut rv, mut nb) = (vec![0.0; c], vec![1.0; c], 0.0);
+    let beta = vec![0.0; c];
+    cpu::batchnorm_train_forward(
+        &mut y,
+        &mut mean,
+        &mut invstd,
+        &mut rm,
+        &mut rv,
+        &mut nb,
+        x,
+        gamma,
+        &beta,
+        b,
+        c,
+        hw,
+        0.1,
+        EPS as f64,
+    );
+    (as_f32(&mean), as_f32(&invstd))
+}
+
+#[test]
+fn backward_matches_reference() {
+    for (k, &(b, c, hw)) in SHAPES.iter().enumerate() {
+        let s = 8000 + 10 * k as u64;
+        let n = b * c * hw;
+        let (x, dy, gamma) = (input(s, n), as_f32(&rand_vec(s + 1, n)), per_channel(s + 2, c, 1.0));
+        let (mean, invstd) = saved_stats(&x, &gamma, b, c, hw);
+        // Recycled buffers may hold anything: every output must be overwritten.
+        let nan = |shape: &[usize]| upload(shape, &vec![f64::NAN; shape.iter().product()]);
+        let (tdg, tdb, tdx) = (nan(&[c]), nan(&[c]), nan(&[b, c, hw]));
+        let (tdy, tx) = (upload(&[b, c, hw], &dy), upload(&[b, c, hw], &x));
+        let (tmean, tinvstd, tg) = (upload(&[c], &mean), upload(&[c], &invstd), upload(&[c], &gamma));
+        run(&batchnorm_backward(dev(), &tdg, &tdb, Some(&tdx), &tdy, &tx, &tmean, &tinvstd, &tg, b, c, hw).unwrap());
+        let (mut dg, mut db, mut dx) = (vec![0.0; c], vec![0.0; c], vec![0.0; n]);
+        cpu::batchnorm_backward(&mut dg, &mut db, Some(&mut dx), &dy, &x, &mean, &invstd, &gamma, b, c, hw);
+        let what = format!("(B, C, HW) = ({b}, {c}, {hw})");
+        assert_close(&format!("{what} dgamma"), &tdg.to_vec_f32().unwrap(), &dg, 1e-4);
+        assert_close(&format!("{what} dbeta"), &tdb.to_vec_f32().unwrap(), &db, 1e-4);
+        assert_close(&format!("{what} dx"), &tdx.to_vec_f32().unwrap(), &dx, 1e-4);
+
+        // Without dx: only the parameter gradients, still overwritten.
+        let (tdg2, tdb2) = (nan(&[c]), nan(&[c]));
+        let d = batchnorm_backward(dev(), &tdg2, &tdb2, None, &tdy, &tx, &tmean, &tinvstd, &tg, b, c, hw).unwrap();
+        assert_eq!(d.len(), 1, "dispatches without dx");
+        run(&d);
+        assert_close(&format!("{what} dgamma without dx"), &tdg2.to_vec_f32().unwrap(), &dg, 1e-4);
+        assert_close(&format!("{what} dbeta without dx"), &tdb2.to_vec_f32().unwrap(), &db, 1e-4);
+    }
+}
+
+/// The GPU's gradients against central differences of the reference's training-mode loss
+/// `sum(y r)`, so that a formula shared by kernel and reference but wrong cannot pass.
+#[test]
+fn backward_matches_finite_differences() {
+    for (k, &(b, c, hw)) in [(2, 3, 1), (3, 2, 5), (1, 3, 7)].iter().enumerate() {
+        let s = 8500 + 10 * k as u64;
+        let n = b * c * hw;
+        let (x, r) = (input(s, n), as_f32(&rand_vec(s + 1, n)));
+        let (gamma, beta) = (per_channel(s + 2, c, 1.0), per_channel(s + 3, c, 0.0));
+        let loss = |x: &[f64], gamma: &[f64], beta: &[f64]| {
+            let (mut y, mut mean, mut invstd) = (vec![0.0; n], vec![0.0; c], vec![0.0; c]);
+            let (mut rm, mut rv, mut nb) = (vec![0.0; c], vec![1.0; c], 0.0);
+            cpu::batchnorm_train_forward(
+                &mut y,
+                &mut mean,
+                &mut invstd,
+                &mut rm,
+                &mut rv,
+                &mut nb,
+                x,
+                gamma,
+                beta,
+                b,
+                c,
+                hw,
+                0.1,
+                EPS as f64,
+            );
+            y.iter().zip(&r).map(|(y, r)| y * r).sum::<f64>()
+        };
+        let h = 1e-5;
+        let central = |v: &[f64], i: usize, f: &dyn Fn(&[f64]) -> f64| {
+            let (mut up, mut down) = (v.to_vec(), v.to_vec());
+            up[i] += h;
+            down[i] -= h;
+            (f(&up) - f(&down)) / (2.0 * h)
+        };
+        let fd_dx: Vec<f64> = (0..n).map(|i| central(&x, i, &|x| loss(x, &gamma, &beta))).collect();
+        let fd_dg: Vec<f64> = (0..c).map(|i| central(&gamma, i, &|g| loss(&x, g, &beta))).collect();
+        let fd_db: Vec<f64> = (0..c).map(|i| central(&beta, i, &|bt| loss(&x, &gamma, bt))).collect();
+
+        let (mean, invstd) = saved_stats(&x, &gamma, b, c, hw);
+        let (tdg, tdb) = (Tensor::empty(dev(), &[c], DType::F32), Tensor::empty(dev(), &[c], DType::F32));
+        let tdx = Tensor::empty(dev(), &[b, c, hw], DType::F32);
+        let d = batchnorm_backward(
+            dev(),
+            &tdg,
+            &tdb,
+            Some(&tdx),
+            &upload(&[b, c, hw], &r),
+            &upload(&[b, c, hw], &x),
+            &upload(&[c], &mean),
+            &upload(&[c], &invstd),
+            &upload(&[c], &gamma),
+            b,
+            c,
+            hw,
+        )
+        .unwrap();
+        run(&d);
+        let what = format!("(B, C, HW) = ({b}, {c}, {hw})");
+        assert_close(&format!("{what} dx vs differences"), &tdx.to_vec_f32().unwrap(), &fd_dx, 1e-4);
+        assert_close(&format!("{what} dgamma vs differences"), &tdg.to_vec_f32().unwrap(), &fd_dg, 1e-4);
+        assert_close(&format!("{what} dbeta vs differences"), &tdb.to_vec_f32().unwrap(), &fd_db, 1e-4);
+    }
+}

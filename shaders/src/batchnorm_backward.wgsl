@@ -1,0 +1,58 @@
+// Batch norm backward, the per-channel part: with xhat = (x - mean) invstd,
+//   dgamma[c] = sum dy xhat;  dbeta[c] = sum dy   (over the N = B*HW values of channel c)
+// Why its own kernel before the input gradient: every dx of a channel needs both sums. One
+// workgroup per channel reduces them together by a tree in workgroup memory (deterministic).
+// dy and x are (B, C, HW); dgamma, dbeta, mean and invstd are (C).
+// Grid: one workgroup per channel, (min(C, 65535), ceil(C / 65535), 1).
+
+struct Params {
+    batch: u32,
+    channels: u32,
+    hw: u32,
+    n: u32,  // B * C * HW
+    momentum: f32,
+    eps: f32,
+    from_running: u32,  // unused here; the struct is shared by the batch-norm kernels
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read> x: array<f32>;
+@group(0) @binding(5) var<storage, read> mean: array<f32>;
+@group(0) @binding(6) var<storage, read> invstd: array<f32>;
+
+// (sum dy (x - mean), sum dy) partial sums.
+var<workgroup> partial: array<vec2<f32>, 256>;
+
+@compute @workgroup_size(256)
+fn batchnorm_backward_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) t: u32) {
+    let ch = wg.x + wg.y * nwg.x;
+    // No early return before the barriers: every thread of the workgroup must reach them.
+    let live = ch < p.channels;
+    var acc = vec2<f32>(0.0, 0.0);
+    if (live) {
+        let mu = mean[ch];
+        let count = p.batch * p.hw;
+        for (var j = t; j < count; j += 256u) {
+            let b = j / p.hw;
+            let idx = (b * p.channels + ch) * p.hw + (j - b * p.hw);
+            let g = dy[idx];
+            acc += vec2<f32>(g * (x[idx] - mu), g);
+        }
+    }
+    partial[t] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (t < s) {
+            partial[t] += partial[t + s];
+        }
+        workgroupBarrier();
+    }
+    if (live && t == 0u) {
+        dgamma[ch] = partial[0].x * invstd[ch];
+        dbeta[ch] = partial[0].y;
+    }
+}

@@ -1,0 +1,88 @@
+// Batch norm, training mode: per-channel batch statistics and the running averages.
+// Why a workgroup per channel, and two passes: every output of a channel needs its mean and
+// variance over all B*HW values first; one workgroup (256 threads, a tree in workgroup memory)
+// reduces a channel deterministically, and the variance is summed as (x - mean)^2 after the
+// mean is known, because E[x^2] - E[x]^2 in f32 cancels away the digits of a channel whose mean
+// is large against its spread.
+//   mean[c] = sum x / N;  var = sum (x - mean)^2 / N (biased);  invstd[c] = 1 / sqrt(var + eps)
+//   running_mean = (1 - momentum) running_mean + momentum mean
+//   running_var  = (1 - momentum) running_var + momentum var N / (N - 1)   (unbiased)
+//   num_batches[0] += 1
+// x is (B, C, HW); mean, invstd, running_mean, running_var are (C); num_batches is (1); N = B*HW.
+// Grid: one workgroup per channel, (min(C, 65535), ceil(C / 65535), 1).
+
+struct Params {
+    batch: u32,
+    channels: u32,
+    hw: u32,
+    n: u32,  // B * C * HW
+    momentum: f32,
+    eps: f32,
+    from_running: u32,  // unused here; the struct is shared by the batch-norm kernels
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(2) var<storage, read_write> invstd: array<f32>;
+@group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(5) var<storage, read_write> num_batches: array<f32>;
+@group(0) @binding(6) var<storage, read> x: array<f32>;
+
+var<workgroup> partial: array<f32, 256>;
+
+// Index in x of the j-th of channel ch's N values (j = b * HW + i).
+fn at(ch: u32, j: u32) -> u32 {
+    let b = j / p.hw;
+    return (b * p.channels + ch) * p.hw + (j - b * p.hw);
+}
+
+// The workgroup's sum of every thread's v, returned to all threads. Call from uniform control
+// flow only (it holds barriers); partial may be reused as soon as it returns.
+fn workgroup_sum(t: u32, v: f32) -> f32 {
+    partial[t] = v;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (t < s) {
+            partial[t] += partial[t + s];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(256)
+fn batchnorm_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) t: u32) {
+    let ch = wg.x + wg.y * nwg.x;
+    // No early return before the barriers: every thread of the workgroup must reach them.
+    let live = ch < p.channels;
+    let count = p.batch * p.hw;
+    let nf = f32(count);
+    var acc = 0.0;
+    if (live) {
+        for (var j = t; j < count; j += 256u) {
+            acc += x[at(ch, j)];
+        }
+    }
+    let mu = workgroup_sum(t, acc) / nf;
+    var acc2 = 0.0;
+    if (live) {
+        for (var j = t; j < count; j += 256u) {
+            let d = x[at(ch, j)] - mu;
+            acc2 += d * d;
+        }
+    }
+    let var_biased = workgroup_sum(t, acc2) / nf;
+    if (live && t == 0u) {
+        mean[ch] = mu;
+        invstd[ch] = 1.0 / sqrt(var_biased + p.eps);
+        running_mean[ch] = (1.0 - p.momentum) * running_mean[ch] + p.momentum * mu;
+        running_var[ch] = (1.0 - p.momentum) * running_var[ch] + p.momentum * var_biased * (nf / (nf - 1.0));
+    }
+    if (ch == 0u && t == 0u) {
+        num_batches[0] = num_batches[0] + 1.0;
+    }
+}
