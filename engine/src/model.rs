@@ -5,7 +5,7 @@
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::io::checkpoint::NamedTensor;
-use crate::layers::Layer;
+use crate::layers::{BufferKind, Layer, Mode};
 use crate::plan::Plan;
 use crate::tensor::Tensor;
 
@@ -73,24 +73,46 @@ impl Model {
             .collect()
     }
 
+    /// Every non-trainable buffer with its PyTorch name (`bn1.running_mean`), in
+    /// `state_dict` order, with what it holds.
+    pub fn buffers(&self) -> Vec<(String, &Tensor, BufferKind)> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.buffers().iter().map(move |b| (format!("{}.{}", l.name(), b.name), &b.value, b.kind)))
+            .collect()
+    }
+
+    /// What averaging a model averages: every parameter, then every running statistic (not
+    /// the counters). [`Model::read_flat`] and [`Model::write_flat`] use this order.
+    pub fn averaged(&self) -> Vec<(String, &Tensor)> {
+        let stats = self.buffers().into_iter().filter(|(_, _, k)| *k == BufferKind::Statistic);
+        self.params().into_iter().chain(stats.map(|(n, t, _)| (n, t))).collect()
+    }
+
     /// Total number of scalar parameters.
     pub fn num_params(&self) -> usize {
         self.params().iter().map(|(_, t)| t.numel()).sum()
     }
 
-    /// Reads every parameter back to the host, named and shaped as in PyTorch.
+    /// Every parameter and buffer with its PyTorch name, in `state_dict` order.
+    fn state(&self) -> Vec<(String, &Tensor)> {
+        self.params().into_iter().chain(self.buffers().into_iter().map(|(n, t, _)| (n, t))).collect()
+    }
+
+    /// Reads every parameter and buffer back to the host, named and shaped as in PyTorch.
     pub fn state_dict(&self) -> Result<Vec<NamedTensor>> {
-        self.params()
+        self.state()
             .into_iter()
             .map(|(name, t)| Ok(NamedTensor { name, shape: t.shape().to_vec(), data: t.to_vec_f32()? }))
             .collect()
     }
 
-    /// Overwrites the parameters from `tensors`; `source` names where they came from in errors.
-    /// Every parameter must be present with its exact shape; tensors whose names start with
-    /// `optim.` (optimiser state) are ignored here, any other extra tensor is an error.
+    /// Overwrites the parameters and buffers from `tensors`; `source` names where they came
+    /// from in errors. Every one must be present with its exact shape; tensors whose names
+    /// start with `optim.` (optimiser state) are ignored here, any other extra tensor is an
+    /// error.
     pub fn load_state_dict(&self, tensors: &[NamedTensor], source: &str) -> Result<()> {
-        let params = self.params();
+        let params = self.state();
         for t in tensors {
             if !t.name.starts_with("optim.") && !params.iter().any(|(n, _)| *n == t.name) {
                 return Err(EngineError::Checkpoint(format!(
@@ -134,9 +156,9 @@ impl Model {
         groups
     }
 
-    /// Every parameter concatenated in [`Model::params`] order, read back in one copy.
+    /// Every averaged tensor ([`Model::averaged`]) concatenated, read back in one copy.
     pub fn read_flat(&self) -> Result<Vec<f32>> {
-        let params = self.params();
+        let params = self.averaged();
         let tensors: Vec<&Tensor> = params.iter().map(|(_, t)| *t).collect();
         let mut enc = self.dev.wgpu().create_command_encoder(&Default::default());
         let mut rb = crate::tensor::ReadBack::record(&self.dev, &mut enc, &tensors);
@@ -144,8 +166,8 @@ impl Model {
         rb.wait(&self.dev)
     }
 
-    /// SHA-256 of every parameter's bytes (little-endian f32, [`Model::params`] order), as
-    /// hex: equal models, bit for bit, have equal checksums.
+    /// SHA-256 of the bytes of every averaged tensor (little-endian f32, [`Model::averaged`]
+    /// order), as hex: equal models, bit for bit, have equal checksums.
     pub fn checksum(&self) -> Result<String> {
         use sha2::{Digest, Sha256};
         let flat = self.read_flat()?;
@@ -153,25 +175,27 @@ impl Model {
         Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 
-    /// Overwrites every parameter from `flat` (in [`Model::params`] order).
+    /// Overwrites every averaged tensor from `flat` (in [`Model::averaged`] order).
     pub fn write_flat(&self, flat: &[f32]) -> Result<()> {
-        let total: usize = self.params().iter().map(|(_, t)| t.numel()).sum();
+        let averaged = self.averaged();
+        let total: usize = averaged.iter().map(|(_, t)| t.numel()).sum();
         if flat.len() != total {
             return Err(EngineError::Shape(format!(
-                "{} values given for a model of {total} parameters",
+                "{} values given for a model of {total} averaged values",
                 flat.len()
             )));
         }
         let mut offset = 0;
-        for (_, t) in self.params() {
+        for (_, t) in averaged {
             t.write_f32(&flat[offset..offset + t.numel()])?;
             offset += t.numel();
         }
         Ok(())
     }
 
-    /// Builds the buffers and dispatches for batches of `batch` samples; `training` adds the
-    /// backward pass.
+    /// Builds the buffers and dispatches for batches of `batch` samples. `training` is
+    /// PyTorch's train mode ([`Mode::Train`]: batch statistics, running statistics updated,
+    /// and the backward pass); without it the plan evaluates ([`Mode::Eval`], forward only).
     pub fn plan(&self, batch: usize, training: bool) -> Result<Plan> {
         Plan::new(self, batch, training, None)
     }
@@ -184,16 +208,25 @@ impl Model {
     }
 
     /// The mean cross-entropy of the model in f64 on the CPU, with parameter values `params`
-    /// (in [`Model::params`] order, row-major). For gradient checks. `images` is
+    /// (in [`Model::params`] order, row-major) and buffer values `buffers` (in
+    /// [`Model::buffers`] order), in `mode`. For gradient checks. `images` is
     /// `(B, input_shape...)`.
-    pub fn reference_loss(&self, params: &[Vec<f64>], images: &[f64], labels: &[u32]) -> f64 {
+    pub fn reference_loss(&self, params: &[Vec<f64>], buffers: &[Vec<f64>], images: &[f64], labels: &[u32], mode: Mode) -> f64 {
         let batch = labels.len();
         let mut x = images.to_vec();
-        let mut next_param = 0;
+        let (mut next_param, mut next_buffer) = (0, 0);
         for (layer, shape) in self.layers.iter().zip(&self.shapes) {
-            let n = layer.params().len();
-            x = layer.reference_forward(&params[next_param..next_param + n], &x, batch, shape);
+            let (n, nb) = (layer.params().len(), layer.buffers().len());
+            x = layer.reference_forward(
+                &params[next_param..next_param + n],
+                &buffers[next_buffer..next_buffer + nb],
+                &x,
+                batch,
+                shape,
+                mode,
+            );
             next_param += n;
+            next_buffer += nb;
         }
         let c = self.classes();
         let mut total = 0.0;

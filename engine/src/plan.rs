@@ -7,7 +7,7 @@
 
 use crate::error::{EngineError, Result};
 use crate::kernel::Dispatch;
-use crate::layers::{LayerIo, LayerPlan};
+use crate::layers::{LayerIo, LayerPlan, Mode};
 use crate::model::Model;
 use crate::ops::matmul::MatmulKernel;
 use crate::ops::metrics::accumulate;
@@ -102,6 +102,7 @@ impl Plan {
                 dx: if i > first_param_layer { dacts[i].as_ref() } else { None },
                 grads: &g,
                 matmul,
+                mode: if training { Mode::Train } else { Mode::Eval },
             };
             layers.push(layer.build(&io)?);
             grads.push(g);

@@ -1,6 +1,8 @@
 //! The models asgd trains, each a list of engine layers built from a small config. Layer and
 //! parameter names follow the PyTorch module each mirrors, so checkpoints load into PyTorch.
 
+mod resnet;
+
 use asgd_engine::layers::{Conv2d, Flatten, Layer, Linear, MaxPool2d, Relu};
 use asgd_engine::{Device, EngineError, Model, Result};
 use rand::SeedableRng;
@@ -15,6 +17,15 @@ pub enum ModelConfig {
     /// LeNet-5 for 28x28 images: conv 5x5 6 ch pad 2, ReLU, max-pool 2, conv 5x5 16 ch, ReLU,
     /// max-pool 2, then 400-120-84-classes with ReLU (`conv1`, `conv2`, `fc1`..`fc3`).
     Lenet,
+    /// He et al. (2016)'s CIFAR ResNet of `depth = 6n + 2` layers: a 3x3 stem of 16
+    /// channels, three stages of n BasicBlocks with 16, 32 and 64 channels (the first block
+    /// of stages 2 and 3 strided, with a 1x1 projection shortcut), global average pooling and
+    /// a linear classifier. Depth 20 has about 0.27M parameters.
+    Resnet { depth: usize },
+    /// torchvision's `resnet18` (BasicBlocks [2, 2, 2, 2] of 64..512 channels, same
+    /// state_dict names) with the usual CIFAR stem: a 3x3 convolution of stride 1 and no
+    /// max-pool.
+    Resnet18,
 }
 
 impl ModelConfig {
@@ -23,15 +34,32 @@ impl ModelConfig {
         Self::Mlp { hidden: vec![512, 512] }
     }
 
-    /// Parses `mlp` or `lenet` (also `lenet5`), with the MLP's default hidden sizes.
+    /// Parses `mlp`, `lenet` (also `lenet5`), `resnet` (depth 20), `resnetD` / `resnet-D`
+    /// (e.g. `resnet8`, `resnet-56`) or `resnet18`, with the MLP's default hidden sizes.
     pub fn parse(name: &str) -> Result<Self> {
-        match name.to_ascii_lowercase().as_str() {
+        let name = name.to_ascii_lowercase();
+        match name.as_str() {
             "mlp" => Ok(Self::mlp()),
             "lenet" | "lenet5" | "lenet-5" => Ok(Self::Lenet),
-            other => Err(EngineError::InvalidArgument(format!(
-                "unknown model '{other}'; use mlp or lenet"
-            ))),
+            "resnet" => Ok(Self::Resnet { depth: 20 }),
+            "resnet18" | "resnet-18" => Ok(Self::Resnet18),
+            other => match other.strip_prefix("resnet").map(|d| d.trim_start_matches('-').parse::<usize>()) {
+                Some(Ok(depth)) => Self::resnet(depth),
+                _ => Err(EngineError::InvalidArgument(format!(
+                    "unknown model '{other}'; use mlp, lenet, resnet (with a depth 6n+2: resnet20, resnet56...) or resnet18"
+                ))),
+            },
         }
+    }
+
+    /// The CIFAR ResNet of `depth` layers, which must be 6n + 2 with n at least 1.
+    pub fn resnet(depth: usize) -> Result<Self> {
+        if depth < 8 || (depth - 2) % 6 != 0 {
+            return Err(EngineError::InvalidArgument(format!(
+                "a CIFAR ResNet has 6n+2 layers (8, 14, 20, 32, 44, 56, 110...); {depth} is not one"
+            )));
+        }
+        Ok(Self::Resnet { depth })
     }
 
     /// The name written into checkpoints (`mlp`, `lenet`).
@@ -39,11 +67,14 @@ impl ModelConfig {
         match self {
             Self::Mlp { .. } => "mlp",
             Self::Lenet => "lenet",
+            Self::Resnet { .. } => "resnet",
+            Self::Resnet18 => "resnet18",
         }
     }
 
     /// A description that, with [`ModelConfig::from_description`], rebuilds the same
-    /// architecture: `mlp:512,512` or `lenet`. Stored in checkpoint metadata.
+    /// architecture: `mlp:512,512`, `lenet`, `resnet:20` or `resnet18`. Stored in
+    /// checkpoint metadata.
     pub fn description(&self) -> String {
         match self {
             Self::Mlp { hidden } => {
@@ -51,6 +82,8 @@ impl ModelConfig {
                 format!("mlp:{}", sizes.join(","))
             }
             Self::Lenet => "lenet".into(),
+            Self::Resnet { depth } => format!("resnet:{depth}"),
+            Self::Resnet18 => "resnet18".into(),
         }
     }
 
@@ -69,6 +102,10 @@ impl ModelConfig {
                 };
                 Ok(Self::Mlp { hidden })
             }
+            Some(("resnet", depth)) => match depth.trim().parse() {
+                Ok(d) => Self::resnet(d),
+                Err(_) => Err(EngineError::InvalidArgument(format!("bad ResNet description '{s}'"))),
+            },
             _ => Self::parse(s),
         }
     }
@@ -112,6 +149,13 @@ impl ModelConfig {
                 layers.push(Box::new(Linear::new(dev, "fc2", 120, 84, &mut rng)?));
                 layers.push(Box::new(Relu::new("relu4")));
                 layers.push(Box::new(Linear::new(dev, "fc3", 84, classes, &mut rng)?));
+            }
+            Self::Resnet { depth } => {
+                let n = (depth - 2) / 6;
+                layers = resnet::build(dev, input[0], &[(16, n), (32, n), (64, n)], classes, &mut rng)?;
+            }
+            Self::Resnet18 => {
+                layers = resnet::build(dev, input[0], &[(64, 2), (128, 2), (256, 2), (512, 2)], classes, &mut rng)?;
             }
         }
         Model::new(dev, self.kind(), &input, layers)

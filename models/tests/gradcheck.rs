@@ -1,6 +1,8 @@
 //! Whole-model gradients from the GPU against central finite differences of the f64 CPU
-//! reference of the same model, for the MLP and LeNet-5 at their real sizes.
+//! reference of the same model, for the MLP and LeNet-5 at their real sizes and a depth-8
+//! ResNet (batch norm in training mode, projection shortcuts) on small images.
 
+use asgd_engine::layers::Mode;
 use asgd_engine::{Device, DeviceOptions, Model};
 use asgd_models::ModelConfig;
 use rand::{Rng, SeedableRng};
@@ -43,7 +45,10 @@ fn check_reading(model: &Model, values: &Model, batch: usize, seed: u64) {
     let mut params: Vec<Vec<f64>> =
         values.params().iter().map(|(_, t)| t.to_vec_f32().unwrap().iter().map(|&v| v as f64).collect()).collect();
     let x: Vec<f64> = images.iter().map(|&v| v as f64).collect();
-    let cpu_loss = model.reference_loss(&params, &x, &labels);
+    // Training mode normalises by batch statistics; the buffers are not read.
+    let buffers: Vec<Vec<f64>> = model.buffers().iter().map(|(_, t, _)| vec![0.0; t.numel()]).collect();
+    let loss = |params: &[Vec<f64>]| model.reference_loss(params, &buffers, &x, &labels, Mode::Train);
+    let cpu_loss = loss(&params);
     assert!((gpu_loss - cpu_loss).abs() < 1e-4 * (1.0 + cpu_loss.abs()), "loss: gpu {gpu_loss} cpu {cpu_loss}");
 
     let grads: Vec<Vec<f32>> = plan.grads.iter().flatten().map(|g| g.to_vec_f32().unwrap()).collect();
@@ -61,9 +66,9 @@ fn check_reading(model: &Model, values: &Model, batch: usize, seed: u64) {
             // for one LeNet coordinate), large enough for f64 round-off to stay ~1e-9.
             let h = 1e-6;
             params[p][i] = orig + h;
-            let up = model.reference_loss(&params, &x, &labels);
+            let up = loss(&params);
             params[p][i] = orig - h;
-            let down = model.reference_loss(&params, &x, &labels);
+            let down = loss(&params);
             params[p][i] = orig;
             let fd = (up - down) / (2.0 * h);
             let g = grads[p][i] as f64;
@@ -95,6 +100,17 @@ fn lenet_gradients_match_finite_differences() {
 }
 
 #[test]
+fn resnet8_gradients_match_finite_differences() {
+    let dev = dev();
+    // 3 channels, 7x7: stride-2 stages of 4x4 and 2x2, odd sizes where they can be.
+    let model = ModelConfig::resnet(8).unwrap().build(&dev, [3, 7, 7], 7, 21).unwrap();
+    let names: Vec<String> = model.params().into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"layer2.0.downsample.0.weight".to_string()), "{names:?}");
+    assert!(names.contains(&"layer3.0.bn2.bias".to_string()), "{names:?}");
+    check(&model, 3, 22);
+}
+
+#[test]
 fn plans_differentiate_the_parameter_values_they_read() {
     // A plan of one model reading another's parameters (weight stashing in asynchronous
     // training) must compute that other model's loss and gradients.
@@ -116,7 +132,13 @@ fn lenet_refuses_digit_sized_images() {
 
 #[test]
 fn description_round_trips() {
-    for c in [ModelConfig::mlp(), ModelConfig::Mlp { hidden: vec![] }, ModelConfig::Lenet] {
+    for c in [
+        ModelConfig::mlp(),
+        ModelConfig::Mlp { hidden: vec![] },
+        ModelConfig::Lenet,
+        ModelConfig::Resnet { depth: 14 },
+        ModelConfig::Resnet18,
+    ] {
         assert_eq!(ModelConfig::from_description(&c.description()).unwrap(), c);
     }
 }

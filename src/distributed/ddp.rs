@@ -5,11 +5,17 @@
 //! The all-reduce overlaps the backward pass: each layer's backward is submitted on its own
 //! with a copy of its gradients to the host, and the average of the last layer starts while
 //! the GPU still differentiates the layers below.
+//!
+//! Running statistics (batch norm's), which each process updates from its own batch, travel
+//! with the last layer's gradients and are averaged every step too, so that all processes
+//! hold the same model, buffers included. PyTorch's DDP broadcasts rank 0's buffers instead;
+//! the average costs the same message and keeps every process's batches in the statistics.
 
 use std::time::Instant;
 
 use asgd_comm::Communicator;
 use asgd_engine::train::{PlainStep, StepAlgorithm, StepContext};
+use asgd_engine::layers::BufferKind;
 use asgd_engine::{ReadBack, Result, Tensor};
 
 use super::comm_err;
@@ -35,6 +41,8 @@ impl StepAlgorithm for DdpStep<'_> {
         }
         let dev = ctx.model.device();
         let groups = ctx.model.param_groups();
+        let buffers = ctx.model.buffers();
+        let stats: Vec<&Tensor> = buffers.iter().filter(|(_, _, k)| *k == BufferKind::Statistic).map(|(_, t, _)| *t).collect();
         let mut reads = Vec::new();
         for (g, (p, layers)) in groups.iter().enumerate() {
             let mut enc = dev.wgpu().create_command_encoder(&Default::default());
@@ -48,7 +56,11 @@ impl StepAlgorithm for DdpStep<'_> {
                     ctx.plan.record_backward(l, &mut pass);
                 }
             }
-            let grads: Vec<&Tensor> = ctx.plan.grads[*p].iter().collect();
+            let mut grads: Vec<&Tensor> = ctx.plan.grads[*p].iter().collect();
+            if g == 0 {
+                // Written by the forward pass, which this submission holds.
+                grads.extend(&stats);
+            }
             let mut rb = ReadBack::record(dev, &mut enc, &grads);
             rb.submitted(dev.queue().submit([enc.finish()]));
             reads.push((*p, rb));
@@ -60,12 +72,13 @@ impl StepAlgorithm for DdpStep<'_> {
             pending.push((p, self.comm.start_average(rb.wait(dev)?)));
         }
         let t0 = Instant::now();
-        for (p, handle) in pending {
+        for (g, (p, handle)) in pending.into_iter().enumerate() {
             let avg = handle.wait().map_err(comm_err)?;
             let mut offset = 0;
-            for g in &ctx.plan.grads[p] {
-                g.write_f32(&avg[offset..offset + g.numel()])?;
-                offset += g.numel();
+            let extra = if g == 0 { &stats[..] } else { &[] };
+            for t in ctx.plan.grads[p].iter().chain(extra.iter().copied()) {
+                t.write_f32(&avg[offset..offset + t.numel()])?;
+                offset += t.numel();
             }
         }
         self.wait_s += t0.elapsed().as_secs_f64();

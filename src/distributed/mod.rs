@@ -26,8 +26,8 @@ pub(crate) fn check_period(period: u64, delay: u64) -> EngineResult<()> {
     crate::Averaging { period, delay }.check().map_err(|e| asgd_engine::EngineError::InvalidArgument(e.to_string()))
 }
 
-/// Adds a host vector to every parameter of a model (in [`Model::params`] order): one upload
-/// and one kernel per parameter, with the kernels built once.
+/// Adds a host vector to every averaged tensor of a model (in [`Model::averaged`] order, as
+/// [`Model::read_flat`]): one upload and one kernel per tensor, with the kernels built once.
 pub(crate) struct AddToParams {
     deltas: Vec<Tensor>,
     adds: Vec<Dispatch>,
@@ -37,7 +37,7 @@ impl AddToParams {
     pub fn new(model: &Model) -> EngineResult<Self> {
         let mut deltas = Vec::new();
         let mut adds = Vec::new();
-        for (_, p) in model.params() {
+        for (_, p) in model.averaged() {
             let d = Tensor::zeros(model.device(), p.shape());
             adds.push(scale_add(model.device(), p, &d, 1.0, 1.0)?);
             deltas.push(d);

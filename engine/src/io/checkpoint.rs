@@ -82,12 +82,30 @@ fn f32_entry(path: &Path, name: &str, shape: &[usize], data: &[f32]) -> Result<E
     Ok(Entry { name: name.to_string(), dtype: Dtype::F32, shape: shape.to_vec(), bytes })
 }
 
-/// Writes `tensors` (all f32) and the string `metadata` to `path` as safetensors.
+/// Whether a tensor is a count that PyTorch keeps as int64 (batch norm's
+/// `num_batches_tracked`, which the engine counts in f32: exact up to 2^24 batches): it is
+/// written as I64 so that `load_state_dict` finds the dtype it made.
+fn is_int64_count(name: &str) -> bool {
+    name == "num_batches_tracked" || name.ends_with(".num_batches_tracked")
+}
+
+/// Writes `tensors` and the string `metadata` to `path` as safetensors: f32, except counts
+/// ([`is_int64_count`]), written as int64.
 ///
 /// Writes atomically: to a temporary file in the same directory, fsync, rename; a failure leaves
 /// any previous file intact. The directory must exist.
 pub fn save_safetensors(path: &Path, tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> Result<()> {
-    let entries = tensors.iter().map(|t| f32_entry(path, &t.name, &t.shape, &t.data)).collect::<Result<Vec<_>>>()?;
+    let entries = tensors
+        .iter()
+        .map(|t| {
+            if is_int64_count(&t.name) {
+                let bytes = t.data.iter().flat_map(|&v| (v.round() as i64).to_le_bytes()).collect();
+                Ok(Entry { name: t.name.clone(), dtype: Dtype::I64, shape: t.shape.clone(), bytes })
+            } else {
+                f32_entry(path, &t.name, &t.shape, &t.data)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
     write_entries(path, &entries, metadata)
 }
 
@@ -104,6 +122,10 @@ fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<SafeTensors<'a>> {
 }
 
 fn f32_values(view: &TensorView<'_>, name: &str, path: &Path) -> Result<Vec<f32>> {
+    if view.dtype() == Dtype::I64 && is_int64_count(name) {
+        let counts = view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32);
+        return Ok(counts.collect());
+    }
     if view.dtype() != Dtype::F32 {
         return Err(ckpt_err(
             path,
@@ -117,7 +139,7 @@ fn f32_values(view: &TensorView<'_>, name: &str, path: &Path) -> Result<Vec<f32>
     Ok(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
-/// Reads every tensor (all must be f32) and the string metadata from a safetensors file.
+/// Reads every tensor (f32, or int64 for counts) and the string metadata from a safetensors file.
 /// Tensors come back in the order their data is laid out in the file.
 pub fn load_safetensors(path: &Path) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
     let bytes = read(path)?;

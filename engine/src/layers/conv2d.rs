@@ -1,8 +1,9 @@
-//! 2-D convolution layer with bias (PyTorch's `nn.Conv2d`, square kernel, stride, padding).
+//! 2-D convolution layer (PyTorch's `nn.Conv2d`, square kernel, stride, padding), with or
+//! without bias.
 
 use rand::Rng;
 
-use super::{uniform_init, Layer, LayerIo, LayerPlan, Param};
+use super::{Mode, uniform_init, Layer, LayerIo, LayerPlan, Param};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::ops::bias::{bias_add, channel_sum};
@@ -10,8 +11,8 @@ use crate::ops::conv2d::{conv2d_backward, conv2d_forward, cpu, ConvScratch, Conv
 use crate::tensor::Tensor;
 
 /// `y[b,o] = b[o] + sum_c x[b,c] * W[o,c]` (cross-correlation) with `x` `(B, Cin, H, W)`,
-/// `W` `[Cout, Cin, K, K]`, `b` `[Cout]`, `y` `(B, Cout, OH, OW)`,
-/// `OH = (H + 2 pad - K) / stride + 1`.
+/// `W` `[Cout, Cin, K, K]`, `b` `[Cout]` (absent in a convolution without bias),
+/// `y` `(B, Cout, OH, OW)`, `OH = (H + 2 pad - K) / stride + 1`.
 pub struct Conv2d {
     name: String,
     cin: usize,
@@ -19,7 +20,8 @@ pub struct Conv2d {
     kernel: usize,
     stride: usize,
     pad: usize,
-    params: [Param; 2],
+    /// `weight`, then `bias` if the layer has one.
+    params: Vec<Param>,
 }
 
 impl Conv2d {
@@ -45,10 +47,38 @@ impl Conv2d {
             kernel,
             stride,
             pad,
-            params: [
-                Param { name: "weight", value: Tensor::from_f32(dev, &[cout, cin, kernel, kernel], &w)? },
-                Param { name: "bias", value: Tensor::from_f32(dev, &[cout], &b)? },
+            params: vec![
+                Param::new("weight", Tensor::from_f32(dev, &[cout, cin, kernel, kernel], &w)?),
+                Param::new("bias", Tensor::from_f32(dev, &[cout], &b)?),
             ],
+        })
+    }
+
+    /// A convolution without bias (the ones a batch norm follows), initialised as torchvision
+    /// initialises ResNets: `kaiming_normal_(mode="fan_out", nonlinearity="relu")`, i.e.
+    /// N(0, 2 / (Cout K K)).
+    #[allow(clippy::too_many_arguments)]
+    pub fn without_bias(
+        dev: &Device,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let std = (2.0 / (cout * kernel * kernel) as f32).sqrt();
+        let normal = rand_distr::Normal::new(0.0, std).expect("positive std");
+        let w: Vec<f32> = (0..cout * cin * kernel * kernel).map(|_| rng.sample(normal)).collect();
+        Ok(Self {
+            name: name.to_string(),
+            cin,
+            cout,
+            kernel,
+            stride,
+            pad,
+            params: vec![Param::new("weight", Tensor::from_f32(dev, &[cout, cin, kernel, kernel], &w)?)],
         })
     }
 
@@ -98,26 +128,33 @@ impl Layer for Conv2d {
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
         let s = self.shape(io.batch, io.in_shape)?;
         let (oh, ow) = s.out_hw()?;
-        let (w, bias) = (&io.params[0], &io.params[1]);
+        let w = &io.params[0];
+        let bias = io.params.get(1);
         let scratch = ConvScratch::new(io.dev, &s, io.dy.is_some())?;
         let mut forward = conv2d_forward(io.dev, io.y, io.x, w, &scratch, &s, io.matmul)?;
-        forward.push(bias_add(io.dev, io.y, bias, io.batch, oh * ow)?);
+        if let Some(bias) = bias {
+            forward.push(bias_add(io.dev, io.y, bias, io.batch, oh * ow)?);
+        }
         let mut backward = Vec::new();
         if let Some(dy) = io.dy {
             backward = conv2d_backward(io.dev, &io.grads[0], io.dx, dy, w, &scratch, &s, io.matmul)?;
-            backward.push(channel_sum(io.dev, &io.grads[1], dy, io.batch, oh * ow)?);
+            if bias.is_some() {
+                backward.push(channel_sum(io.dev, &io.grads[1], dy, io.batch, oh * ow)?);
+            }
         }
         Ok(LayerPlan { forward, backward })
     }
 
-    fn reference_forward(&self, params: &[Vec<f64>], x: &[f64], batch: usize, in_shape: &[usize]) -> Vec<f64> {
+    fn reference_forward(&self, params: &[Vec<f64>], _buffers: &[Vec<f64>], x: &[f64], batch: usize, in_shape: &[usize], _mode: Mode) -> Vec<f64> {
         let s = self.shape(batch, in_shape).expect("shape checked when the model was built");
         let (_, _, ny) = s.sizes().expect("valid shape");
         let mut y = vec![0.0; ny];
         cpu::conv2d_forward(&mut y, x, &params[0], &s);
-        let per_channel = ny / (batch * self.cout);
-        for (i, v) in y.iter_mut().enumerate() {
-            *v += params[1][(i / per_channel) % self.cout];
+        if let Some(bias) = params.get(1) {
+            let per_channel = ny / (batch * self.cout);
+            for (i, v) in y.iter_mut().enumerate() {
+                *v += bias[(i / per_channel) % self.cout];
+            }
         }
         y
     }

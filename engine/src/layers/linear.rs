@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use super::{uniform_init, Layer, LayerIo, LayerPlan, Param};
+use super::{Mode, uniform_init, Layer, LayerIo, LayerPlan, Param};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::ops::bias::{bias_add, channel_sum};
@@ -28,8 +28,8 @@ impl Linear {
             inputs,
             outputs,
             params: [
-                Param { name: "weight", value: Tensor::from_f32(dev, &[outputs, inputs], &w)? },
-                Param { name: "bias", value: Tensor::from_f32(dev, &[outputs], &b)? },
+                Param::new("weight", Tensor::from_f32(dev, &[outputs, inputs], &w)?),
+                Param::new("bias", Tensor::from_f32(dev, &[outputs], &b)?),
             ],
         })
     }
@@ -77,7 +77,7 @@ impl Layer for Linear {
         Ok(LayerPlan { forward, backward })
     }
 
-    fn reference_forward(&self, params: &[Vec<f64>], x: &[f64], batch: usize, _in: &[usize]) -> Vec<f64> {
+    fn reference_forward(&self, params: &[Vec<f64>], _buffers: &[Vec<f64>], x: &[f64], batch: usize, _in: &[usize], _mode: Mode) -> Vec<f64> {
         let (w, bias) = (&params[0], &params[1]);
         let mut y = vec![0.0; batch * self.outputs];
         for s in 0..batch {

@@ -4,18 +4,29 @@
 //!
 //! A layer also has a plain f64 CPU forward ([`Layer::reference_forward`]) so that whole-model
 //! gradients can be checked against finite differences.
+//!
+//! Models are chains of layers. A network that is not a chain (a ResNet) is still a chain of
+//! blocks: [`Residual`] is one layer built of layers, whose input feeds two paths and whose
+//! input gradient is the sum of both. Keeping the chain keeps the plan simple and keeps
+//! layer-wise updates: a block's parameters are updated together, as soon as its backward ran.
 
+mod avgpool;
+mod batchnorm;
 mod conv2d;
 mod flatten;
 mod linear;
 mod maxpool;
 mod relu;
+mod residual;
 
+pub use avgpool::GlobalAvgPool;
+pub use batchnorm::BatchNorm2d;
 pub use conv2d::Conv2d;
 pub use flatten::Flatten;
 pub use linear::Linear;
 pub use maxpool::MaxPool2d;
 pub use relu::Relu;
+pub use residual::Residual;
 
 use rand::Rng;
 
@@ -25,11 +36,45 @@ use crate::kernel::Dispatch;
 use crate::ops::matmul::MatmulKernel;
 use crate::tensor::Tensor;
 
-/// A trainable tensor of a layer, with its PyTorch name within the layer (`weight`, `bias`)
-/// and PyTorch's layout (`Linear.weight` is `[out, in]`, `Conv2d.weight` `[out, in, kh, kw]`).
+/// A trainable tensor of a layer, with its PyTorch name within the layer (`weight`, `bias`,
+/// or `conv1.weight` inside a block) and PyTorch's layout (`Linear.weight` is `[out, in]`,
+/// `Conv2d.weight` `[out, in, kh, kw]`).
 pub struct Param {
-    pub name: &'static str,
+    pub name: String,
     pub value: Tensor,
+}
+
+impl Param {
+    pub fn new(name: &str, value: Tensor) -> Self {
+        Self { name: name.to_string(), value }
+    }
+}
+
+/// What a non-trainable tensor holds, which says how it travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufferKind {
+    /// A running statistic (batch norm's `running_mean`, `running_var`): averaged wherever
+    /// models are averaged, like the parameters.
+    Statistic,
+    /// A count (batch norm's `num_batches_tracked`): each replica keeps its own; saved as
+    /// int64 as PyTorch does.
+    Counter,
+}
+
+/// A non-trainable tensor of a layer (PyTorch's registered buffers): checkpointed under its
+/// PyTorch name, written by the forward pass in training mode, never touched by an optimiser.
+pub struct Buffer {
+    pub name: String,
+    pub value: Tensor,
+    pub kind: BufferKind,
+}
+
+/// Whether a plan trains (batch statistics, running statistics updated, a backward pass) or
+/// evaluates (running statistics, forward only): PyTorch's `model.train()` / `model.eval()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
 }
 
 /// The buffers one layer reads and writes in a plan for one batch size.
@@ -56,6 +101,25 @@ pub struct LayerIo<'a> {
     pub params: &'a [Tensor],
     /// The matrix-product kernel to use.
     pub matmul: MatmulKernel,
+    /// Training (batch statistics, `dy` given) or evaluation.
+    pub mode: Mode,
+}
+
+impl LayerIo<'_> {
+    /// The same plan context for other buffers (a block's inner layers).
+    #[allow(clippy::too_many_arguments)]
+    pub fn inner<'b>(
+        &'b self,
+        in_shape: &'b [usize],
+        x: &'b Tensor,
+        y: &'b Tensor,
+        dy: Option<&'b Tensor>,
+        dx: Option<&'b Tensor>,
+        grads: &'b [Tensor],
+        params: &'b [Tensor],
+    ) -> LayerIo<'b> {
+        LayerIo { dev: self.dev, batch: self.batch, in_shape, x, y, dy, dx, grads, params, matmul: self.matmul, mode: self.mode }
+    }
 }
 
 /// The dispatches of one layer for one batch size.
@@ -78,6 +142,11 @@ pub trait Layer: Send + Sync {
         &[]
     }
 
+    /// Non-trainable buffers in PyTorch's `state_dict` order (after the parameters).
+    fn buffers(&self) -> &[Buffer] {
+        &[]
+    }
+
     /// True when the output is the input reinterpreted (flatten): the plan shares buffers and
     /// runs no kernel.
     fn is_view(&self) -> bool {
@@ -88,8 +157,9 @@ pub trait Layer: Send + Sync {
     fn build(&self, io: &LayerIo) -> Result<LayerPlan>;
 
     /// The forward pass in f64 on the CPU: `x` is `(B, in_shape...)`, `params` holds the
-    /// values of [`Layer::params`] in order. Returns `(B, out_shape...)`.
-    fn reference_forward(&self, params: &[Vec<f64>], x: &[f64], batch: usize, in_shape: &[usize]) -> Vec<f64>;
+    /// values of [`Layer::params`] in order, `buffers` those of [`Layer::buffers`] (read in
+    /// eval mode; the reference does not update them). Returns `(B, out_shape...)`.
+    fn reference_forward(&self, params: &[Vec<f64>], buffers: &[Vec<f64>], x: &[f64], batch: usize, in_shape: &[usize], mode: Mode) -> Vec<f64>;
 }
 
 /// PyTorch's default initialisation of Linear and Conv2d weights and biases:

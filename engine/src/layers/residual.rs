@@ -1,0 +1,200 @@
+//! A residual block built of layers: `y = relu(main(x) + shortcut(x))`, where `main` is a
+//! chain of layers and `shortcut` the identity or another chain (a strided 1x1 convolution
+//! and a batch norm). ResNet's BasicBlock is `main = conv3x3, bn, relu, conv3x3, bn`.
+//!
+//! The block is one layer of the model's chain: it allocates its inner activations and
+//! gradients when its plan is built, runs its inner layers' kernels in order, and sums the
+//! two input gradients (`x` feeds both paths, so its gradient adds). Its parameters are its
+//! inner layers', named `<inner>.<param>` (`conv1.weight`, `downsample.0.weight`), so the
+//! model's names are PyTorch's (`layer1.0.conv1.weight`). Layer-wise updates treat the
+//! block as one unit: its parameters are updated together once its backward has run.
+
+use super::{Buffer, Layer, LayerIo, LayerPlan, Mode, Param};
+use crate::error::{EngineError, Result};
+use crate::ops::elementwise::scale_add;
+use crate::ops::relu::{relu_backward, relu_forward};
+use crate::tensor::{DType, Tensor};
+
+/// `y = relu(main(x) + shortcut(x))`, the shortcut being the identity when it has no layers.
+pub struct Residual {
+    name: String,
+    main: Vec<Box<dyn Layer>>,
+    shortcut: Vec<Box<dyn Layer>>,
+    /// The inner layers' parameters under their block-relative names (the tensors are
+    /// shared with the inner layers): main path first, then the shortcut.
+    params: Vec<Param>,
+    buffers: Vec<Buffer>,
+}
+
+/// The activations and kernels of one inner chain in a plan.
+struct ChainPlan {
+    forward: Vec<crate::kernel::Dispatch>,
+    /// Backward dispatches, last layer first.
+    backward: Vec<crate::kernel::Dispatch>,
+}
+
+impl Residual {
+    /// `main` and `shortcut` are chains; inner layer names must be unique within the block.
+    pub fn new(name: &str, main: Vec<Box<dyn Layer>>, shortcut: Vec<Box<dyn Layer>>) -> Result<Self> {
+        if main.is_empty() {
+            return Err(EngineError::InvalidArgument(format!("residual block {name} needs at least one layer")));
+        }
+        if let Some(view) = main.iter().chain(&shortcut).find(|l| l.is_view()) {
+            return Err(EngineError::InvalidArgument(format!(
+                "residual block {name}: {} only reinterprets its input, which a block cannot hold; put it outside the block",
+                view.name()
+            )));
+        }
+        let mut params = Vec::new();
+        let mut buffers = Vec::new();
+        for layer in main.iter().chain(&shortcut) {
+            for p in layer.params() {
+                params.push(Param::new(&format!("{}.{}", layer.name(), p.name), p.value.clone()));
+            }
+            for b in layer.buffers() {
+                buffers.push(Buffer { name: format!("{}.{}", layer.name(), b.name), value: b.value.clone(), kind: b.kind });
+            }
+        }
+        Ok(Self { name: name.to_string(), main, shortcut, params, buffers })
+    }
+
+    /// Per-sample shapes through `chain` from `input`, input first.
+    fn shapes(chain: &[Box<dyn Layer>], input: &[usize]) -> Result<Vec<Vec<usize>>> {
+        let mut shapes = vec![input.to_vec()];
+        for layer in chain {
+            let next = layer.output_shape(shapes.last().expect("not empty"))?;
+            shapes.push(next);
+        }
+        Ok(shapes)
+    }
+
+    /// Builds `chain` from `x` into `y` (its last output) over `io`'s parameters and
+    /// gradients starting at index `first`; with `dy`, the backward writes `dx` (if given).
+    #[allow(clippy::too_many_arguments)]
+    fn build_chain(
+        io: &LayerIo,
+        chain: &[Box<dyn Layer>],
+        first: usize,
+        x: &Tensor,
+        y: &Tensor,
+        dy: Option<&Tensor>,
+        dx: Option<&Tensor>,
+    ) -> Result<ChainPlan> {
+        let shapes = Self::shapes(chain, io.in_shape)?;
+        let with_batch = |s: &[usize]| [&[io.batch][..], s].concat();
+        let n = chain.len();
+        // acts[i] is layer i's input; the last layer writes y.
+        let mut acts = vec![x.clone()];
+        let mut grads = vec![dx.cloned()];
+        for (i, shape) in shapes.iter().enumerate().take(n).skip(1) {
+            acts.push(Tensor::empty(io.dev, &with_batch(shape), DType::F32));
+            grads.push(dy.map(|_| Tensor::empty(io.dev, &with_batch(&shapes[i]), DType::F32)));
+        }
+        acts.push(y.clone());
+        grads.push(dy.cloned());
+        let mut plan = ChainPlan { forward: Vec::new(), backward: Vec::new() };
+        let mut backward = Vec::new();
+        let mut next = first;
+        for (i, layer) in chain.iter().enumerate() {
+            let k = layer.params().len();
+            let none: [Tensor; 0] = [];
+            let g = if dy.is_some() { &io.grads[next..next + k] } else { &none[..] };
+            let inner =
+                io.inner(&shapes[i], &acts[i], &acts[i + 1], grads[i + 1].as_ref(), grads[i].as_ref(), g, &io.params[next..next + k]);
+            let built = layer.build(&inner)?;
+            plan.forward.extend(built.forward);
+            backward.push(built.backward);
+            next += k;
+        }
+        plan.backward = backward.into_iter().rev().flatten().collect();
+        Ok(plan)
+    }
+}
+
+impl Layer for Residual {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let main = Self::shapes(&self.main, input)?.pop().expect("not empty");
+        let short = Self::shapes(&self.shortcut, input)?.pop().expect("not empty");
+        if main != short {
+            return Err(EngineError::Shape(format!(
+                "residual block {}: its main path gives shape {main:?} but its shortcut {short:?}; \
+                 a block that changes the shape needs a projection shortcut",
+                self.name
+            )));
+        }
+        Ok(main)
+    }
+
+    fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    fn buffers(&self) -> &[Buffer] {
+        &self.buffers
+    }
+
+    fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
+        let out = [&[io.batch][..], &self.output_shape(io.in_shape)?].concat();
+        // The sum main(x) + shortcut(x), before the final ReLU. The main path's last layer
+        // writes it; the shortcut is added in place (no inner layer reads its own output in
+        // its backward pass, so overwriting it is safe).
+        let sum = Tensor::empty(io.dev, &out, DType::F32);
+        let dsum = io.dy.map(|_| Tensor::empty(io.dev, &out, DType::F32));
+        let main = Self::build_chain(io, &self.main, 0, io.x, &sum, dsum.as_ref(), io.dx)?;
+        let main_params: usize = self.main.iter().map(|l| l.params().len()).sum();
+        let mut forward = main.forward;
+        let mut backward = Vec::new();
+        if let (Some(dy), Some(dsum)) = (io.dy, &dsum) {
+            backward.push(relu_backward(io.dev, dsum, dy, &sum)?);
+        }
+        backward.extend(main.backward);
+        if self.shortcut.is_empty() {
+            forward.push(scale_add(io.dev, &sum, io.x, 1.0, 1.0)?);
+            if let (Some(dx), Some(dsum)) = (io.dx, &dsum) {
+                backward.push(scale_add(io.dev, dx, dsum, 1.0, 1.0)?);
+            }
+        } else {
+            let short = Tensor::empty(io.dev, &out, DType::F32);
+            let dx_short = io.dx.map(|dx| Tensor::empty(io.dev, dx.shape(), DType::F32));
+            let s = Self::build_chain(io, &self.shortcut, main_params, io.x, &short, dsum.as_ref(), dx_short.as_ref())?;
+            forward.extend(s.forward);
+            forward.push(scale_add(io.dev, &sum, &short, 1.0, 1.0)?);
+            backward.extend(s.backward);
+            if let (Some(dx), Some(dx_short)) = (io.dx, &dx_short) {
+                backward.push(scale_add(io.dev, dx, dx_short, 1.0, 1.0)?);
+            }
+        }
+        forward.push(relu_forward(io.dev, io.y, &sum)?);
+        Ok(LayerPlan { forward, backward })
+    }
+
+    fn reference_forward(
+        &self,
+        params: &[Vec<f64>],
+        buffers: &[Vec<f64>],
+        x: &[f64],
+        batch: usize,
+        in_shape: &[usize],
+        mode: Mode,
+    ) -> Vec<f64> {
+        let (mut p, mut b) = (0, 0);
+        let mut run = |chain: &[Box<dyn Layer>]| {
+            let shapes = Self::shapes(chain, in_shape).expect("shape checked when the model was built");
+            let mut a = x.to_vec();
+            for (layer, shape) in chain.iter().zip(&shapes) {
+                let (np, nb) = (layer.params().len(), layer.buffers().len());
+                a = layer.reference_forward(&params[p..p + np], &buffers[b..b + nb], &a, batch, shape, mode);
+                p += np;
+                b += nb;
+            }
+            a
+        };
+        let main = run(&self.main);
+        let short = run(&self.shortcut);
+        main.iter().zip(&short).map(|(m, s)| (m + s).max(0.0)).collect()
+    }
+}
