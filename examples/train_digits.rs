@@ -18,7 +18,7 @@ fn main() -> Result<(), asgd::EngineError> {
     let model = ModelConfig::Mlp { hidden: vec![64] }.build(&dev, splits.train.shape, splits.train.classes, 42)?;
     println!("model: {} parameters", model.num_params());
 
-    let sgd = Sgd::new(&model, SgdParams { lr: 0.05, momentum: 0.9, weight_decay: 0.0 });
+    let sgd = Sgd::new(&model, SgdParams { lr: 0.05, momentum: 0.9, weight_decay: 0.0, nesterov: false });
     let cfg = TrainConfig {
         epochs: 10,
         batch: 32,

@@ -8,13 +8,13 @@
 //! whole program):
 //!
 //! ```no_run
-//! use asgd::{data, Algorithm, AsyncSettings, Device, DeviceOptions, Job, ModelConfig, RunSpec, SgdParams, TrainConfig};
+//! use asgd::{data, Algorithm, AsyncSettings, Device, DeviceOptions, Job, ModelConfig, OptimConfig, RunSpec, SgdParams, TrainConfig};
 //!
 //! let dev = Device::open(&DeviceOptions::default())?;
 //! let splits = data::load(data::DataKind::Digits, None)?;
 //! let algorithm = Algorithm::Pdasgd(AsyncSettings::default());
-//! let sgd = SgdParams { lr: 0.05, momentum: algorithm.default_momentum(), weight_decay: 0.0 };
-//! let spec = RunSpec::new(algorithm, TrainConfig { epochs: 10, batch: 32, sgd, ..TrainConfig::default() });
+//! let sgd = SgdParams { lr: 0.05, momentum: algorithm.default_momentum(), weight_decay: 0.0, nesterov: false };
+//! let spec = RunSpec::new(algorithm, OptimConfig::Sgd(sgd), TrainConfig { epochs: 10, batch: 32, ..TrainConfig::default() });
 //! let replicas = spec.build_replicas(&dev, &ModelConfig::Mlp { hidden: vec![64] }, &splits, 0)?;
 //! let summary = asgd::run(&spec, &replicas, &splits, &Job::single(), &mut |_event| Ok(()))?;
 //! println!("test accuracy {:.2}%", 100.0 * summary.test_acc);
@@ -44,7 +44,8 @@ pub use run::{run, Lanes, Replica, RunSpec};
 
 pub use asgd_engine::data;
 pub use asgd_engine::ops::sgd::SgdParams;
-pub use asgd_engine::optim::Sgd;
+pub use asgd_engine::ops::adam::AdamParams;
+pub use asgd_engine::optim::{Adam, OptimConfig, Optimizer, Sgd};
 pub use asgd_engine::train::{
     evaluate, load_checkpoint, save_checkpoint, train_sync, Checkpoint, CheckpointMeta, DelaySpec, Event, Position, Schedule,
     StaleLr, Summary, TrainConfig, Weights,

@@ -11,8 +11,7 @@
 use std::time::Duration;
 
 use asgd_engine::data::Splits;
-use asgd_engine::ops::sgd::SgdParams;
-use asgd_engine::optim::Sgd;
+use asgd_engine::optim::{OptimConfig, Optimizer};
 use asgd_engine::train::{
     train_data_parallel, train_decoupled, train_decoupled_with, train_steps, train_sync, undelayed_step_time,
     Checkpoint, Decoupling, DelaySpec, Event, Observer, Position, StepAlgorithm, Summary, TrainConfig,
@@ -61,7 +60,10 @@ pub struct RunSpec {
     pub lanes: Lanes,
     /// Emulated slow devices; across processes `worker=N` names rank N.
     pub delays: DelaySpec,
-    /// Epochs, batch, learning rate and schedule, evaluation, checkpoints. Its `shard` is
+    /// The optimiser and its hyper-parameters (its learning rate is the schedule's base).
+    pub optim: OptimConfig,
+    /// Epochs, batch, schedule, evaluation, checkpoints (its `lr` is replaced by the
+    /// optimiser's). Its `shard` is
     /// the job's; across processes only rank 0 evaluates and writes the checkpoint.
     pub config: TrainConfig,
     /// Where the run starts (a checkpoint's position when resuming).
@@ -69,10 +71,12 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    /// `algorithm` with one replica on one device, no delays, from the start.
-    pub fn new(algorithm: Algorithm, config: TrainConfig) -> Self {
+    /// `algorithm` with `optim` (whose learning rate becomes the schedule's base), one replica
+    /// on one device, no delays, from the start.
+    pub fn new(algorithm: Algorithm, optim: OptimConfig, config: TrainConfig) -> Self {
         Self {
             algorithm,
+            optim,
             workers: 1,
             lanes: Lanes::Shared,
             delays: DelaySpec::default(),
@@ -126,7 +130,7 @@ impl RunSpec {
 
     /// One model and optimiser per worker, all initialised from `seed` so that all start
     /// equal, on `dev` or (separate lanes) on devices of their own opened from its adapter.
-    /// The optimiser's settings are the run's (`config.sgd`).
+    /// The optimiser is the run's (`optim`).
     pub fn build_replicas(
         &self,
         dev: &Device,
@@ -137,7 +141,7 @@ impl RunSpec {
         (0..self.workers)
             .map(|w| {
                 let d = if w == 0 || self.lanes == Lanes::Shared { dev.clone() } else { dev.open_sibling()? };
-                Replica::build(&d, model, splits, seed, self.config.sgd)
+                Replica::build(&d, model, splits, seed, self.optim)
             })
             .collect()
     }
@@ -147,8 +151,8 @@ impl RunSpec {
 pub struct Replica {
     /// The model, on the worker's device.
     pub model: Model,
-    /// Its optimiser state (momentum).
-    pub sgd: Sgd,
+    /// Its optimiser and the optimiser's state.
+    pub optim: Box<dyn Optimizer>,
 }
 
 impl Replica {
@@ -158,17 +162,17 @@ impl Replica {
         model: &ModelConfig,
         splits: &Splits,
         seed: u64,
-        sgd: SgdParams,
+        optim: OptimConfig,
     ) -> Result<Self, TrainError> {
         let model = model.build(dev, splits.train.shape, splits.train.classes, seed)?;
-        let sgd = Sgd::new(&model, sgd);
-        Ok(Self { model, sgd })
+        let optim = optim.build(&model);
+        Ok(Self { model, optim })
     }
 
     /// Loads a checkpoint's parameters and optimiser state into this replica.
     pub fn restore(&self, ck: &Checkpoint) -> Result<(), TrainError> {
         ck.restore_model(&self.model)?;
-        ck.restore_optimizer(&self.model, &self.sgd)?;
+        ck.restore_optimizer(&self.model, self.optim.as_ref())?;
         Ok(())
     }
 }
@@ -188,12 +192,14 @@ pub fn run(
 ) -> Result<Summary, TrainError> {
     spec.validate(splits, job, replicas.len())?;
     let mut cfg = spec.config.clone();
+    // The optimiser's rate is the schedule's base: one source for it.
+    cfg.lr = spec.optim.lr();
     cfg.shard = job.shard();
     if job.rank() != 0 {
         cfg.evaluate = false;
         cfg.checkpoint = None;
     }
-    let refs: Vec<(&Model, &Sgd)> = replicas.iter().map(|r| (&r.model, &r.sgd)).collect();
+    let refs: Vec<(&Model, &dyn Optimizer)> = replicas.iter().map(|r| (&r.model, r.optim.as_ref())).collect();
     if job.is_distributed() {
         return run_across_processes(spec, &refs, splits, &cfg, job, observer);
     }
@@ -219,7 +225,7 @@ pub fn run(
 
 fn run_across_processes(
     spec: &RunSpec,
-    refs: &[(&Model, &Sgd)],
+    refs: &[(&Model, &dyn Optimizer)],
     splits: &Splits,
     cfg: &TrainConfig,
     job: &Job,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use asgd::data::{self, DataKind};
 use asgd::engine::train::{train_decoupled, train_sync, AsyncConfig, Decoupling, DelaySpec, StaleLr, Weights};
-use asgd::{Device, DeviceOptions, Model, ModelConfig, Position, Sgd, SgdParams, TrainConfig};
+use asgd::{Device, DeviceOptions, Model, ModelConfig, Optimizer, Position, Sgd, SgdParams, TrainConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -48,11 +48,11 @@ fn run_many() {
             .map(|w| {
                 let d = if w == 0 || !separate { dev.clone() } else { dev.open_sibling().unwrap() };
                 let m = ModelConfig::Mlp { hidden: hidden.clone() }.build(&d, splits.train.shape, 10, 1).unwrap();
-                let s = Sgd::new(&m, SgdParams { lr: 0.02, momentum: 0.5, weight_decay: 1e-4 });
+                let s = Sgd::new(&m, SgdParams { lr: 0.02, momentum: 0.5, weight_decay: 1e-4, nesterov: false });
                 (m, s)
             })
             .collect();
-        let refs: Vec<(&Model, &Sgd)> = replicas.iter().map(|(m, s)| (m, s)).collect();
+        let refs: Vec<(&Model, &dyn Optimizer)> = replicas.iter().map(|(m, s)| (m, s as &dyn Optimizer)).collect();
         let cfg = TrainConfig { epochs: 1, batch: 16, max_steps: Some(steps), log_every: 7, seed: run, ..TrainConfig::default() };
         let summary = train_decoupled(&refs, &splits, &cfg, &acfg, Position::default(), &mut |_| Ok(())).unwrap();
 
@@ -93,7 +93,7 @@ fn without_staleness_pdasgd_is_sync_bit_for_bit() {
     let dev = Device::open(&DeviceOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     let mut splits = data::load(DataKind::Digits, None).unwrap();
     splits.test.truncate(64);
-    let hyper = SgdParams { lr: 0.05, momentum: 0.9, weight_decay: 1e-4 };
+    let hyper = SgdParams { lr: 0.05, momentum: 0.9, weight_decay: 1e-4, nesterov: false };
     let cfg = TrainConfig { epochs: 1, batch: 32, max_steps: Some(12), log_every: 5, seed: 7, ..TrainConfig::default() };
     let build = || {
         let m = ModelConfig::Mlp { hidden: vec![32, 16] }.build(&dev, splits.train.shape, 10, 3).unwrap();
@@ -117,7 +117,7 @@ fn without_staleness_pdasgd_is_sync_bit_for_bit() {
             stale_lr: StaleLr::Inverse,
             weights,
         };
-        let summary = train_decoupled(&[(&model, &sgd)], &splits, &cfg, &acfg, Position::default(), &mut |_| Ok(())).unwrap();
+        let summary = train_decoupled(&[(&model, &sgd as &dyn Optimizer)], &splits, &cfg, &acfg, Position::default(), &mut |_| Ok(())).unwrap();
         let staleness = summary.staleness.as_ref().unwrap();
         assert_eq!(staleness.max(), 0, "a backward pass took longer than 150 ms, so the comparison does not apply");
         assert_eq!(
@@ -137,7 +137,7 @@ fn without_a_queue_one_forward_overlaps_one_backward() {
     let mut splits = data::load(DataKind::Digits, None).unwrap();
     splits.test.truncate(64);
     let m = ModelConfig::Mlp { hidden: vec![32, 16] }.build(&dev, splits.train.shape, 10, 5).unwrap();
-    let s = Sgd::new(&m, SgdParams { lr: 0.02, momentum: 0.5, weight_decay: 0.0 });
+    let s = Sgd::new(&m, SgdParams { lr: 0.02, momentum: 0.5, weight_decay: 0.0, nesterov: false });
     let cfg = TrainConfig { epochs: 1, batch: 16, max_steps: Some(40), log_every: 100, seed: 3, ..TrainConfig::default() };
     let acfg = AsyncConfig {
         decoupling: Decoupling::LayerWise,

@@ -13,7 +13,7 @@ fn warmup_applies_to_a_constant_schedule() {
     let mut splits = data::load(DataKind::Digits, None).unwrap();
     splits.test.truncate(64);
     let run = |lr: f32, warmup: u64| -> String {
-        let hyper = SgdParams { lr, momentum: 0.9, weight_decay: 0.0 };
+        let hyper = SgdParams { lr, momentum: 0.9, weight_decay: 0.0, nesterov: false };
         let model: Model = ModelConfig::Mlp { hidden: vec![16] }.build(&dev, splits.train.shape, 10, 3).unwrap();
         let sgd = Sgd::new(&model, hyper);
         let cfg = TrainConfig {
@@ -22,7 +22,7 @@ fn warmup_applies_to_a_constant_schedule() {
             max_steps: Some(1),
             schedule: Schedule::Constant,
             warmup,
-            sgd: hyper,
+            lr,
             seed: 7,
             ..TrainConfig::default()
         };

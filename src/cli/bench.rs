@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use asgd::engine::ops::matmul::{matmul, MatmulKernel, MatmulSpec};
 use asgd::engine::{kernel::Dispatch, Tensor};
-use asgd::{Device, Model, ModelConfig, Sgd, SgdParams};
+use asgd::{Device, Model, ModelConfig, Optimizer, Sgd, SgdParams};
 
 use super::common::{positive, DeviceArgs};
 
@@ -148,7 +148,7 @@ pub fn run_step(args: BenchStepArgs) -> Result<ExitCode> {
         let cfg = ModelConfig::parse(name)?;
         let batch = if cfg == ModelConfig::Lenet { 64 } else { 128 };
         let model = cfg.build(&dev, [1, 28, 28], 10, 0)?;
-        let sgd = Sgd::new(&model, SgdParams { lr: 0.01, momentum: 0.9, weight_decay: 0.0 });
+        let sgd = Sgd::new(&model, SgdParams { lr: 0.01, momentum: 0.9, weight_decay: 0.0, nesterov: false });
         let plan = model.plan(batch, true)?;
         let updates = sgd.updates(&model, &plan)?;
         let images: Vec<f32> = (0..batch * 784).map(|i| ((i * 37) % 255) as f32 / 255.0 - 0.5).collect();

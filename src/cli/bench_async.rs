@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use asgd::engine::io::metrics::MetricsWriter;
 use asgd::engine::train::{undelayed_step_time, Summary};
-use asgd::{Algorithm, AlgorithmKind, Averaging, Job, Position, Schedule, SgdParams, TrainConfig};
+use asgd::{Algorithm, AlgorithmKind, Averaging, Job, OptimConfig, Position, Schedule, SgdParams, TrainConfig};
 
 use super::common::{accuracy, positive, secs, DataArgs, DeviceArgs};
 use super::train::{Algo, ModelArgs, WorkerArgs};
@@ -73,7 +73,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
     let splits = args.data.load()?;
     let delays = args.workers.delays(args.workers.workers)?;
     let dev = args.device.open()?;
-    let hyper = SgdParams { lr: args.lr, momentum: args.momentum, weight_decay: 0.0 };
+    let hyper = SgdParams { lr: args.lr, momentum: args.momentum, weight_decay: 0.0, nesterov: false };
     let n = args.workers.workers;
 
     // The undelayed step the delay model is relative to, on this device and batch.
@@ -101,7 +101,6 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
         let cfg = TrainConfig {
             epochs: args.epochs,
             batch: args.batch,
-            sgd: hyper,
             schedule: args.schedule,
             seed: args.seed,
             log_every: 50,
@@ -112,7 +111,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
             ..TrainConfig::default()
         };
         let algorithm = Algorithm::new(algo, args.workers.async_settings(), Averaging::default());
-        let spec = args.workers.spec(algorithm, delays.clone(), cfg, Position::default());
+        let spec = args.workers.spec(algorithm, OptimConfig::Sgd(hyper), delays.clone(), cfg, Position::default());
         let replicas = spec.build_replicas(&dev, &model_cfg, &splits, args.seed)?;
         let name = algo.name();
         let path = args.out.join(format!("{name}.jsonl"));

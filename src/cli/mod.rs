@@ -12,3 +12,4 @@ pub mod plot;
 pub mod train;
 pub mod data;
 pub mod launch;
+pub mod optim;

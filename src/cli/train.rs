@@ -9,12 +9,14 @@ use asgd::engine::io::metrics::MetricsWriter;
 use asgd::engine::train::{DelaySpec, StaleLr, Summary, Weights};
 use asgd::{
     load_checkpoint, Algorithm, AlgorithmKind, AsyncSettings, Averaging, CheckpointMeta, Event, Job, Lanes, ModelConfig,
-    NetEmulation, Position, RunSpec, Schedule, SgdParams, TrainConfig,
+    NetEmulation, Position, RunSpec, Schedule, TrainConfig,
 };
+use asgd::engine::optim::OptimConfig;
 use clap::builder::PossibleValue;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::common::{accuracy, positive, secs, sizes, DataArgs, DeviceArgs, Sizes};
+use super::optim::OptimArgs;
 
 /// `--algo`: one of the library's algorithms, under the library's name (see the README for
 /// what each does).
@@ -120,8 +122,8 @@ impl WorkerArgs {
     }
 
     /// A run of `algorithm` with these workers and `delays`.
-    pub fn spec(&self, algorithm: Algorithm, delays: DelaySpec, config: TrainConfig, start: Position) -> RunSpec {
-        RunSpec { algorithm, workers: self.workers, lanes: self.lanes.0, delays, config, start }
+    pub fn spec(&self, algorithm: Algorithm, optim: OptimConfig, delays: DelaySpec, config: TrainConfig, start: Position) -> RunSpec {
+        RunSpec { algorithm, optim, workers: self.workers, lanes: self.lanes.0, delays, config, start }
     }
 }
 
@@ -155,22 +157,14 @@ pub struct TrainArgs {
     /// Samples per step [default: 32 on digits, 128 otherwise].
     #[arg(long, value_parser = positive)]
     pub batch: Option<usize>,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
-    pub lr: f32,
     /// Learning-rate schedule: constant, or cosine decay to zero at the last step.
     #[arg(long, default_value = "cosine", value_parser = |s: &str| Schedule::parse(s).map_err(|e| e.to_string()))]
     pub schedule: Schedule,
     /// Steps over which the learning rate rises linearly from lr/N to lr (0: none).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub warmup: u64,
-    /// SGD momentum [default: 0.9 for sync, localsgd and dasgd; 0.5 for pdasgd, hogwild and
-    /// lasgd, whose staleness already acts as momentum: at 0.9 they diverged on MNIST].
-    #[arg(long, allow_negative_numbers = true)]
-    pub momentum: Option<f32>,
-    /// L2 weight decay.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub weight_decay: f32,
+    #[command(flatten)]
+    pub optim: OptimArgs,
     /// Seed of the initialisation and the epoch order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -261,17 +255,8 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     }
     let digits = args.data.data == asgd::data::DataKind::Digits;
     let target_acc = args.target_acc;
-    if !(args.lr > 0.0 && args.lr.is_finite()) {
-        bail!("--lr {} must be a positive number", args.lr);
-    }
     let algorithm = args.algorithm();
-    let momentum = args.momentum.unwrap_or(algorithm.default_momentum());
-    if !(0.0..1.0).contains(&momentum) {
-        bail!("--momentum {momentum} must be in [0, 1)");
-    }
-    if !(args.weight_decay >= 0.0 && args.weight_decay.is_finite()) {
-        bail!("--weight-decay {} must be zero or positive", args.weight_decay);
-    }
+    let optim = args.optim.config(0.05, algorithm.default_momentum())?;
 
     let resume = match &args.resume {
         Some(path) => Some(load_checkpoint(path)?),
@@ -308,7 +293,6 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let (rank, world) = (job.rank(), job.world());
     // Across processes, --inject-delay worker=N names rank N.
     let delays = args.workers.delays(if world > 1 { world } else { args.workers.workers })?;
-    let hyper = SgdParams { lr: args.lr, momentum, weight_decay: args.weight_decay };
     let mut start = Position::default();
     let mut seed = args.seed;
     if let Some(ck) = &resume {
@@ -331,11 +315,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         extra.insert("world_size".to_string(), world.to_string());
     }
     extra.insert("batch".to_string(), batch.to_string());
-    extra.insert("lr".to_string(), args.lr.to_string());
+    extra.insert("lr".to_string(), optim.lr().to_string());
     let cfg = TrainConfig {
         epochs,
         batch,
-        sgd: hyper,
         schedule: args.schedule,
         warmup: args.warmup,
         seed,
@@ -357,7 +340,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         },
         ..TrainConfig::default()
     };
-    let spec = args.workers.spec(algorithm, delays, cfg, start);
+    let spec = args.workers.spec(algorithm, optim, delays, cfg, start);
     spec.check(&splits, &job)?;
     let dev = args.device.open()?;
     // The initialisation is seeded with --seed; a resumed run then loads its checkpoint.

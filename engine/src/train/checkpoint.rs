@@ -1,6 +1,7 @@
-//! Checkpoints: the model's parameters under PyTorch's names and layouts, the optimiser's
-//! momentum under `optim.momentum.<name>`, and where the run stood, in one safetensors file
-//! written atomically.
+//! Checkpoints: the model's parameters and buffers under PyTorch's names and layouts, the
+//! optimiser's state under `optim.<state>.<name>` (SGD's `momentum`, Adam's `exp_avg`,
+//! `exp_avg_sq` and `step`), which optimiser wrote it (metadata `optim`), and where the run
+//! stood, in one safetensors file written atomically.
 //!
 //! PyTorch loads the parameters with
 //! `model.load_state_dict({k: v for k, v in safetensors.torch.load_file(f).items() if not k.startswith("optim.")})`.
@@ -12,7 +13,7 @@ use super::Position;
 use crate::error::{EngineError, Result};
 use crate::io::checkpoint::{load_safetensors, save_safetensors, NamedTensor};
 use crate::model::Model;
-use crate::optim::Sgd;
+use crate::optim::Optimizer;
 
 /// The metadata asgd writes into a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -98,9 +99,19 @@ impl Checkpoint {
         model.load_state_dict(&self.tensors, &self.source)
     }
 
-    /// Loads the momentum into `sgd`; a checkpoint without optimiser state leaves it at zero.
-    pub fn restore_optimizer(&self, model: &Model, sgd: &Sgd) -> Result<()> {
-        for (name, t) in sgd.state(model) {
+    /// Loads the optimiser state into `optim`; a checkpoint without optimiser state leaves it
+    /// at zero. A checkpoint written by another optimiser is refused: its state would not
+    /// mean the same.
+    pub fn restore_optimizer(&self, model: &Model, optim: &dyn Optimizer) -> Result<()> {
+        let name = optim.config().name();
+        if let Some(saved) = self.meta.extra.get("optim").filter(|s| s.as_str() != name) {
+            return Err(EngineError::Checkpoint(format!(
+                "{} holds the state of optimiser {saved}, not {name}; resume it with {saved}, \
+                 or start a new run",
+                self.source
+            )));
+        }
+        for (name, t) in optim.state(model) {
             if let Some(saved) = self.tensors.iter().find(|s| s.name == name) {
                 if saved.shape != t.shape() {
                     return Err(EngineError::Checkpoint(format!(
@@ -124,13 +135,16 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     Ok(Checkpoint { meta, tensors, source: path.display().to_string() })
 }
 
-/// Writes `model`'s parameters (and `sgd`'s momentum, if given) with `meta`, atomically.
-pub fn save_checkpoint(path: &Path, model: &Model, sgd: Option<&Sgd>, meta: &CheckpointMeta) -> Result<()> {
+/// Writes `model`'s parameters and buffers (and `optim`'s state, if given) with `meta`,
+/// atomically.
+pub fn save_checkpoint(path: &Path, model: &Model, optim: Option<&dyn Optimizer>, meta: &CheckpointMeta) -> Result<()> {
     let mut tensors = model.state_dict()?;
-    if let Some(sgd) = sgd {
-        for (name, t) in sgd.state(model) {
+    let mut map = meta.to_map();
+    if let Some(optim) = optim {
+        map.insert("optim".into(), optim.config().name().into());
+        for (name, t) in optim.state(model) {
             tensors.push(NamedTensor { name, shape: t.shape().to_vec(), data: t.to_vec_f32()? });
         }
     }
-    save_safetensors(path, &tensors, &meta.to_map())
+    save_safetensors(path, &tensors, &map)
 }

@@ -22,8 +22,7 @@ use crate::error::{EngineError, Result};
 use crate::kernel::{run_all, Dispatch};
 use crate::model::Model;
 use crate::ops::elementwise::scale_add;
-use crate::ops::sgd::SgdParams;
-use crate::optim::{Sgd, SgdUpdates};
+use crate::optim::{Optimizer, Updates};
 use crate::plan::Plan;
 use crate::tensor::{DType, Tensor};
 
@@ -32,12 +31,12 @@ struct Worker<'m> {
     plan: Plan,
     /// The averaged gradients this replica's update reads.
     avg: Vec<Vec<Tensor>>,
-    updates: SgdUpdates,
+    updates: Updates,
 }
 
 /// Trains `replicas` (built alike) in lock step; `delays` emulates slow workers.
 pub fn train_data_parallel(
-    replicas: &[(&Model, &Sgd)],
+    replicas: &[(&Model, &dyn Optimizer)],
     data: &Splits,
     cfg: &TrainConfig,
     delays: &DelaySpec,
@@ -65,7 +64,7 @@ pub fn train_data_parallel(
     let shared_device = replicas.iter().all(|(m, _)| m.device().same_as(replicas[0].0.device()));
 
     let mut workers = Vec::new();
-    for &(model, sgd) in replicas {
+    for &(model, optim) in replicas {
         let plan = model.plan(cfg.batch, true)?;
         let avg: Vec<Vec<Tensor>> = if shared_device && !workers.is_empty() {
             // One set of averaged gradients serves every replica on the device.
@@ -74,7 +73,7 @@ pub fn train_data_parallel(
         } else {
             plan.grads.iter().map(|g| g.iter().map(|t| Tensor::empty(model.device(), t.shape(), DType::F32)).collect()).collect()
         };
-        let updates = sgd.updates_from(model, &avg)?;
+        let updates = optim.updates_from(model, &avg)?;
         workers.push(Worker { model, plan, avg, updates });
     }
     // On a shared device: avg = (1/N) sum of the workers' gradients, in worker order.
@@ -193,7 +192,6 @@ fn worker_loop(
             return Ok(());
         }
         let lr = cfg.lr_at(step, horizon);
-        let hyper = SgdParams { lr, ..cfg.sgd };
         if averaging.is_empty() {
             let mut avg: Vec<Vec<f32>> = host_grads[0].lock().expect("grads lock poisoned").clone();
             for other in &host_grads[1..] {
@@ -206,16 +204,16 @@ fn worker_loop(
                 let scaled: Vec<f32> = v.iter().map(|x| x / n as f32).collect();
                 t.write_f32(&scaled)?;
             }
-            me.updates.set_hyper(me.model, hyper);
+            me.updates.set_lr(lr);
             record(dev, |pass| (0..me.plan.num_layers()).for_each(|i| me.updates.record(i, pass)));
         } else if w == 0 {
             let _gate = shared.gate.read().expect("gate poisoned");
             for other in workers {
-                other.updates.set_hyper(other.model, hyper);
+                other.updates.set_lr(lr);
             }
             let mut all: Vec<&Dispatch> = averaging.iter().collect();
             for other in workers {
-                all.extend(other.updates.layers.iter().flatten());
+                all.extend(other.updates.dispatches());
             }
             run_all(dev, &all);
         }

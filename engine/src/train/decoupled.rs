@@ -34,8 +34,7 @@ use crate::error::{EngineError, Result};
 use crate::kernel::Dispatch;
 use crate::model::Model;
 use crate::ops::elementwise::{scale_add, set_scale_add};
-use crate::ops::sgd::SgdParams;
-use crate::optim::{Sgd, SgdUpdates};
+use crate::optim::{Optimizer, Updates};
 use crate::plan::Plan;
 use crate::tensor::{DType, Tensor};
 
@@ -170,7 +169,7 @@ struct Delta {
 
 struct Slot {
     plan: Plan,
-    updates: SgdUpdates,
+    updates: Updates,
     /// With [`Weights::Stash`] or [`Weights::Predict`], the copy of the parameters `plan` reads.
     stash: Option<Stash>,
 }
@@ -194,7 +193,7 @@ struct State {
 struct Replica<'m> {
     index: usize,
     model: &'m Model,
-    sgd: &'m Sgd,
+    optim: &'m dyn Optimizer,
     slots: Vec<Slot>,
     free: (flume::Sender<usize>, flume::Receiver<usize>),
     inbox: (flume::Sender<Delta>, flume::Receiver<Delta>),
@@ -313,18 +312,17 @@ impl<'m> Replica<'m> {
             self.drain_inbox(shared)?;
             let slot = &self.slots[item.slot];
             let lr = cfg.lr_at(item.step, horizon);
-            let hyper = SgdParams { lr, ..cfg.sgd };
             match acfg.decoupling {
                 Decoupling::LayerWise => {
                     for (p, layers) in groups {
-                        let deltas = self.submit_update(shared, slot, &item, layers, &[*p], hyper, acfg.stale_lr)?;
+                        let deltas = self.submit_update(shared, slot, &item, layers, &[*p], lr, acfg.stale_lr)?;
                         self.send_deltas(peers, deltas)?;
                     }
                 }
                 Decoupling::WholeModel => {
                     let all: Vec<usize> = groups.iter().flat_map(|(_, l)| l.iter().copied()).collect();
                     let params: Vec<usize> = groups.iter().map(|(p, _)| *p).collect();
-                    let deltas = self.submit_update(shared, slot, &item, &all, &params, hyper, acfg.stale_lr)?;
+                    let deltas = self.submit_update(shared, slot, &item, &all, &params, lr, acfg.stale_lr)?;
                     self.send_deltas(peers, deltas)?;
                 }
             }
@@ -335,9 +333,11 @@ impl<'m> Replica<'m> {
     }
 
     /// Submits the backward of `layers` (in order) and then the updates of `params` in one
-    /// encoder, each at `hyper`'s rate scaled by `stale_lr` for its staleness; returns, per
-    /// updated layer, the rate and copies of the velocity to send to the peers (none without
-    /// peers).
+    /// encoder, each at rate `lr` scaled by `stale_lr` for its staleness; returns, per updated
+    /// layer, what to send to the peers (none without peers): `(layer, rate, d)` such that the
+    /// update changed parameter `j` by exactly `-rate * d[j]`. That is the optimiser's
+    /// direction when its change is exactly that (SGD), else the difference the update made,
+    /// taken on the GPU (rate -1).
     #[allow(clippy::too_many_arguments)]
     fn submit_update(
         &self,
@@ -346,7 +346,7 @@ impl<'m> Replica<'m> {
         item: &Item,
         layers: &[usize],
         params: &[usize],
-        hyper: SgdParams,
+        lr: f32,
         stale_lr: StaleLr,
     ) -> Result<Vec<(usize, f32, Vec<Tensor>)>> {
         let peers = self.sent.len() > 1;
@@ -356,29 +356,51 @@ impl<'m> Replica<'m> {
         let stale: Vec<u64> = params.iter().map(|&p| st.versions[p] - item.versions[p]).collect();
         let mut rates = Vec::with_capacity(params.len());
         for (&p, &s) in params.iter().zip(&stale) {
-            let lr = stale_lr.lr(hyper.lr, s);
-            slot.updates.set_layer_hyper(self.model, p, SgdParams { lr, ..hyper });
+            let lr = stale_lr.lr(lr, s);
+            slot.updates.set_layer_lr(p, lr);
             rates.push(lr);
         }
+        let copy = |enc: &mut wgpu::CommandEncoder, v: &Tensor| {
+            let t = Tensor::empty(dev, v.shape(), DType::F32);
+            enc.copy_buffer_to_buffer(v.buffer(), 0, t.buffer(), 0, (v.numel() * 4) as u64);
+            t
+        };
+        let by_difference = peers && !self.optim.change_is_direction();
         let mut enc = dev.wgpu().create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
             for &l in layers {
                 slot.plan.record_backward(l, &mut pass);
             }
+        }
+        // Values before the update, when the peers are sent the difference.
+        let before: Vec<Vec<Tensor>> = if by_difference {
+            params.iter().map(|&p| self.model.layers()[p].params().iter().map(|w| copy(&mut enc, &w.value)).collect()).collect()
+        } else {
+            Vec::new()
+        };
+        let mut differences = Vec::new();
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
             for &p in params {
                 slot.updates.record(p, &mut pass);
             }
+            // before <- after - before
+            for (&p, olds) in params.iter().zip(&before) {
+                for (w, old) in self.model.layers()[p].params().iter().zip(olds) {
+                    differences.push(scale_add(dev, old, &w.value, 1.0, -1.0)?);
+                }
+            }
+            differences.iter().for_each(|d| d.record(&mut pass));
         }
         let mut deltas = Vec::new();
-        if peers {
+        if by_difference {
+            for (&p, olds) in params.iter().zip(before) {
+                deltas.push((p, -1.0, olds));
+            }
+        } else if peers {
             for (&p, &lr) in params.iter().zip(&rates) {
-                let mut copies = Vec::new();
-                for v in &self.sgd.velocity[p] {
-                    let t = Tensor::empty(dev, v.shape(), DType::F32);
-                    enc.copy_buffer_to_buffer(v.buffer(), 0, t.buffer(), 0, (v.numel() * 4) as u64);
-                    copies.push(t);
-                }
+                let copies = self.optim.direction(p).iter().map(|v| copy(&mut enc, v)).collect();
                 deltas.push((p, lr, copies));
             }
         }
@@ -417,7 +439,7 @@ impl<'m> Replica<'m> {
 
 /// Trains `replicas` (models built alike, each with its optimiser) asynchronously.
 pub fn train_decoupled(
-    replicas: &[(&Model, &Sgd)],
+    replicas: &[(&Model, &dyn Optimizer)],
     data: &Splits,
     cfg: &TrainConfig,
     acfg: &AsyncConfig,
@@ -430,7 +452,7 @@ pub fn train_decoupled(
 /// [`train_decoupled`] with side work driven by the coordinator (LASGD's periodic averaging
 /// across processes).
 pub fn train_decoupled_with(
-    replicas: &[(&Model, &Sgd)],
+    replicas: &[(&Model, &dyn Optimizer)],
     data: &Splits,
     cfg: &TrainConfig,
     acfg: &AsyncConfig,
@@ -457,7 +479,7 @@ pub fn train_decoupled_with(
     let slots_per_replica = acfg.fwd_threads + acfg.bwd_threads + acfg.queue;
 
     let mut rts = Vec::new();
-    for (index, &(model, sgd)) in replicas.iter().enumerate() {
+    for (index, &(model, optim)) in replicas.iter().enumerate() {
         let mut slots = Vec::new();
         for _ in 0..slots_per_replica {
             let (plan, stash) = match acfg.weights {
@@ -471,8 +493,8 @@ pub fn train_decoupled_with(
                     let plan = model.plan_reading(cfg.batch, true, &copies)?;
                     let mut pairs = Vec::new();
                     let mut predict = Vec::new();
-                    for (l, ((layer, copies), velocity)) in model.layers().iter().zip(copies).zip(&sgd.velocity).enumerate() {
-                        for ((p, copy), v) in layer.params().iter().zip(copies).zip(velocity) {
+                    for (l, (layer, copies)) in model.layers().iter().zip(copies).enumerate() {
+                        for ((p, copy), v) in layer.params().iter().zip(copies).zip(optim.direction(l)) {
                             if acfg.weights == Weights::Predict {
                                 predict.push(scale_add(model.device(), &copy, v, 0.0, 1.0)?);
                             }
@@ -482,7 +504,7 @@ pub fn train_decoupled_with(
                     (plan, Some(Stash { pairs, predict }))
                 }
             };
-            let updates = sgd.updates(model, &plan)?;
+            let updates = optim.updates(model, &plan)?;
             slots.push(Slot { plan, updates, stash });
         }
         let free = flume::unbounded();
@@ -493,7 +515,7 @@ pub fn train_decoupled_with(
         rts.push(Replica {
             index,
             model,
-            sgd,
+            optim,
             slots,
             free,
             inbox: flume::unbounded(),

@@ -27,7 +27,6 @@ pub use delay::DelaySpec;
 pub use staleness::Staleness;
 pub use sync::{train_steps, train_sync, PlainStep, StepAlgorithm, StepContext};
 
-use crate::ops::sgd::SgdParams;
 
 /// How the learning rate changes over a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,8 +72,9 @@ pub struct TrainConfig {
     /// Samples per step. A final partial batch of an epoch is dropped, so every step has the
     /// same size (and the same compiled plan).
     pub batch: usize,
-    /// Optimiser hyper-parameters (`lr` is the base rate of the schedule).
-    pub sgd: SgdParams,
+    /// The base learning rate of the schedule (the optimiser's rate is set from the schedule
+    /// at every step).
+    pub lr: f32,
     /// How the learning rate changes over the run.
     pub schedule: Schedule,
     /// Seeds the epoch order (the model's initialisation is seeded where it is built).
@@ -129,7 +129,7 @@ impl TrainConfig {
     /// The learning rate of `step` (from 0) of a run of `total` steps: the schedule, scaled
     /// linearly from `1 / warmup` up to 1 over the first `warmup` steps.
     pub fn lr_at(&self, step: u64, total: u64) -> f32 {
-        let lr = self.schedule.lr_at(self.sgd.lr, step, total);
+        let lr = self.schedule.lr_at(self.lr, step, total);
         if step < self.warmup {
             lr * (step + 1) as f32 / self.warmup as f32
         } else {
@@ -143,7 +143,7 @@ impl Default for TrainConfig {
         Self {
             epochs: 1,
             batch: 128,
-            sgd: SgdParams { lr: 0.05, momentum: 0.9, weight_decay: 0.0 },
+            lr: 0.05,
             schedule: Schedule::Cosine,
             seed: 0,
             warmup: 0,
@@ -276,12 +276,17 @@ pub fn undelayed_step_time(plan: &crate::Plan) -> crate::Result<std::time::Durat
 }
 
 /// Writes the run's checkpoint, if it has one, at `pos`; returns its path.
-pub(crate) fn save_at(cfg: &TrainConfig, model: &crate::Model, sgd: &crate::optim::Sgd, pos: Position) -> crate::Result<Option<PathBuf>> {
+pub(crate) fn save_at(
+    cfg: &TrainConfig,
+    model: &crate::Model,
+    optim: &dyn crate::optim::Optimizer,
+    pos: Position,
+) -> crate::Result<Option<PathBuf>> {
     let Some(path) = &cfg.checkpoint else { return Ok(None) };
     let mut meta = cfg.checkpoint_meta.clone();
     meta.position = pos;
     meta.seed = cfg.seed;
-    save_checkpoint(path, model, Some(sgd), &meta)?;
+    save_checkpoint(path, model, Some(optim), &meta)?;
     Ok(Some(path.clone()))
 }
 
@@ -379,7 +384,7 @@ mod tests {
     #[test]
     fn warmup_rises_linearly_to_the_schedule_then_follows_it() {
         let cfg = TrainConfig {
-            sgd: SgdParams { lr: 0.2, momentum: 0.5, weight_decay: 0.0 },
+            lr: 0.2,
             schedule: Schedule::Constant,
             warmup: 4,
             ..TrainConfig::default()

@@ -11,22 +11,21 @@ use super::{Clock, Event, Evaluator, Observer, Position, Summary, TrainConfig};
 use crate::data::{epoch_order, num_batches, Splits};
 use crate::error::{EngineError, Result};
 use crate::model::Model;
-use crate::ops::sgd::SgdParams;
-use crate::optim::{Sgd, SgdUpdates};
+use crate::optim::{Optimizer, Updates};
 use crate::plan::Plan;
 
 /// What a step algorithm works on.
 pub struct StepContext<'a> {
     pub model: &'a Model,
-    pub sgd: &'a Sgd,
+    pub optim: &'a dyn Optimizer,
     /// The plan holding this step's batch (already uploaded).
     pub plan: &'a Plan,
     /// Updates reading `plan`'s gradients.
-    pub updates: &'a SgdUpdates,
+    pub updates: &'a Updates,
     /// This process's step, counted from the start of the run.
     pub step: u64,
-    /// The scheduled hyper-parameters of this step.
-    pub hyper: SgdParams,
+    /// The scheduled learning rate of this step.
+    pub lr: f32,
 }
 
 /// One step of the loop; the loop handles data, logging, evaluation and checkpoints.
@@ -75,16 +74,16 @@ impl StepAlgorithm for PlainStep {
     }
 }
 
-/// Trains `model` with `sgd` on `data.train` from `start`, evaluating on `data.test`.
+/// Trains `model` with `optim` on `data.train` from `start`, evaluating on `data.test`.
 pub fn train_sync(
     model: &Model,
-    sgd: &Sgd,
+    optim: &dyn Optimizer,
     data: &Splits,
     cfg: &TrainConfig,
     start: Position,
     obs: &mut Observer,
 ) -> Result<Summary> {
-    train_steps(model, sgd, data, cfg, start, &mut PlainStep, obs)
+    train_steps(model, optim, data, cfg, start, &mut PlainStep, obs)
 }
 
 /// The step loop with `algo` doing each step. With `cfg.shard` of `world` processes, step `s`
@@ -92,7 +91,7 @@ pub fn train_sync(
 /// processes together see each sample once per epoch.
 pub fn train_steps(
     model: &Model,
-    sgd: &Sgd,
+    optim: &dyn Optimizer,
     data: &Splits,
     cfg: &TrainConfig,
     start: Position,
@@ -117,7 +116,7 @@ pub fn train_steps(
     let horizon = steps_per_epoch * cfg.epochs as u64;
     let total_steps = cfg.max_steps.map_or(horizon, |m| m.min(horizon));
     let plan = model.plan(cfg.batch, true)?;
-    let updates = sgd.updates(model, &plan)?;
+    let updates = optim.updates(model, &plan)?;
     let mut evaluator = Evaluator::new(model, cfg.eval_batch);
     let log_every = cfg.log_every.max(1);
 
@@ -141,11 +140,10 @@ pub fn train_steps(
         Ok((loss, acc, e))
     };
     let save = |clock: &mut Clock, pos: Position| -> Result<Option<Event>> {
-        let saved = clock.paused(|| super::save_at(cfg, model, sgd, pos))?;
+        let saved = clock.paused(|| super::save_at(cfg, model, optim, pos))?;
         Ok(saved.map(|path| Event::Checkpoint { path, step: pos.step, wall_s: clock.wall() }))
     };
 
-    let mut hyper = cfg.sgd;
     let mut written: Option<f32> = None;
     'epochs: for epoch in start.epoch..cfg.epochs {
         let order = epoch_order(train.len(), cfg.seed, epoch as u64);
@@ -161,11 +159,10 @@ pub fn train_steps(
             // or by the warm-up (which also applies to a constant schedule).
             let lr = cfg.lr_at(step, horizon);
             if written != Some(lr) {
-                hyper = SgdParams { lr, ..cfg.sgd };
-                updates.set_hyper(model, hyper);
+                updates.set_lr(lr);
                 written = Some(lr);
             }
-            algo.step(&StepContext { model, sgd, plan: &plan, updates: &updates, step, hyper })?;
+            algo.step(&StepContext { model, optim, plan: &plan, updates: &updates, step, lr })?;
             step += 1;
             summary.samples += cfg.batch as u64;
             obs(&Event::Tick { epoch: epoch + 1, step })?;
@@ -225,7 +222,7 @@ pub fn train_steps(
             break;
         }
     }
-    algo.finish(&StepContext { model, sgd, plan: &plan, updates: &updates, step, hyper })?;
+    algo.finish(&StepContext { model, optim, plan: &plan, updates: &updates, step, lr: written.unwrap_or(cfg.lr) })?;
     // A run cut short by max_steps or the target mid-epoch still ends with an evaluation and,
     // if asked, a checkpoint of where it stopped.
     let (test_loss, test_acc) = match last_eval {
