@@ -101,6 +101,11 @@ impl Progress {
                 let clear = if self.live { "\r\x1b[2K" } else { "" };
                 writeln!(err, "{clear}{file}: verified, saved as {}", path.display())
             }
+            FetchEvent::Unpacked { file, files } => {
+                let clear = if self.live { "\r\x1b[2K" } else { "" };
+                let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+                writeln!(err, "{clear}{file}: verified, unpacked {}", names.join(", "))
+            }
         };
     }
 }
