@@ -1,93 +1,133 @@
 //! `asgd data fetch` and `asgd data info` as a user runs them, against a local HTTP server on
-//! 127.0.0.1 that serves the project's copy of MNIST.
+//! 127.0.0.1 serving small files of the real formats that the tests make up (their checksums
+//! are handed to the debug binary through `ASGD_TEST_FETCH_PINS`).
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use common::{asgd, assert_clean_failure, text};
-
-fn shared_mnist() -> PathBuf {
-    common::shared_data("mnist")
-}
+use asgd::engine::data::fetch::sha256_hex;
+use common::{asgd, asgd_with, assert_clean_failure, files, serve, text};
 
 fn fresh_dir(name: &str) -> PathBuf {
     common::fresh_dir("data_cli", name)
 }
 
-/// Serves the files of `shared_mnist()` by name on 127.0.0.1; anything else is a 404.
-fn serve_mnist() -> String {
-    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let port = server.server_addr().to_ip().unwrap().port();
-    std::thread::spawn(move || {
-        for request in server.incoming_requests() {
-            let name = request.url().trim_start_matches('/').to_string();
-            let _ = match std::fs::read(shared_mnist().join(name)) {
-                Ok(bytes) => request.respond(tiny_http::Response::from_data(bytes)),
-                Err(_) => request.respond(tiny_http::Response::empty(404)),
-            };
-        }
-    });
-    format!("http://127.0.0.1:{port}/")
+/// A small MNIST-style set (60 train, 20 test) as the gzipped files a mirror serves, and the
+/// pins of their decompressed content in `ASGD_TEST_FETCH_PINS` syntax.
+fn small_mnist() -> (Vec<(String, Vec<u8>)>, String) {
+    let raw = files::mnist_like(60, 20);
+    let pins: Vec<String> = raw.iter().map(|(stem, bytes)| format!("{stem}.gz={}", sha256_hex(bytes))).collect();
+    (raw.iter().map(|(stem, bytes)| (format!("{stem}.gz"), files::gzip(bytes))).collect(), pins.join(","))
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
 }
 
 #[test]
 fn fetch_then_info_reads_what_was_fetched() {
-    let mirror = serve_mnist();
+    let (served, pins) = small_mnist();
+    let mirror = serve(served);
     let dir = fresh_dir("fetched");
-    let dir_s = dir.to_str().unwrap();
-    let out = asgd(&["data", "fetch", "mnist", "--dir", dir_s, "--mirror", &mirror]);
+    let env = [("ASGD_TEST_FETCH_PINS", pins.as_str())];
+    let out = asgd_with(&["data", "fetch", "mnist", "--dir", s(&dir), "--mirror", &mirror], &env);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains(&format!("mnist is in {dir_s}")), "{stdout}");
+    assert!(stdout.contains(&format!("mnist is in {}", s(&dir))), "{stdout}");
     assert_eq!(stderr.matches(": verified, saved as").count(), 4, "{stderr}");
 
-    let out = asgd(&["data", "info", "mnist", "--data-dir", dir_s]);
+    let out = asgd(&["data", "info", "mnist", "--data-dir", s(&dir)]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(stdout.contains("train    60000 samples") && stdout.contains("test     10000 samples"), "{stdout}");
+    assert!(stdout.contains("train    60 samples") && stdout.contains("test     20 samples"), "{stdout}");
     assert!(stdout.contains("shape    [1, 28, 28]"), "{stdout}");
-    assert!(stdout.contains("5923   6742"), "class histogram: {stdout}");
+    assert!(stdout.contains("train          6      6      6"), "class histogram: {stdout}");
 
     // Fetching again downloads nothing.
-    let out = asgd(&["data", "fetch", "mnist", "--dir", dir_s, "--mirror", &mirror]);
+    let out = asgd_with(&["data", "fetch", "mnist", "--dir", s(&dir), "--mirror", &mirror], &env);
     assert!(out.status.success());
     assert_eq!(text(&out.stderr).matches("already present and verified").count(), 4);
+
+    // Without the test's pins the built-in checksums apply, and the made-up files fail them.
+    let other = fresh_dir("fetched-unpinned");
+    let out = asgd(&["data", "fetch", "mnist", "--dir", s(&other), "--mirror", &mirror]);
+    let stderr = text(&out.stderr);
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(!out.status.success() && last.starts_with("error: could not download"), "{stderr}");
+    assert!(last.contains("checksum mismatch") && last.contains("expected ba891046e6505d7a"), "{stderr}");
+}
+
+#[test]
+fn cifar10_is_fetched_through_the_mirror_variable_then_read() {
+    let tarball = files::cifar_tarball(3);
+    let pins = format!("cifar-10-binary.tar.gz={}:{}", sha256_hex(&tarball), tarball.len());
+    let mirror = serve(vec![("cifar-10-binary.tar.gz".into(), tarball)]);
+    let dir = fresh_dir("cifar");
+    // No --mirror: ASGD_DATA_MIRROR names the server.
+    let env = [("ASGD_TEST_FETCH_PINS", pins.as_str()), ("ASGD_DATA_MIRROR", mirror.as_str())];
+    let out = asgd_with(&["data", "fetch", "cifar10", "--dir", s(&dir)], &env);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains(&format!("cifar10 is in {}", s(&dir))), "{stdout}");
+    assert!(stderr.contains("cifar-10-binary.tar.gz: verified, unpacked") && stderr.contains("test_batch.bin"), "{stderr}");
+
+    let out = asgd(&["data", "info", "cifar-10", "--data-dir", s(&dir)]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("train    15 samples") && stdout.contains("test     3 samples"), "{stdout}");
+    assert!(stdout.contains("shape    [3, 32, 32]"), "{stdout}");
+
+    let out = asgd_with(&["data", "fetch", "cifar10", "--dir", s(&dir)], &env);
+    assert!(out.status.success());
+    assert!(text(&out.stderr).contains("cifar-10-binary.tar.gz: already present and verified"));
+}
+
+#[test]
+fn a_cifar10_tarball_that_fails_the_checksum_leaves_nothing() {
+    let tarball = files::cifar_tarball(1);
+    let mirror = serve(vec![("cifar-10-binary.tar.gz".into(), tarball.clone())]);
+    let dir = fresh_dir("cifar-bad");
+    let pins = format!("cifar-10-binary.tar.gz={}:{}", "a".repeat(64), tarball.len());
+    let out = asgd_with(&["data", "fetch", "cifar10", "--dir", s(&dir), "--mirror", &mirror], &[("ASGD_TEST_FETCH_PINS", &pins)]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: could not download cifar-10-binary.tar.gz"), "{stderr}");
+    assert!(last.contains(&format!("checksum mismatch: the file has sha256 {}", sha256_hex(&tarball))), "{stderr}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing left in {}", dir.display());
+    // The built-in pin: the real archive's size.
+    let out = asgd(&["data", "fetch", "cifar10", "--dir", s(&dir), "--mirror", &mirror]);
+    assert!(text(&out.stderr).contains("expected 170052171"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
 
 #[test]
 fn info_on_an_empty_folder_fails_cleanly() {
     let dir = fresh_dir("empty");
-    let stderr = assert_clean_failure(&asgd(&["data", "info", "mnist", "--data-dir", dir.to_str().unwrap()]));
+    let stderr = assert_clean_failure(&asgd(&["data", "info", "mnist", "--data-dir", s(&dir)]));
     assert!(stderr.contains("train-images-idx3-ubyte.gz (or train-images-idx3-ubyte) is missing"), "{stderr}");
     assert!(stderr.contains("asgd data fetch mnist --dir"), "{stderr}");
+    let stderr = assert_clean_failure(&asgd(&["data", "info", "cifar10", "--data-dir", s(&dir)]));
+    assert!(stderr.contains("the cifar10 file data_batch_1.bin is missing; run `asgd data fetch cifar10 --dir"), "{stderr}");
 }
 
 #[test]
 fn info_on_a_truncated_file_fails_cleanly() {
     let dir = fresh_dir("truncated");
-    for name in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
-        std::fs::copy(shared_mnist().join(name), dir.join(name)).unwrap();
-    }
-    let images = std::fs::read(shared_mnist().join("t10k-images-idx3-ubyte.gz")).unwrap();
-    std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), &images[..images.len() / 3]).unwrap();
-    let stderr = assert_clean_failure(&asgd(&["data", "info", "mnist", "--data-dir", dir.to_str().unwrap()]));
+    files::write_mnist_like(&dir, 10, 200);
+    let path = dir.join("t10k-images-idx3-ubyte.gz");
+    let images = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &images[..images.len() / 3]).unwrap();
+    let stderr = assert_clean_failure(&asgd(&["data", "info", "mnist", "--data-dir", s(&dir)]));
     assert!(stderr.contains("t10k-images-idx3-ubyte.gz: the gzip stream is corrupt or cut short"), "{stderr}");
 }
 
 #[test]
 fn fetch_from_a_mirror_without_the_files_fails_cleanly() {
-    let mirror = serve_mnist();
+    let mirror = serve(Vec::new());
     let dir = fresh_dir("fetch404");
-    let out = asgd(&[
-        "data",
-        "fetch",
-        "fashion-mnist",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--mirror",
-        &format!("{mirror}nothing-here/"),
-    ]);
+    let out = asgd(&["data", "fetch", "fashion-mnist", "--dir", s(&dir), "--mirror", &format!("{mirror}nothing-here/")]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
     let last = stderr.trim_end().lines().last().unwrap_or_default();
@@ -97,10 +137,10 @@ fn fetch_from_a_mirror_without_the_files_fails_cleanly() {
 
 #[test]
 fn unknown_dataset_is_refused() {
-    let out = asgd(&["data", "info", "cifar10"]);
+    let out = asgd(&["data", "info", "imagenet"]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("choose one of digits, mnist, fashion-mnist"), "{stderr}");
+    assert!(stderr.contains("choose one of digits, mnist, fashion-mnist, cifar10, or a FILE.safetensors"), "{stderr}");
 }
 
 #[test]
@@ -109,4 +149,19 @@ fn digits_info_needs_no_files() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(stdout.contains("train    1437 samples") && stdout.contains("shape    [1, 8, 8]"), "{stdout}");
+}
+
+#[test]
+fn info_reads_a_safetensors_file_of_ones_own() {
+    let dir = fresh_dir("own");
+    let file = dir.join("mine.safetensors");
+    files::write_dataset(&file, 20, [2, 4, 4], |i| (i % 4) as i64);
+    let out = asgd(&["data", "info", s(&file), "--test-split", "0.2"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("dataset  mine.safetensors"), "{stdout}");
+    assert!(stdout.contains("train    16 samples") && stdout.contains("test     4 samples"), "{stdout}");
+    assert!(stdout.contains("shape    [2, 4, 4]") && stdout.contains("classes  4"), "{stdout}");
+    let line = assert_clean_failure(&asgd(&["data", "info", s(&file)]));
+    assert!(line.contains("needs a test set; pass --test-data FILE.safetensors or --test-split F"), "{line}");
 }

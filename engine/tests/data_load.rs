@@ -1,5 +1,5 @@
-//! Loading MNIST and Fashion-MNIST from the project's shared data, and every way a data folder
-//! can be wrong.
+//! Loading MNIST and Fashion-MNIST from files of the real layout made up by the test, and every
+//! way a data folder can be wrong.
 
 mod support;
 
@@ -7,14 +7,7 @@ use std::path::Path;
 
 use asgd_engine::data::idx::{IMAGES_MAGIC, LABELS_MAGIC};
 use asgd_engine::data::{load, DataKind, Dataset};
-use support::{fresh_dir, gzip, idx_bytes, shared_data};
-
-fn mean_std(xs: &[f32]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let mean = xs.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-    let var = xs.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
-    (mean, var.sqrt())
-}
+use support::{files, fresh_dir, gzip, idx_bytes};
 
 fn min_max(d: &Dataset) -> (f32, f32) {
     d.images.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)))
@@ -22,33 +15,47 @@ fn min_max(d: &Dataset) -> (f32, f32) {
 
 #[test]
 fn mnist_loads_with_known_counts_labels_and_range() {
-    let s = load(DataKind::Mnist, Some(&shared_data().join("mnist"))).unwrap();
-    assert_eq!((s.train.len(), s.test.len()), (60_000, 10_000));
+    // Files of the real layout (gzipped idx, 28x28), made up: labels (3i) % 10, every pixel
+    // value 0..=255 present.
+    let dir = fresh_dir("data_load", "mnist");
+    files::write_mnist_like(&dir, 65, 20);
+    let s = load(DataKind::Mnist, Some(&dir)).unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (65, 20));
     assert_eq!((s.train.shape, s.train.classes, s.train.sample_len()), ([1, 28, 28], 10, 784));
-    assert_eq!(s.train.images.len(), 60_000 * 784);
-    assert_eq!(s.test.images.len(), 10_000 * 784);
-    assert_eq!((s.train.labels[0], s.train.labels[1]), (5, 0));
-    assert_eq!((s.test.labels[0], s.test.labels[1]), (7, 2));
-    assert_eq!(s.train.class_counts(), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
-    assert_eq!(s.test.class_counts(), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
+    assert_eq!(s.train.images.len(), 65 * 784);
+    assert_eq!(s.test.images.len(), 20 * 784);
+    assert_eq!((s.train.labels[0], s.train.labels[1]), (0, 3));
+    assert_eq!((s.test.labels[0], s.test.labels[1]), (1, 4));
+    assert_eq!(s.train.class_counts(), [7, 6, 7, 7, 6, 6, 7, 6, 6, 7]);
+    assert_eq!(s.test.class_counts(), [2; 10]);
     // Pixel 0 maps to (0 - 0.1307) / 0.3081, pixel 255 to (1 - 0.1307) / 0.3081.
     let (lo, hi) = min_max(&s.train);
     assert!((lo + 0.4242).abs() < 1e-3 && (hi - 2.8215).abs() < 1e-3, "{lo} {hi}");
-    let (mean, std) = mean_std(&s.train.images);
-    assert!(mean.abs() < 0.01 && (std - 1.0).abs() < 0.01, "mean {mean} std {std}");
-    assert_eq!(s.train.name, "mnist/train");
+    let norm = |p: u8| (f32::from(p) / 255.0 - 0.1307) / 0.3081;
+    for (i, k) in [(0, 0), (0, 783), (64, 400)] {
+        assert!((s.train.images[i * 784 + k] - norm(files::pixel(i, k))).abs() < 1e-6, "train image {i} pixel {k}");
+    }
+    assert!((s.test.images[5 * 784 + 7] - norm(files::pixel(1005, 7))).abs() < 1e-6, "the test images are their own");
+    assert_eq!(s.train.zero, [norm(0)]);
+    assert_eq!((s.train.name.as_str(), s.test.name.as_str()), ("mnist/train", "mnist/test"));
+    assert_eq!((s.train.augment, s.test.augment), (None, None), "loading augments nothing");
 }
 
 #[test]
 fn fashion_mnist_loads_from_the_parent_folder() {
-    // `shared/data` holds `fashion-mnist/`: the dataset's subfolder is found.
-    let s = load(DataKind::FashionMnist, Some(&shared_data())).unwrap();
-    assert_eq!((s.train.len(), s.test.len()), (60_000, 10_000));
-    assert_eq!((s.train.labels[0], s.test.labels[0]), (9, 9));
-    assert_eq!(s.train.class_counts(), [6000; 10]);
-    assert_eq!(s.test.class_counts(), [1000; 10]);
-    let (mean, std) = mean_std(&s.train.images);
-    assert!(mean.abs() < 0.01 && (std - 1.0).abs() < 0.01, "mean {mean} std {std}");
+    // The folder holds `fashion-mnist/`: the dataset's subfolder is found.
+    let dir = fresh_dir("data_load", "fashion-parent");
+    files::write_mnist_like(&dir.join("fashion-mnist"), 30, 10);
+    let s = load(DataKind::FashionMnist, Some(&dir)).unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (30, 10));
+    assert_eq!((s.train.labels[0], s.test.labels[0]), (0, 1));
+    assert_eq!(s.train.class_counts(), [3; 10]);
+    assert_eq!(s.test.class_counts(), [1; 10]);
+    // Fashion-MNIST's own statistics, not MNIST's.
+    let norm = |p: u8| (f32::from(p) / 255.0 - 0.2860) / 0.3530;
+    assert!((s.train.images[100] - norm(files::pixel(0, 100))).abs() < 1e-6);
+    let (lo, hi) = min_max(&s.train);
+    assert!((lo - norm(0)).abs() < 1e-6 && (hi - norm(255)).abs() < 1e-6, "{lo} {hi}");
 }
 
 #[test]
@@ -158,9 +165,10 @@ fn truncated_gzip_on_disk_is_rejected() {
 
 #[test]
 fn unknown_dataset_lists_the_choices() {
-    let msg = DataKind::parse("cifar10").unwrap_err().to_string();
-    assert!(msg.contains("cifar10") && msg.contains("digits, mnist, fashion-mnist"), "{msg}");
+    let msg = DataKind::parse("imagenet").unwrap_err().to_string();
+    assert!(msg.contains("imagenet") && msg.contains("digits, mnist, fashion-mnist, cifar10"), "{msg}");
     for kind in DataKind::ALL {
         assert_eq!(DataKind::parse(kind.name()).unwrap(), kind);
     }
+    assert_eq!(DataKind::parse("cifar-10").unwrap(), DataKind::Cifar10);
 }

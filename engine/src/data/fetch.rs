@@ -1,8 +1,15 @@
-//! Downloading MNIST and Fashion-MNIST with checksums.
+//! Downloading MNIST, Fashion-MNIST and CIFAR-10 with checksums.
 //!
-//! Each of the four gzipped idx files is streamed to `NAME.gz.part` in the target folder, its
-//! decompressed content checked against the sha256 below, synced to disk and only then renamed
-//! to `NAME.gz`, so an interrupted or corrupt download never leaves a file that looks complete.
+//! Each of the four gzipped idx files of MNIST and Fashion-MNIST is streamed to `NAME.gz.part`
+//! in the target folder, its decompressed content checked against the sha256 below, synced to
+//! disk and only then renamed to `NAME.gz`, so an interrupted or corrupt download never leaves a
+//! file that looks complete.
+//!
+//! CIFAR-10 comes as one tarball, `cifar-10-binary.tar.gz`: it is streamed to `NAME.part`, its
+//! size and sha256 checked, its six `.bin` files (and `batches.meta.txt`) unpacked beside it
+//! through temporary files and renamed into place only once all are there and well-formed (see
+//! [`super::archive`]); the tarball is then deleted and `cifar-10-binary.tar.gz.sha256`, holding
+//! its checksum, records which archive the files came from.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -12,7 +19,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::idx::{self, IDX_FILES};
-use super::DataKind;
+use super::{archive, cifar, DataKind};
 use crate::error::{EngineError, Result};
 use crate::io::atomic;
 
@@ -21,6 +28,10 @@ pub const MNIST_MIRRORS: [&str; 2] =
     ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"];
 /// Mirrors tried in order for Fashion-MNIST.
 pub const FASHION_MNIST_MIRRORS: [&str; 1] = ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"];
+/// Mirrors tried in order for CIFAR-10: the dataset authors' own page.
+pub const CIFAR10_MIRRORS: [&str; 1] = ["https://www.cs.toronto.edu/~kriz/"];
+/// The CIFAR-10 binary tarball's name.
+pub const CIFAR10_TARBALL: &str = "cifar-10-binary.tar.gz";
 
 /// sha256 of the decompressed MNIST files, in the order of [`IDX_FILES`].
 const MNIST_SHA256: [&str; 4] = [
@@ -36,6 +47,40 @@ const FASHION_MNIST_SHA256: [&str; 4] = [
     "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 ];
+
+/// sha256 and size in bytes of the CIFAR-10 binary tarball as the authors serve it (its MD5,
+/// the one the authors publish, is `c32a1d4ab5d03f1284b67883e8d87530`).
+const CIFAR10_SHA256: &str = "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd";
+const CIFAR10_SIZE: u64 = 170_052_171;
+
+/// What one downloaded file must match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin {
+    /// The file's name on the mirror, e.g. `train-images-idx3-ubyte.gz`.
+    pub file: String,
+    /// Lowercase hex sha256: of the decompressed content for the gzipped idx files of MNIST and
+    /// Fashion-MNIST (so a copy compressed otherwise passes too), of the file as downloaded for
+    /// the CIFAR-10 tarball.
+    pub sha256: String,
+    /// Size in bytes as downloaded, when it is pinned too.
+    pub size: Option<u64>,
+}
+
+/// The files [`fetch`] downloads for `kind` and what each must match: the four gzipped idx
+/// files of MNIST or Fashion-MNIST, the one tarball of CIFAR-10, none for digits.
+pub fn pins(kind: DataKind) -> Vec<Pin> {
+    let idx = |sums: [&str; 4]| {
+        IDX_FILES.iter().zip(sums).map(|(stem, sum)| Pin { file: format!("{stem}.gz"), sha256: sum.into(), size: None }).collect()
+    };
+    match kind {
+        DataKind::Digits => Vec::new(),
+        DataKind::Mnist => idx(MNIST_SHA256),
+        DataKind::FashionMnist => idx(FASHION_MNIST_SHA256),
+        DataKind::Cifar10 => {
+            vec![Pin { file: CIFAR10_TARBALL.into(), sha256: CIFAR10_SHA256.into(), size: Some(CIFAR10_SIZE) }]
+        }
+    }
+}
 
 /// Environment variable that overrides the mirror list (same syntax as the `mirror` argument).
 pub const MIRROR_ENV: &str = "ASGD_DATA_MIRROR";
@@ -83,6 +128,14 @@ pub enum FetchEvent<'a> {
         /// Final location.
         path: &'a Path,
     },
+    /// The archive `file` is downloaded and verified, and `files` are unpacked from it into
+    /// their final places; the archive itself is deleted.
+    Unpacked {
+        /// Archive name.
+        file: &'a str,
+        /// The unpacked files' final locations.
+        files: &'a [std::path::PathBuf],
+    },
 }
 
 /// The folder URLs to try for `kind`: `mirror` if given, else `$ASGD_DATA_MIRROR` if set, else the
@@ -94,23 +147,45 @@ pub fn mirrors(kind: DataKind, mirror: Option<&str>) -> Vec<String> {
         Some(m) => m.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
         None => match kind {
             DataKind::FashionMnist => FASHION_MNIST_MIRRORS.iter().map(|s| s.to_string()).collect(),
+            DataKind::Cifar10 => CIFAR10_MIRRORS.iter().map(|s| s.to_string()).collect(),
             _ => MNIST_MIRRORS.iter().map(|s| s.to_string()).collect(),
         },
     };
     list.into_iter().map(|m| if m.ends_with('/') { m } else { m + "/" }).collect()
 }
 
-/// Downloads the four gzipped idx files of `kind` into `dir` (created if needed), trying each
-/// mirror in turn (see [`mirrors`]) and verifying each file's decompressed sha256. Files already
-/// present and verified are skipped. Digits is embedded in the binary: nothing is fetched for it.
+/// Downloads the files of `kind` into `dir` (created if needed), trying each mirror in turn
+/// (see [`mirrors`]) and verifying each file against [`pins`]: the four gzipped idx files of
+/// MNIST or Fashion-MNIST, or the CIFAR-10 tarball, which is unpacked. What is already present
+/// and verified is skipped. Digits is embedded in the binary: nothing is fetched for it.
 ///
-/// On failure no `NAME.gz` with bad content is left behind; the error names every URL tried.
+/// On failure no file with bad content is left behind; the error names every URL tried.
 pub fn fetch(kind: DataKind, dir: &Path, mirror: Option<&str>, progress: &mut dyn FnMut(FetchEvent)) -> Result<()> {
-    let sums = match kind {
-        DataKind::Digits => return Ok(()),
-        DataKind::Mnist => MNIST_SHA256,
-        DataKind::FashionMnist => FASHION_MNIST_SHA256,
-    };
+    fetch_pinned(kind, dir, mirror, &pins(kind), progress)
+}
+
+/// As [`fetch`], but checking the downloads against `pins` instead of the built-in ones (the
+/// same files, in the order of [`pins`]): for a mirror that serves other content of the same
+/// format, such as a small copy made for a test.
+pub fn fetch_pinned(
+    kind: DataKind,
+    dir: &Path,
+    mirror: Option<&str>,
+    pins: &[Pin],
+    progress: &mut dyn FnMut(FetchEvent),
+) -> Result<()> {
+    let expected = self::pins(kind).len();
+    if pins.len() != expected {
+        return Err(EngineError::InvalidArgument(format!(
+            "fetching {} takes {expected} pin{}, one per file of `pins`, not {}; pass them in that order",
+            kind.name(),
+            if expected == 1 { "" } else { "s" },
+            pins.len()
+        )));
+    }
+    if kind == DataKind::Digits {
+        return Ok(());
+    }
     std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
     let mirrors = mirrors(kind, mirror);
     if mirrors.is_empty() {
@@ -119,29 +194,33 @@ pub fn fetch(kind: DataKind, dir: &Path, mirror: Option<&str>, progress: &mut dy
         ));
     }
     let agent = agent();
-    for (stem, sum) in IDX_FILES.iter().zip(sums) {
-        let file = format!("{stem}.gz");
-        let target = dir.join(&file);
+    if kind == DataKind::Cifar10 {
+        return fetch_cifar10(&agent, dir, &mirrors, &pins[0], progress);
+    }
+    for pin in pins {
+        let (file, sum) = (pin.file.as_str(), pin.sha256.as_str());
+        let target = dir.join(file);
         if target.is_file() && verify(&target, sum).is_ok() {
-            progress(FetchEvent::AlreadyPresent { file: &file });
+            progress(FetchEvent::AlreadyPresent { file });
             continue;
         }
         let part = dir.join(format!("{file}.part"));
         let mut failures = Vec::new();
         for base in &mirrors {
             let url = format!("{base}{file}");
-            let outcome = download(&agent, &url, &part, &file, progress)
+            let outcome = download(&agent, &url, &part, file, progress)
+                .and_then(|()| check_size(&part, pin.size))
                 .and_then(|()| verify(&part, sum))
                 .and_then(|()| atomic::commit(&part, &target).map_err(|e| e.to_string()));
             match outcome {
                 Ok(()) => {
-                    progress(FetchEvent::Done { file: &file, path: &target });
+                    progress(FetchEvent::Done { file, path: &target });
                     failures.clear();
                     break;
                 }
                 Err(reason) => {
                     let _ = std::fs::remove_file(&part);
-                    progress(FetchEvent::MirrorFailed { file: &file, url: &url, reason: &reason });
+                    progress(FetchEvent::MirrorFailed { file, url: &url, reason: &reason });
                     failures.push(format!("{url}: {reason}"));
                 }
             }
@@ -157,6 +236,81 @@ pub fn fetch(kind: DataKind, dir: &Path, mirror: Option<&str>, progress: &mut dy
         }
     }
     Ok(())
+}
+
+/// Downloads, verifies and unpacks the CIFAR-10 tarball (see the module doc).
+fn fetch_cifar10(
+    agent: &ureq::Agent,
+    dir: &Path,
+    mirrors: &[String],
+    pin: &Pin,
+    progress: &mut dyn FnMut(FetchEvent),
+) -> Result<()> {
+    let file = pin.file.as_str();
+    let stamp = dir.join(format!("{file}.sha256"));
+    if cifar10_present(dir, &stamp, &pin.sha256) {
+        progress(FetchEvent::AlreadyPresent { file });
+        return Ok(());
+    }
+    let members = archive::Members {
+        required: &cifar::DATA_FILES,
+        optional: &[cifar::META_FILE],
+        folders: &[cifar::TARBALL_FOLDER],
+    };
+    let check = |name: &str, path: &Path| -> std::result::Result<(), String> {
+        if name == cifar::META_FILE {
+            return Ok(());
+        }
+        let len = std::fs::metadata(path).map_err(|e| format!("cannot read {name} ({e})"))?.len();
+        if len == 0 || !len.is_multiple_of(cifar::RECORD_BYTES as u64) {
+            return Err(format!(
+                "{name} in the archive is {len} bytes, not a whole number of {}-byte records; the archive is not CIFAR-10's binary version",
+                cifar::RECORD_BYTES
+            ));
+        }
+        Ok(())
+    };
+    let part = dir.join(format!("{file}.part"));
+    let mut failures = Vec::new();
+    for base in mirrors {
+        let url = format!("{base}{file}");
+        let outcome = download(agent, &url, &part, file, progress)
+            .and_then(|()| check_size(&part, pin.size))
+            .and_then(|()| verify_raw(&part, &pin.sha256))
+            .and_then(|()| archive::extract(&part, dir, &members, &check))
+            .and_then(|files| {
+                atomic::write_atomic(&stamp, format!("{}\n", pin.sha256).as_bytes()).map_err(|e| e.to_string())?;
+                Ok(files)
+            });
+        let _ = std::fs::remove_file(&part);
+        match outcome {
+            Ok(files) => {
+                progress(FetchEvent::Unpacked { file, files: &files });
+                return Ok(());
+            }
+            Err(reason) => {
+                progress(FetchEvent::MirrorFailed { file, url: &url, reason: &reason });
+                failures.push(format!("{url}: {reason}"));
+            }
+        }
+    }
+    Err(EngineError::Data(format!(
+        "could not download {file} into {}: {}; check the network connection, or pass --mirror URL of a \
+         folder that serves {file}",
+        dir.display(),
+        failures.join("; ")
+    )))
+}
+
+/// True when the six data files are in `dir`, each a whole number of records, and `stamp` says
+/// they came from the archive with sha256 `sha256`.
+fn cifar10_present(dir: &Path, stamp: &Path, sha256: &str) -> bool {
+    let stamped = std::fs::read_to_string(stamp).is_ok_and(|s| s.trim() == sha256);
+    stamped
+        && cifar::DATA_FILES.iter().all(|name| {
+            std::fs::metadata(dir.join(name))
+                .is_ok_and(|m| m.is_file() && m.len() > 0 && m.len().is_multiple_of(cifar::RECORD_BYTES as u64))
+        })
 }
 
 fn agent() -> ureq::Agent {
@@ -203,6 +357,36 @@ fn download(
         return Err(format!("the server announced {} bytes but sent {done}", total.unwrap_or(0)));
     }
     out.sync_all().map_err(|e| format!("cannot sync {} ({e})", part.display()))
+}
+
+/// Checks that `path` is `expected` bytes long, when a size is pinned.
+fn check_size(path: &Path, expected: Option<u64>) -> std::result::Result<(), String> {
+    let Some(expected) = expected else { return Ok(()) };
+    let len = std::fs::metadata(path).map_err(|e| format!("cannot read {} ({e})", path.display()))?.len();
+    if len == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "size mismatch: the file is {len} bytes, expected {expected}, so it is cut short or not the \
+             canonical one and was deleted"
+        ))
+    }
+}
+
+/// Checks that the bytes of `path` as they are have sha256 `expected` (lowercase hex).
+fn verify_raw(path: &Path, expected: &str) -> std::result::Result<(), String> {
+    let mut file = File::open(path).map_err(|e| format!("cannot read {} ({e})", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| format!("cannot read {} ({e})", path.display()))?;
+    let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if got == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "checksum mismatch: the file has sha256 {got}, expected {expected}, so it is corrupt or not \
+             the canonical one and was deleted"
+        ))
+    }
 }
 
 /// Checks that the decompressed content of `path` has sha256 `expected` (lowercase hex).

@@ -1,22 +1,29 @@
-//! Datasets: loading MNIST, Fashion-MNIST and the embedded digits set into host memory,
-//! normalised; seeded epoch order; downloading with checksums.
+//! Datasets: loading MNIST, Fashion-MNIST, CIFAR-10, the embedded digits set and the user's own
+//! safetensors files into host memory, normalised; seeded epoch order and augmentation;
+//! downloading with checksums.
 
+pub mod archive;
+pub mod augment;
+pub mod cifar;
 pub mod digits;
 pub mod fetch;
 pub mod idx;
+pub mod safetensors_data;
 pub mod shuffle;
 
 use std::path::{Path, PathBuf};
 
-pub use fetch::{fetch, FetchEvent};
+pub use augment::{Augment, Draw};
+pub use fetch::{fetch, fetch_pinned, pins, FetchEvent, Pin};
+pub use safetensors_data::{load_safetensors_splits, TestSplit};
 pub use shuffle::{epoch_order, num_batches, Batches};
 
 use crate::error::{EngineError, Result};
 
 /// A labelled image dataset held in host memory, normalised.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Dataset {
-    /// `mnist`, `fashion-mnist` or `digits`, followed by `/train` or `/test`.
+    /// The dataset's name (`mnist`, `cifar10`, a file name, ...) followed by `/train` or `/test`.
     pub name: String,
     /// `[n, c, h, w]` row-major, normalised to roughly zero mean and unit variance.
     pub images: Vec<f32>,
@@ -26,6 +33,12 @@ pub struct Dataset {
     pub shape: [usize; 3],
     /// Number of classes.
     pub classes: usize,
+    /// `[c]`: the stored value of a raw 0 (black) pixel in each channel, `(0 - mean) / std`;
+    /// what augmentation pads with. 0 for data that came normalised (safetensors files).
+    pub zero: Vec<f32>,
+    /// How [`Dataset::gather_batch`] augments the samples; `None` (the default, and always for
+    /// a test set) gathers them as they are.
+    pub augment: Option<Augment>,
 }
 
 impl Dataset {
@@ -62,6 +75,40 @@ impl Dataset {
         }
     }
 
+    /// Copies batch `b` of `batch` samples of an epoch order, `order[b * batch..(b + 1) * batch]`,
+    /// into `images` and `labels` as [`Dataset::gather`] does, then augments each sample as
+    /// [`Dataset::augment`] says: the sample at position `p` of the order gets
+    /// [`Augment::draw`]`(seed, epoch, p)`. Without augmentation it is [`Dataset::gather`].
+    ///
+    /// # Panics
+    /// If the batch reaches past the end of `order`, or an index is `>= self.len()`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gather_batch(
+        &self,
+        order: &[usize],
+        batch: usize,
+        b: usize,
+        seed: u64,
+        epoch: u64,
+        images: &mut Vec<f32>,
+        labels: &mut Vec<u32>,
+    ) {
+        let first = b * batch;
+        let idx = &order[first..first + batch];
+        let Some(aug) = self.augment.filter(|a| a.pad > 0 || a.flip) else {
+            return self.gather(idx, images, labels);
+        };
+        let s = self.sample_len();
+        images.clear();
+        images.resize(idx.len() * s, 0.0);
+        labels.clear();
+        for (j, (&i, dst)) in idx.iter().zip(images.chunks_exact_mut(s)).enumerate() {
+            let draw = aug.draw(seed, epoch, (first + j) as u64);
+            aug.apply(draw, self.shape, &self.zero, &self.images[i * s..(i + 1) * s], dst);
+            labels.push(self.labels[i]);
+        }
+    }
+
     /// Keeps the first `n` samples (for quick runs and tests); no change when `n >= len()`.
     pub fn truncate(&mut self, n: usize) {
         if n < self.len() {
@@ -84,9 +131,16 @@ impl Dataset {
     /// Builds a dataset from raw pixels `[n, c, h, w]`, mapping each value `p` to
     /// `(p * scale - mean) / std`.
     fn from_pixels(name: String, pixels: &[u8], labels: Vec<u32>, shape: [usize; 3], norm: Norm) -> Self {
-        let lut: Vec<f32> = (0..=255u8).map(|p| norm.apply(p)).collect();
-        let images = pixels.iter().map(|&p| lut[usize::from(p)]).collect();
-        Self { name, images, labels, shape, classes: 10 }
+        Self::from_channel_pixels(name, pixels, labels, shape, &vec![norm; shape[0]])
+    }
+
+    /// As [`Dataset::from_pixels`] with one normalisation per channel (`norms[c]`), ten classes.
+    fn from_channel_pixels(name: String, pixels: &[u8], labels: Vec<u32>, shape: [usize; 3], norms: &[Norm]) -> Self {
+        let luts: Vec<Vec<f32>> = norms.iter().map(|n| (0..=255u8).map(|p| n.apply(p)).collect()).collect();
+        let plane = shape[1] * shape[2];
+        let images = pixels.iter().enumerate().map(|(k, &p)| luts[(k / plane) % shape[0]][usize::from(p)]).collect();
+        let zero = norms.iter().map(|n| n.apply(0)).collect();
+        Self { name, images, labels, shape, classes: 10, zero, augment: None }
     }
 }
 
@@ -99,6 +153,14 @@ pub struct Splits {
     pub test: Dataset,
 }
 
+impl Splits {
+    /// The same splits with `augment` for the training split; the test split stays as it is.
+    pub fn with_augment(mut self, augment: Option<Augment>) -> Self {
+        self.train.augment = augment;
+        self
+    }
+}
+
 /// The datasets asgd knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataKind {
@@ -108,16 +170,19 @@ pub enum DataKind {
     Mnist,
     /// Fashion-MNIST clothing images, 28x28.
     FashionMnist,
+    /// CIFAR-10 colour images, 3x32x32, from its binary version.
+    Cifar10,
 }
 
 impl DataKind {
     /// All kinds, in the order the CLI lists them.
-    pub const ALL: [DataKind; 3] = [DataKind::Digits, DataKind::Mnist, DataKind::FashionMnist];
+    pub const ALL: [DataKind; 4] = [DataKind::Digits, DataKind::Mnist, DataKind::FashionMnist, DataKind::Cifar10];
 
-    /// Parses `digits`, `mnist` or `fashion-mnist`.
+    /// Parses `digits`, `mnist`, `fashion-mnist` or `cifar10` (also spelt `cifar-10`).
     pub fn parse(s: &str) -> Result<Self> {
+        let s = if s == "cifar-10" { "cifar10" } else { s };
         Self::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
-            EngineError::InvalidArgument(format!("unknown dataset `{s}`; choose one of digits, mnist, fashion-mnist"))
+            EngineError::InvalidArgument(format!("unknown dataset `{s}`; choose one of digits, mnist, fashion-mnist, cifar10"))
         })
     }
 
@@ -127,6 +192,7 @@ impl DataKind {
             DataKind::Digits => "digits",
             DataKind::Mnist => "mnist",
             DataKind::FashionMnist => "fashion-mnist",
+            DataKind::Cifar10 => "cifar10",
         }
     }
 
@@ -135,6 +201,7 @@ impl DataKind {
         match self {
             DataKind::Digits => [1, 8, 8],
             DataKind::Mnist | DataKind::FashionMnist => [1, 28, 28],
+            DataKind::Cifar10 => [3, 32, 32],
         }
     }
 }
@@ -152,6 +219,13 @@ impl Norm {
     const MNIST: Norm = Norm { scale: 1.0 / 255.0, mean: 0.1307, std: 0.3081 };
     /// Fashion-MNIST: x/255, then (x - 0.2860) / 0.3530 of its training set.
     const FASHION_MNIST: Norm = Norm { scale: 1.0 / 255.0, mean: 0.2860, std: 0.3530 };
+    /// CIFAR-10, per channel (red, green, blue): x/255, then the usual means and standard
+    /// deviations of its training set.
+    const CIFAR10: [Norm; 3] = [
+        Norm { scale: 1.0 / 255.0, mean: 0.4914, std: 0.2470 },
+        Norm { scale: 1.0 / 255.0, mean: 0.4822, std: 0.2435 },
+        Norm { scale: 1.0 / 255.0, mean: 0.4465, std: 0.2616 },
+    ];
 
     fn apply(&self, p: u8) -> f32 {
         (f32::from(p) * self.scale - self.mean) / self.std
@@ -175,12 +249,14 @@ pub fn default_dir(kind: DataKind) -> PathBuf {
 /// Loads the train and test splits of `kind`, normalised.
 ///
 /// `dir` is the folder holding the files (`train-images-idx3-ubyte[.gz]` and the other three for
-/// MNIST and Fashion-MNIST, `digits.csv[.gz]` for digits); a folder that lacks them but has a
-/// subfolder named after the dataset (`dir/mnist/`) is accepted too. `None` means
-/// [`default_dir`] for MNIST and Fashion-MNIST, and the embedded copy for digits.
+/// MNIST and Fashion-MNIST, `data_batch_1.bin`..`data_batch_5.bin` and `test_batch.bin` for
+/// CIFAR-10, `digits.csv[.gz]` for digits); a folder that lacks them but has a subfolder named
+/// after the dataset (`dir/mnist/`) is accepted too, and for CIFAR-10 the tarball's
+/// `cifar-10-batches-bin/`. `None` means [`default_dir`], except for digits: the embedded copy.
 ///
-/// Shapes: MNIST and Fashion-MNIST `[1, 28, 28]` (60,000 train, 10,000 test); digits `[1, 8, 8]`
-/// (1,437 train, 360 test, see [`digits::train_len`]). Ten classes each.
+/// Shapes: MNIST and Fashion-MNIST `[1, 28, 28]` (60,000 train, 10,000 test); CIFAR-10
+/// `[3, 32, 32]` (50,000 train, 10,000 test); digits `[1, 8, 8]` (1,437 train, 360 test, see
+/// [`digits::train_len`]). Ten classes each. Nothing is augmented (see [`Splits::with_augment`]).
 pub fn load(kind: DataKind, dir: Option<&Path>) -> Result<Splits> {
     match (kind, dir) {
         (DataKind::Digits, None) => {
@@ -203,6 +279,17 @@ pub fn load(kind: DataKind, dir: Option<&Path>) -> Result<Splits> {
             })?;
             let text = idx::read_maybe_gzip(&path)?;
             digits_splits(&text, &path)
+        }
+        (DataKind::Cifar10, Some(dir)) => {
+            let hint = format!(
+                "run `asgd data fetch cifar10 --dir {}` or point --data-dir at the folder that holds the files",
+                dir.display()
+            );
+            cifar::load_cifar10(dir, &hint)
+        }
+        (DataKind::Cifar10, None) => {
+            let hint = "run `asgd data fetch cifar10` to download the files there, or pass --data-dir DIR";
+            cifar::load_cifar10(&default_dir(kind), hint)
         }
         (_, Some(dir)) => {
             let hint = format!(

@@ -1,6 +1,7 @@
 //! A batch feed shared by many threads: global steps are handed out in order, each mapped to
 //! its epoch's seeded order, so any thread may take the next batch and the samples a run sees
-//! are those of a single-worker run with the same seed.
+//! are those of a single-worker run with the same seed. A training set's augmentation is keyed
+//! by the sample's place in its epoch's order, so it too is that of a single-worker run.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -100,7 +101,7 @@ impl<'a> Feed<'a> {
             }
             cached.1.clone()
         };
-        self.data.gather(&order[b * self.batch..(b + 1) * self.batch], images, labels);
+        self.data.gather_batch(&order, self.batch, b, self.seed, epoch, images, labels);
         true
     }
 

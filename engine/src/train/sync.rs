@@ -153,7 +153,7 @@ pub fn train_steps(
                 break 'epochs;
             }
             let b = bi * world as usize + rank as usize;
-            train.gather(&order[b * cfg.batch..(b + 1) * cfg.batch], &mut images, &mut labels);
+            train.gather_batch(&order, cfg.batch, b, cfg.seed, epoch as u64, &mut images, &mut labels);
             plan.upload(&images, &labels)?;
             // Written at the first step and whenever the rate changes after it, by the schedule
             // or by the warm-up (which also applies to a constant schedule).
