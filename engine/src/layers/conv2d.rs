@@ -121,6 +121,10 @@ impl Layer for Conv2d {
         Ok(vec![self.cout, oh, ow])
     }
 
+    fn forward_macs(&self, input: &[usize]) -> usize {
+        self.output_shape(input).map_or(0, |out| out.iter().product::<usize>() * self.cin * self.kernel * self.kernel)
+    }
+
     fn params(&self) -> &[Param] {
         &self.params
     }

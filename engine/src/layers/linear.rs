@@ -50,6 +50,10 @@ impl Layer for Linear {
         Ok(vec![self.outputs])
     }
 
+    fn forward_macs(&self, _input: &[usize]) -> usize {
+        self.inputs * self.outputs
+    }
+
     fn params(&self) -> &[Param] {
         &self.params
     }

@@ -147,6 +147,13 @@ pub trait Layer: Send + Sync {
         &[]
     }
 
+    /// Multiply-adds of the forward pass for one sample of `input` shape in the layer's matrix
+    /// products (convolutions, linear layers); element-wise work is left out. A benchmark's
+    /// floor: a training step costs about three times the forward's.
+    fn forward_macs(&self, _input: &[usize]) -> usize {
+        0
+    }
+
     /// True when the output is the input reinterpreted (flatten): the plan shares buffers and
     /// runs no kernel.
     fn is_view(&self) -> bool {

@@ -129,6 +129,14 @@ impl Layer for Residual {
         Ok(main)
     }
 
+    fn forward_macs(&self, input: &[usize]) -> usize {
+        let chain = |layers: &[Box<dyn Layer>]| {
+            let shapes = Self::shapes(layers, input).unwrap_or_default();
+            layers.iter().zip(&shapes).map(|(l, s)| l.forward_macs(s)).sum::<usize>()
+        };
+        chain(&self.main) + chain(&self.shortcut)
+    }
+
     fn params(&self) -> &[Param] {
         &self.params
     }
