@@ -68,16 +68,30 @@ impl AlgorithmKind {
         !matches!(self, Self::Pdasgd | Self::Hogwild)
     }
 
-    /// The SGD momentum to use when the caller has no better value: 0.9 for the synchronous
-    /// algorithms (sync, local SGD, DaSGD), 0.5 for the asynchronous ones, because stale
-    /// gradients already act as momentum: with 0.9 (live weights, no warm-up, a queue of 2)
-    /// PD-ASGD diverged on MNIST even with one worker. Weight prediction
-    /// ([`Weights::Predict`]) and a warm-up make 0.9 work again.
+    /// The SGD momentum to use when the caller has no better value: 0.9 for all. With the
+    /// published PD-ASGD (live weights, no warm-up) 0.9 diverged on MNIST and 0.5 lost 2.3
+    /// points to SGD; with weight prediction ([`Weights::Predict`], the default lanes) and a
+    /// warm-up, 0.9 ends within 0.5 points of SGD (BENCHMARKS.md).
     pub fn default_momentum(self) -> f32 {
-        if self.is_asynchronous() {
-            0.5
-        } else {
-            0.9
+        0.9
+    }
+
+    /// SGD's learning rate when the caller gives none: 0.05, but 0.02 for PD-ASGD and
+    /// Hogwild, whose stale updates made LeNet-5 unstable at 0.05.
+    pub fn default_sgd_lr(self) -> f32 {
+        match self {
+            Self::Pdasgd | Self::Hogwild => 0.02,
+            _ => 0.05,
+        }
+    }
+
+    /// Steps of linear learning-rate warm-up when the caller gives none: 400 for PD-ASGD
+    /// and Hogwild (stale gradients make the first steps the least stable), none otherwise
+    /// (LASGD's recipe, with no queue, needs none).
+    pub fn default_warmup(self) -> u64 {
+        match self {
+            Self::Pdasgd | Self::Hogwild => 400,
+            _ => 0,
         }
     }
 }
@@ -92,8 +106,11 @@ impl fmt::Display for AlgorithmKind {
 ///
 /// The default is one forward and two backward threads (a backward pass costs about two
 /// forward passes, the ratio the PD-ASGD paper uses) with one batch queued between them, the
-/// live parameters and the scheduled rate whatever the staleness: the published method. With
-/// a queue of 2 PD-ASGD diverged on the MNIST MLP; with 1 it trained.
+/// scheduled rate whatever the staleness, and weight prediction: the forward pass reads a
+/// copy of the parameters moved ahead along the optimiser's direction by the expected
+/// staleness. That closed PD-ASGD's gap to SGD (MLP -0.38, LeNet-5 -0.15 points on MNIST);
+/// [`AsyncSettings::published`] is the paper's method, with the live parameters. With a queue
+/// of 2 PD-ASGD diverged on the MNIST MLP; with 1 it trained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AsyncSettings {
     /// Forward threads per replica (at least 1).
@@ -111,18 +128,33 @@ pub struct AsyncSettings {
 
 impl Default for AsyncSettings {
     fn default() -> Self {
+        Self { weights: Weights::Predict, ..Self::published() }
+    }
+}
+
+impl AsyncSettings {
+    /// The PD-ASGD paper's lanes: as the default, with the live parameters.
+    pub fn published() -> Self {
         let c = AsyncConfig::default();
         Self {
             fwd_threads: c.fwd_threads,
             bwd_threads: c.bwd_threads,
             queue: c.queue,
-            weights: c.weights,
+            weights: Weights::Live,
             stale_lr: c.stale_lr,
         }
     }
-}
 
-impl AsyncSettings {
+    /// The best lanes measured for `kind`: the default, but for LASGD one backward thread and
+    /// no queue, so that a batch is at most one update stale inside each process (97.51%
+    /// against DDP's 97.85% on 4 processes, BENCHMARKS.md).
+    pub fn for_kind(kind: AlgorithmKind) -> Self {
+        match kind {
+            AlgorithmKind::Lasgd => Self { bwd_threads: 1, queue: 0, ..Self::default() },
+            _ => Self::default(),
+        }
+    }
+
     /// The engine's configuration of the decoupled loop.
     pub(crate) fn config(&self, decoupling: Decoupling, delays: DelaySpec) -> AsyncConfig {
         AsyncConfig {
@@ -210,9 +242,9 @@ impl Algorithm {
         }
     }
 
-    /// `kind` with its default settings.
+    /// `kind` with its default settings ([`AsyncSettings::for_kind`]).
     pub fn with_defaults(kind: AlgorithmKind) -> Self {
-        Self::new(kind, AsyncSettings::default(), Averaging::default())
+        Self::new(kind, AsyncSettings::for_kind(kind), Averaging::default())
     }
 
     /// Which algorithm this is.

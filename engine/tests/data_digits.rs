@@ -4,7 +4,7 @@ mod support;
 
 use std::path::Path;
 
-use asgd_engine::data::digits::{parse_digits_csv, pixel_stats, train_len, EMBEDDED_CSV_GZ};
+use asgd_engine::data::digits::{parse_digits_csv, pixel_stats, split_order, train_len, EMBEDDED_CSV_GZ};
 use asgd_engine::data::fetch::sha256_hex;
 use asgd_engine::data::{load, DataKind};
 use support::{fresh_dir, gzip};
@@ -20,26 +20,43 @@ fn embedded_split_is_fixed_and_standardised() {
     assert_eq!((s.train.len(), s.test.len()), (1437, 360));
     assert_eq!((s.train.shape, s.train.classes), ([1, 8, 8], 10));
     assert_eq!(s.train.images.len(), 1437 * 64);
-    // First row of the file is a 0; the first test row (line 1438) a 2, the last an 8.
-    assert_eq!((s.train.labels[0], s.test.labels[0], s.test.labels[359]), (0, 2, 8));
-    assert_eq!(s.train.class_counts().iter().sum::<usize>(), 1437);
+    // Every row of the file lands in exactly one split; the test split is a seeded draw,
+    // the same at every load, not the file's last rows.
+    let text = asgd_engine::data::idx::gunzip_if_gzip(EMBEDDED_CSV_GZ.to_vec(), Path::new("digits")).unwrap();
+    let rows = parse_digits_csv(&text, Path::new("digits")).unwrap();
+    let mut file_counts = [0usize; 10];
+    rows.labels.iter().for_each(|&l| file_counts[l as usize] += 1);
+    let mut split_counts = [0usize; 10];
+    s.train.labels.iter().chain(&s.test.labels).for_each(|&l| split_counts[l as usize] += 1);
+    assert_eq!(split_counts, file_counts);
+    let last: Vec<u32> = rows.labels[1437..].iter().map(|&l| u32::from(l)).collect();
+    assert_ne!(s.test.labels, last, "the test split must not be the file's last rows");
+    let again = load(DataKind::Digits, None).unwrap();
+    assert_eq!((&again.test.labels, &again.test.images), (&s.test.labels, &s.test.images));
+    // Every class is in the test split.
+    assert!(s.test.class_counts().iter().all(|&c| c > 0), "{:?}", s.test.class_counts());
     let n = s.train.images.len() as f64;
     let mean = s.train.images.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
     let var = s.train.images.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
     assert!(mean.abs() < 1e-4 && (var.sqrt() - 1.0).abs() < 1e-4, "mean {mean} var {var}");
-    // Pixel 0 maps to -mean/std with the constants stated in `pixel_stats`.
+    // Pixel 0 maps to -mean/std of the training rows.
+    let train_px: Vec<u8> =
+        split_order(1797)[..1437].iter().flat_map(|&r| rows.pixels[r * 64..(r + 1) * 64].iter().copied()).collect();
+    let (m, sd) = pixel_stats(&train_px);
     let lo = s.train.images.iter().cloned().fold(f32::MAX, f32::min);
-    assert!((lo - (-0.305386 / 0.375507)).abs() < 1e-4, "{lo}");
+    assert!((lo - (-m / sd)).abs() < 1e-4, "{lo} vs {}", -m / sd);
 }
 
 #[test]
-fn stated_constants_match_the_train_split() {
-    let text = asgd_engine::data::idx::gunzip_if_gzip(EMBEDDED_CSV_GZ.to_vec(), Path::new("digits")).unwrap();
-    let rows = parse_digits_csv(&text, Path::new("digits")).unwrap();
-    assert_eq!(rows.labels.len(), 1797);
+fn split_sizes_and_pixel_stats() {
     assert_eq!(train_len(1797), 1437);
-    let (mean, std) = pixel_stats(&rows.pixels[..1437 * 64]);
-    assert!((mean - 0.305386).abs() < 1e-5 && (std - 0.375507).abs() < 1e-5, "{mean} {std}");
+    let order = split_order(1797);
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..1797).collect::<Vec<_>>(), "a permutation of the rows");
+    // Population mean and std of pixel / 16.
+    let (mean, std) = pixel_stats(&[0, 16, 8, 8]);
+    assert!((mean - 0.5).abs() < 1e-7 && (std - 0.125f32.sqrt()).abs() < 1e-6, "{mean} {std}");
 }
 
 fn row(pixel: &str, label: &str) -> String {
@@ -75,13 +92,14 @@ fn csv_from_a_folder_plain_or_gzipped() {
     let dir = fresh_dir("data_digits", "plain");
     std::fs::write(dir.join("digits.csv"), &text).unwrap();
     let s = load(DataKind::Digits, Some(&dir)).unwrap();
-    // ceil(10 / 5) = 2 test rows, the last two.
+    // ceil(10 / 5) = 2 test rows, drawn by the split order (row i has label i).
     assert_eq!((s.train.len(), s.test.len()), (8, 2));
-    assert_eq!(s.test.labels, [8, 9]);
+    let order: Vec<u32> = split_order(10).iter().map(|&r| r as u32).collect();
+    assert_eq!(s.test.labels, order[8..]);
 
     let dir = fresh_dir("data_digits", "gz");
     std::fs::write(dir.join("digits.csv.gz"), gzip(text.as_bytes())).unwrap();
-    assert_eq!(load(DataKind::Digits, Some(&dir)).unwrap().train.labels, [0, 1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(load(DataKind::Digits, Some(&dir)).unwrap().train.labels, order[..8]);
 
     let empty = fresh_dir("data_digits", "empty");
     let msg = load(DataKind::Digits, Some(&empty)).unwrap_err().to_string();

@@ -132,7 +132,7 @@ impl ModelConfig {
                 if h < 16 || w < 16 {
                     return Err(EngineError::InvalidArgument(format!(
                         "lenet needs images of at least 16x16 (it is built for 28x28), but the data has \
-                         {h}x{w}; use --model mlp or a 28x28 dataset (mnist, fashion-mnist)"
+                         {h}x{w}; use mlp or a 28x28 dataset (mnist, fashion-mnist)"
                     )));
                 }
                 layers.push(Box::new(Conv2d::new(dev, "conv1", c, 6, 5, 1, 2, &mut rng)?));

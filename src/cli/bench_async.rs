@@ -110,7 +110,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
             stop_at_target: true,
             ..TrainConfig::default()
         };
-        let algorithm = Algorithm::new(algo, args.workers.async_settings(), Averaging::default());
+        let algorithm = Algorithm::new(algo, args.workers.async_settings(algo), Averaging::default());
         let spec = args.workers.spec(algorithm, OptimConfig::Sgd(hyper), delays.clone(), cfg, Position::default());
         let replicas = spec.build_replicas(&dev, &model_cfg, &splits, args.seed)?;
         let name = algo.name();

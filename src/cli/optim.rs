@@ -22,8 +22,8 @@ pub struct OptimArgs {
     /// Optimiser.
     #[arg(long, value_enum, default_value = "sgd")]
     pub optim: OptimKind,
-    /// Learning rate, the base of the schedule [default: 0.05 for sgd, 0.001 for adam and
-    /// adamw].
+    /// Learning rate, the base of the schedule [default: sgd 0.05, with pdasgd and hogwild
+    /// 0.02; adam and adamw 0.001].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// SGD momentum [default: the algorithm's, see --algo].

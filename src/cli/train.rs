@@ -69,22 +69,24 @@ impl clap::ValueEnum for LanesArg {
 }
 
 /// Workers, lanes and delays: shared by `train` and `bench async`. The defaults are the
-/// library's ([`AsyncSettings::default`]).
+/// library's for the algorithm ([`AsyncSettings::for_kind`]).
 #[derive(clap::Args, Clone, Debug)]
 pub struct WorkerArgs {
     /// Workers (replicas), each with its own lanes.
     #[arg(long, default_value = "1", value_parser = positive)]
     pub workers: usize,
-    /// Forward threads per worker (pdasgd, hogwild).
-    #[arg(long, default_value_t = AsyncSettings::default().fwd_threads, value_parser = positive)]
-    pub fwd_threads: usize,
-    /// Backward threads per worker (pdasgd, hogwild); a backward costs about two forwards.
-    #[arg(long, default_value_t = AsyncSettings::default().bwd_threads, value_parser = positive)]
-    pub bwd_threads: usize,
+    /// Forward threads per worker (pdasgd, hogwild, lasgd) [default: 1].
+    #[arg(long, value_parser = positive)]
+    pub fwd_threads: Option<usize>,
+    /// Backward threads per worker (pdasgd, hogwild, lasgd); a backward costs about two
+    /// forwards [default: 2; lasgd 1].
+    #[arg(long, value_parser = positive)]
+    pub bwd_threads: Option<usize>,
     /// Batches that may wait between a worker's forward and backward threads (0: a forward
-    /// pass waits for a free backward thread; with one of each, staleness is at most 1).
-    #[arg(long, default_value_t = AsyncSettings::default().queue)]
-    pub queue: usize,
+    /// pass waits for a free backward thread; with one of each, staleness is at most 1)
+    /// [default: 1; lasgd 0].
+    #[arg(long)]
+    pub queue: Option<usize>,
     /// Map lanes to one shared device or to a device per worker.
     #[arg(long, value_enum, default_value = "shared")]
     pub lanes: LanesArg,
@@ -95,10 +97,11 @@ pub struct WorkerArgs {
     /// constant, or inverse (lr / max(1, s)).
     #[arg(long, default_value = "constant", value_parser = |s: &str| StaleLr::parse(s).map_err(|e| e.to_string()))]
     pub staleness_lr: StaleLr,
-    /// Parameters a batch's passes read (pdasgd, hogwild, lasgd): live, stash (the backward
-    /// reads the forward's copy) or predict (the copy moved ahead by the expected staleness).
-    #[arg(long, default_value = "live", value_parser = |s: &str| Weights::parse(s).map_err(|e| e.to_string()))]
-    pub weights: Weights,
+    /// Parameters a batch's passes read (pdasgd, hogwild, lasgd): live (the published
+    /// method), stash (the backward reads the forward's copy) or predict (the copy moved
+    /// ahead along the optimiser's direction by the expected staleness) [default: predict].
+    #[arg(long, value_parser = |s: &str| Weights::parse(s).map_err(|e| e.to_string()))]
+    pub weights: Option<Weights>,
 }
 
 impl WorkerArgs {
@@ -110,13 +113,15 @@ impl WorkerArgs {
         Ok(d)
     }
 
-    /// The lanes of each worker of the asynchronous algorithms.
-    pub fn async_settings(&self) -> AsyncSettings {
+    /// The lanes of each worker of asynchronous algorithm `kind`: the flags given, the
+    /// algorithm's defaults for the rest.
+    pub fn async_settings(&self, kind: AlgorithmKind) -> AsyncSettings {
+        let d = AsyncSettings::for_kind(kind);
         AsyncSettings {
-            fwd_threads: self.fwd_threads,
-            bwd_threads: self.bwd_threads,
-            queue: self.queue,
-            weights: self.weights,
+            fwd_threads: self.fwd_threads.unwrap_or(d.fwd_threads),
+            bwd_threads: self.bwd_threads.unwrap_or(d.bwd_threads),
+            queue: self.queue.unwrap_or(d.queue),
+            weights: self.weights.unwrap_or(d.weights),
             stale_lr: self.staleness_lr,
         }
     }
@@ -160,9 +165,10 @@ pub struct TrainArgs {
     /// Learning-rate schedule: constant, or cosine decay to zero at the last step.
     #[arg(long, default_value = "cosine", value_parser = |s: &str| Schedule::parse(s).map_err(|e| e.to_string()))]
     pub schedule: Schedule,
-    /// Steps over which the learning rate rises linearly from lr/N to lr (0: none).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub warmup: u64,
+    /// Steps over which the learning rate rises linearly from lr/N to lr (0: none)
+    /// [default: 400 for pdasgd and hogwild, else 0].
+    #[arg(long, value_name = "N")]
+    pub warmup: Option<u64>,
     #[command(flatten)]
     pub optim: OptimArgs,
     /// Seed of the initialisation and the epoch order.
@@ -208,32 +214,42 @@ pub struct TrainArgs {
 /// The model flags of `train` and `bench async`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// Model: mlp or lenet.
+    /// Model: mlp, lenet, resnet (He et al.'s CIFAR ResNet; also resnet8, resnet56...) or
+    /// resnet18 (torchvision's, with a 3x3 stem).
     #[arg(long, default_value = "mlp")]
     pub model: String,
     /// Hidden layer sizes of the MLP, comma-separated.
     #[arg(long, value_parser = sizes)]
     pub hidden: Option<Sizes>,
+    /// Layers of --model resnet, 6n+2 [default: 20].
+    #[arg(long, value_parser = positive)]
+    pub depth: Option<usize>,
 }
 
 impl ModelArgs {
     /// Whether --model or --hidden asks for something other than the default model.
     pub fn given(&self) -> bool {
-        self.hidden.is_some() || self.model != "mlp"
+        self.hidden.is_some() || self.depth.is_some() || self.model != "mlp"
     }
 
     /// The model flags as a config, checked against a checkpoint's when resuming.
     pub fn config(&self) -> Result<ModelConfig> {
-        model_config(&self.model, &self.hidden)
+        model_config(&self.model, &self.hidden, self.depth)
     }
 }
 
-fn model_config(model: &str, hidden: &Option<Sizes>) -> Result<ModelConfig> {
+fn model_config(model: &str, hidden: &Option<Sizes>, depth: Option<usize>) -> Result<ModelConfig> {
     let mut cfg = ModelConfig::parse(model)?;
     if let Some(h) = hidden {
         match &mut cfg {
             ModelConfig::Mlp { hidden } => *hidden = h.0.clone(),
             _ => bail!("--hidden applies to --model mlp only"),
+        }
+    }
+    if let Some(d) = depth {
+        match cfg {
+            ModelConfig::Resnet { .. } => cfg = ModelConfig::resnet(d).context("--depth")?,
+            _ => bail!("--depth applies to --model resnet only"),
         }
     }
     Ok(cfg)
@@ -243,7 +259,7 @@ impl TrainArgs {
     /// The algorithm `--algo` names, with the settings its flags give.
     pub fn algorithm(&self) -> Algorithm {
         let averaging = Averaging { period: self.avg_period as u64, delay: self.avg_delay as u64 };
-        Algorithm::new(self.algo.0, self.workers.async_settings(), averaging)
+        Algorithm::new(self.algo.0, self.workers.async_settings(self.algo.0), averaging)
     }
 }
 
@@ -256,7 +272,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let digits = args.data.data == asgd::data::DataKind::Digits;
     let target_acc = args.target_acc;
     let algorithm = args.algorithm();
-    let optim = args.optim.config(0.05, algorithm.default_momentum())?;
+    let optim = args.optim.config(algorithm.kind().default_sgd_lr(), algorithm.default_momentum())?;
 
     let resume = match &args.resume {
         Some(path) => Some(load_checkpoint(path)?),
@@ -320,7 +336,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         epochs,
         batch,
         schedule: args.schedule,
-        warmup: args.warmup,
+        warmup: args.warmup.unwrap_or(algorithm.kind().default_warmup()),
         seed,
         log_every: args.log_every as u64,
         eval_every: args.eval_every.map(|n| n as u64),

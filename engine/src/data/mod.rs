@@ -310,8 +310,13 @@ pub fn load(kind: DataKind, dir: Option<&Path>) -> Result<Splits> {
 
 fn digits_splits(text: &[u8], path: &Path) -> Result<Splits> {
     let rows = digits::parse_digits_csv(text, path)?;
-    let n_train = digits::train_len(rows.labels.len());
-    let (train_px, test_px) = rows.pixels.split_at(n_train * digits::PIXELS);
+    let n = rows.labels.len();
+    let order = digits::split_order(n);
+    let pixels: Vec<u8> =
+        order.iter().flat_map(|&r| rows.pixels[r * digits::PIXELS..(r + 1) * digits::PIXELS].iter().copied()).collect();
+    let row_labels: Vec<u8> = order.iter().map(|&r| rows.labels[r]).collect();
+    let n_train = digits::train_len(n);
+    let (train_px, test_px) = pixels.split_at(n_train * digits::PIXELS);
     let (mean, std) = digits::pixel_stats(train_px);
     // A constant image set (never the real file) would give std 0; keep the values finite.
     let std = if std > 1e-6 { std } else { 1.0 };
@@ -319,8 +324,8 @@ fn digits_splits(text: &[u8], path: &Path) -> Result<Splits> {
     let labels = |ls: &[u8]| ls.iter().map(|&l| u32::from(l)).collect::<Vec<u32>>();
     let shape = DataKind::Digits.shape();
     Ok(Splits {
-        train: Dataset::from_pixels("digits/train".into(), train_px, labels(&rows.labels[..n_train]), shape, norm),
-        test: Dataset::from_pixels("digits/test".into(), test_px, labels(&rows.labels[n_train..]), shape, norm),
+        train: Dataset::from_pixels("digits/train".into(), train_px, labels(&row_labels[..n_train]), shape, norm),
+        test: Dataset::from_pixels("digits/test".into(), test_px, labels(&row_labels[n_train..]), shape, norm),
     })
 }
 
