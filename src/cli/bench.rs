@@ -38,9 +38,13 @@ pub struct BenchStepArgs {
     /// Timed steps per model (after two warm-up steps).
     #[arg(long, default_value = "20", value_parser = positive)]
     pub steps: usize,
-    /// Models to time, comma-separated (mlp at batch 128, lenet at batch 64).
+    /// Models to time, comma-separated (mlp at batch 128, lenet at batch 64, ResNets on
+    /// 3x32x32 images at batch 128).
     #[arg(long, value_delimiter = ',', default_value = "mlp,lenet")]
     pub models: Vec<String>,
+    /// Samples per step instead of each model's default.
+    #[arg(long, value_parser = positive)]
+    pub batch: Option<usize>,
     /// Also time each layer's forward and backward pass on its own.
     #[arg(long)]
     pub per_layer: bool,
@@ -143,10 +147,10 @@ fn step_flops(model: &Model, batch: usize) -> f64 {
 pub fn run_step(args: BenchStepArgs) -> Result<ExitCode> {
     let dev = args.device.open()?;
     println!("device: {} ({}, {})", dev.info().name, dev.info().backend, dev.info().device_type);
-    println!("{:<8} {:>6} {:>10} {:>12} {:>12} {:>10}", "model", "batch", "ms/step", "samples/s", "GFLOP/step", "GFLOP/s");
+    println!("{:<12} {:>6} {:>10} {:>12} {:>12} {:>10}", "model", "batch", "ms/step", "samples/s", "GFLOP/step", "GFLOP/s");
     for name in &args.models {
         let cfg = ModelConfig::parse(name)?;
-        let batch = if cfg == ModelConfig::Lenet { 64 } else { 128 };
+        let batch = args.batch.unwrap_or(if cfg == ModelConfig::Lenet { 64 } else { 128 });
         // ResNets on CIFAR-sized images, as the literature measures them.
         let input = if matches!(cfg, ModelConfig::Resnet { .. } | ModelConfig::Resnet18) { [3, 32, 32] } else { [1, 28, 28] };
         let model = cfg.build(&dev, input, 10, 0)?;
@@ -182,13 +186,13 @@ pub fn run_step(args: BenchStepArgs) -> Result<ExitCode> {
         let ms = 1e3 * secs / args.steps as f64;
         let rate = (batch * args.steps) as f64 / secs;
         let gflop = step_flops(&model, batch) / 1e9;
-        println!("{:<8} {batch:>6} {ms:>10.2} {rate:>12.0} {gflop:>12.3} {:>10.2}", cfg.kind(), gflop / (ms / 1e3));
+        println!("{:<12} {batch:>6} {ms:>10.2} {rate:>12.0} {gflop:>12.3} {:>10.2}", cfg.description(), gflop / (ms / 1e3));
         if args.per_layer {
             per_layer(&dev, &model, &plan, args.steps)?;
         }
         println!(
             "{}",
-            serde_json::json!({"bench": "step", "model": cfg.kind(), "batch": batch, "ms_per_step": ms,
+            serde_json::json!({"bench": "step", "model": cfg.description(), "batch": batch, "ms_per_step": ms,
                 "samples_per_s": rate, "gflop_per_step": gflop, "gflops": gflop / (ms / 1e3), "device": dev.info().name})
         );
     }
