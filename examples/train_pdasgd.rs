@@ -11,7 +11,10 @@
 //! `asgd launch` (with `Job::from_env` in place of `Job::single`).
 
 use asgd::data::{self, DataKind};
-use asgd::{Algorithm, AsyncSettings, Device, DeviceOptions, Event, Job, ModelConfig, OptimConfig, RunSpec, SgdParams, TrainConfig};
+use asgd::{
+    Algorithm, AsyncSettings, Device, DeviceOptions, Event, Job, ModelConfig, OptimConfig, RunSpec, SgdParams,
+    TrainConfig,
+};
 
 fn main() -> Result<(), asgd::TrainError> {
     let dev = Device::open(&DeviceOptions::default())?;
@@ -21,14 +24,8 @@ fn main() -> Result<(), asgd::TrainError> {
     // lower momentum the asynchronous algorithms default to (stale gradients act as momentum).
     let algorithm = Algorithm::Pdasgd(AsyncSettings::default());
     let sgd = SgdParams { lr: 0.05, momentum: algorithm.default_momentum(), weight_decay: 0.0, nesterov: false };
-    let config = TrainConfig {
-        epochs: 10,
-        batch: 32,
-        seed: 42,
-        max_steps: Some(300),
-        log_every: 50,
-        ..TrainConfig::default()
-    };
+    let config =
+        TrainConfig { epochs: 10, batch: 32, seed: 42, max_steps: Some(300), log_every: 50, ..TrainConfig::default() };
     let spec = RunSpec::new(algorithm, OptimConfig::Sgd(sgd), config);
 
     let replicas = spec.build_replicas(&dev, &ModelConfig::Mlp { hidden: vec![64] }, &splits, 42)?;

@@ -177,8 +177,16 @@ impl Optimizer for Sgd {
             for (j, p) in layer.params().iter().enumerate() {
                 let (n, hyper) = (p.value.numel() as u32, self.hyper);
                 d.push(ParamUpdate {
-                    dispatches: vec![sgd::sgd_momentum(model.device(), &p.value, &self.velocity[i][j], &grads[i][j], hyper)?],
-                    set_lr: Box::new(move |dev, d, lr| d.write_params(dev, &sgd::Params::new(n, SgdParams { lr, ..hyper }))),
+                    dispatches: vec![sgd::sgd_momentum(
+                        model.device(),
+                        &p.value,
+                        &self.velocity[i][j],
+                        &grads[i][j],
+                        hyper,
+                    )?],
+                    set_lr: Box::new(move |dev, d, lr| {
+                        d.write_params(dev, &sgd::Params::new(n, SgdParams { lr, ..hyper }))
+                    }),
                 });
             }
             layers.push(d);
@@ -244,7 +252,9 @@ impl Optimizer for Adam {
                 )?;
                 d.push(ParamUpdate {
                     dispatches,
-                    set_lr: Box::new(move |dev, d, lr| d.write_params(dev, &adam::Params::new(n, AdamParams { lr, ..hyper }))),
+                    set_lr: Box::new(move |dev, d, lr| {
+                        d.write_params(dev, &adam::Params::new(n, AdamParams { lr, ..hyper }))
+                    }),
                 });
             }
             layers.push(d);
