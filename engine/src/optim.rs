@@ -81,12 +81,15 @@ pub trait Optimizer: Send + Sync {
     fn change_is_direction(&self) -> bool;
 }
 
+/// Writes the uniforms of an update dispatch for a learning rate.
+type SetLr = Box<dyn Fn(&Device, &Dispatch, f32) + Send + Sync>;
+
 /// One parameter's update: its dispatches, and how to rewrite the learning rate of the
 /// dispatch that carries it.
 struct ParamUpdate {
     dispatches: Vec<Dispatch>,
     /// Writes the uniforms of `dispatches[0]` for a learning rate.
-    set_lr: Box<dyn Fn(&Device, &Dispatch, f32) + Send + Sync>,
+    set_lr: SetLr,
 }
 
 /// The update dispatches of one plan: `layers[i]` updates layer `i`'s parameters.
