@@ -19,14 +19,8 @@ fn main() -> Result<(), asgd::EngineError> {
     println!("model: {} parameters", model.num_params());
 
     let sgd = Sgd::new(&model, SgdParams { lr: 0.05, momentum: 0.9, weight_decay: 0.0, nesterov: false });
-    let cfg = TrainConfig {
-        epochs: 10,
-        batch: 32,
-        seed: 42,
-        max_steps: Some(300),
-        log_every: 25,
-        ..TrainConfig::default()
-    };
+    let cfg =
+        TrainConfig { epochs: 10, batch: 32, seed: 42, max_steps: Some(300), log_every: 25, ..TrainConfig::default() };
 
     // The observer sees every event; here it prints the training loss and test accuracy.
     let summary = asgd::train_sync(&model, &sgd, &splits, &cfg, Position::default(), &mut |event| {

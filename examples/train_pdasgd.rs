@@ -21,7 +21,14 @@ use rand::SeedableRng;
 
 /// `conv3x3 -> bn -> relu -> conv3x3 -> bn`, plus a strided 1x1 projection where the shape
 /// changes, summed and passed through a ReLU: ResNet's BasicBlock, named as torchvision names it.
-fn block(dev: &Device, name: &str, cin: usize, cout: usize, stride: usize, rng: &mut impl rand::Rng) -> asgd::engine::Result<Residual> {
+fn block(
+    dev: &Device,
+    name: &str,
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    rng: &mut impl rand::Rng,
+) -> asgd::engine::Result<Residual> {
     let main: Vec<Box<dyn Layer>> = vec![
         Box::new(Conv2d::without_bias(dev, "conv1", cin, cout, 3, stride, 1, rng)?),
         Box::new(BatchNorm2d::new(dev, "bn1", cout)?),
@@ -61,16 +68,10 @@ fn main() -> Result<(), asgd::TrainError> {
     // PD-ASGD with its defaults: weight prediction, momentum 0.9, a warm-up.
     let kind = AlgorithmKind::Pdasgd;
     let algorithm = Algorithm::with_defaults(kind);
-    let sgd = SgdParams { lr: kind.default_sgd_lr(), momentum: kind.default_momentum(), weight_decay: 5e-4, nesterov: false };
+    let sgd =
+        SgdParams { lr: kind.default_sgd_lr(), momentum: kind.default_momentum(), weight_decay: 5e-4, nesterov: false };
     let optim = OptimConfig::Sgd(sgd);
-    let config = TrainConfig {
-        epochs: 8,
-        batch: 32,
-        warmup: 100,
-        seed: 42,
-        log_every: 50,
-        ..TrainConfig::default()
-    };
+    let config = TrainConfig { epochs: 8, batch: 32, warmup: 100, seed: 42, log_every: 50, ..TrainConfig::default() };
     let spec = RunSpec::new(algorithm, optim, config);
     let replicas = vec![Replica { optim: optim.build(&model), model }];
     println!("{} on {}: {} parameters", spec.algorithm, dev.info().name, replicas[0].model.num_params());

@@ -53,7 +53,14 @@ fn run_many() {
             })
             .collect();
         let refs: Vec<(&Model, &dyn Optimizer)> = replicas.iter().map(|(m, s)| (m, s as &dyn Optimizer)).collect();
-        let cfg = TrainConfig { epochs: 1, batch: 16, max_steps: Some(steps), log_every: 7, seed: run, ..TrainConfig::default() };
+        let cfg = TrainConfig {
+            epochs: 1,
+            batch: 16,
+            max_steps: Some(steps),
+            log_every: 7,
+            seed: run,
+            ..TrainConfig::default()
+        };
         let summary = train_decoupled(&refs, &splits, &cfg, &acfg, Position::default(), &mut |_| Ok(())).unwrap();
 
         assert_eq!(summary.steps, steps, "{what}");
@@ -94,7 +101,8 @@ fn without_staleness_pdasgd_is_sync_bit_for_bit() {
     let mut splits = data::load(DataKind::Digits, None).unwrap();
     splits.test.truncate(64);
     let hyper = SgdParams { lr: 0.05, momentum: 0.9, weight_decay: 1e-4, nesterov: false };
-    let cfg = TrainConfig { epochs: 1, batch: 32, max_steps: Some(12), log_every: 5, seed: 7, ..TrainConfig::default() };
+    let cfg =
+        TrainConfig { epochs: 1, batch: 32, max_steps: Some(12), log_every: 5, seed: 7, ..TrainConfig::default() };
     let build = || {
         let m = ModelConfig::Mlp { hidden: vec![32, 16] }.build(&dev, splits.train.shape, 10, 3).unwrap();
         let s = Sgd::new(&m, hyper);
@@ -117,7 +125,15 @@ fn without_staleness_pdasgd_is_sync_bit_for_bit() {
             stale_lr: StaleLr::Inverse,
             weights,
         };
-        let summary = train_decoupled(&[(&model, &sgd as &dyn Optimizer)], &splits, &cfg, &acfg, Position::default(), &mut |_| Ok(())).unwrap();
+        let summary = train_decoupled(
+            &[(&model, &sgd as &dyn Optimizer)],
+            &splits,
+            &cfg,
+            &acfg,
+            Position::default(),
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         let staleness = summary.staleness.as_ref().unwrap();
         assert_eq!(staleness.max(), 0, "a backward pass took longer than 150 ms, so the comparison does not apply");
         assert_eq!(
@@ -138,7 +154,8 @@ fn without_a_queue_one_forward_overlaps_one_backward() {
     splits.test.truncate(64);
     let m = ModelConfig::Mlp { hidden: vec![32, 16] }.build(&dev, splits.train.shape, 10, 5).unwrap();
     let s = Sgd::new(&m, SgdParams { lr: 0.02, momentum: 0.5, weight_decay: 0.0, nesterov: false });
-    let cfg = TrainConfig { epochs: 1, batch: 16, max_steps: Some(40), log_every: 100, seed: 3, ..TrainConfig::default() };
+    let cfg =
+        TrainConfig { epochs: 1, batch: 16, max_steps: Some(40), log_every: 100, seed: 3, ..TrainConfig::default() };
     let acfg = AsyncConfig {
         decoupling: Decoupling::LayerWise,
         fwd_threads: 1,

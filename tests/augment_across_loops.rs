@@ -13,7 +13,8 @@ fn augmented_pdasgd_without_staleness_is_augmented_sync_bit_for_bit() {
     plain.test.truncate(64);
     let augmented = plain.clone().with_augment(Some(Augment::CROP_FLIP));
     let hyper = SgdParams { lr: 0.05, momentum: 0.9, weight_decay: 0.0, nesterov: false };
-    let cfg = TrainConfig { epochs: 1, batch: 32, max_steps: Some(10), log_every: 5, seed: 11, ..TrainConfig::default() };
+    let cfg =
+        TrainConfig { epochs: 1, batch: 32, max_steps: Some(10), log_every: 5, seed: 11, ..TrainConfig::default() };
     let build = || {
         let m = ModelConfig::Mlp { hidden: vec![32] }.build(&dev, plain.train.shape, 10, 3).unwrap();
         let s = Sgd::new(&m, hyper);
@@ -38,7 +39,18 @@ fn augmented_pdasgd_without_staleness_is_augmented_sync_bit_for_bit() {
         weights: Weights::Live,
     };
     let summary =
-        train_decoupled(&[(&model, &sgd as &dyn Optimizer)], &augmented, &cfg, &acfg, Position::default(), &mut |_| Ok(())).unwrap();
-    assert_eq!(summary.staleness.as_ref().unwrap().max(), 0, "a backward pass took over 150 ms: the comparison does not apply");
-    assert_eq!(model.checksum().unwrap(), sync_augmented, "the feed's augmentation differs from the synchronous loop's");
+        train_decoupled(&[(&model, &sgd as &dyn Optimizer)], &augmented, &cfg, &acfg, Position::default(), &mut |_| {
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        summary.staleness.as_ref().unwrap().max(),
+        0,
+        "a backward pass took over 150 ms: the comparison does not apply"
+    );
+    assert_eq!(
+        model.checksum().unwrap(),
+        sync_augmented,
+        "the feed's augmentation differs from the synchronous loop's"
+    );
 }

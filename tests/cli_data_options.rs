@@ -77,8 +77,20 @@ fn a_safetensors_dataset_trains_with_a_test_split_or_a_test_file() {
     files::write_dataset(&test, 12, [1, 4, 4], |i| (i % 3) as i64);
     let ck = d.join("ck.safetensors");
     let out = assert_success(&asgd(&[
-        "train", "--data", p(&train), "--test-split", "0.25", "--hidden", "8", "--epochs", "2", "--batch", "6", "-q",
-        "--checkpoint", p(&ck),
+        "train",
+        "--data",
+        p(&train),
+        "--test-split",
+        "0.25",
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "--batch",
+        "6",
+        "-q",
+        "--checkpoint",
+        p(&ck),
     ]));
     assert!(out.contains("done: test accuracy"), "{out}");
     let out = asgd(&["eval", "--checkpoint", p(&ck), "--data", p(&train), "--test-split", "0.25", "--json"]);
@@ -87,7 +99,18 @@ fn a_safetensors_dataset_trains_with_a_test_split_or_a_test_file() {
     let out = asgd(&["eval", "--checkpoint", p(&ck), "--data", p(&train), "--test-data", p(&test), "--json"]);
     assert!(assert_success(&out).contains("\"samples\":12"));
     assert_success(&asgd(&[
-        "train", "--data", p(&train), "--test-data", p(&test), "--hidden", "8", "--epochs", "1", "--batch", "6", "-q",
+        "train",
+        "--data",
+        p(&train),
+        "--test-data",
+        p(&test),
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--batch",
+        "6",
+        "-q",
     ]));
 }
 
@@ -103,8 +126,14 @@ fn bad_data_options_are_one_clear_line() {
         (vec!["train", "--data", f], "needs a test set; pass --test-data FILE.safetensors or --test-split F"),
         (vec!["train", "--data", "mnist", "--test-split", "0.1"], "apply to --data FILE.safetensors only"),
         (vec!["train", "--data", f, "--test-split", "0.5", "--data-dir", "/tmp"], "drop --data-dir"),
-        (vec!["train", "--data", p(&junk), "--test-split", "0.5"], "junk.safetensors: the file is not a safetensors file"),
-        (vec!["train", "--data", "/nonexistent/y.safetensors", "--test-split", "0.5"], "y.safetensors: the file does not exist"),
+        (
+            vec!["train", "--data", p(&junk), "--test-split", "0.5"],
+            "junk.safetensors: the file is not a safetensors file",
+        ),
+        (
+            vec!["train", "--data", "/nonexistent/y.safetensors", "--test-split", "0.5"],
+            "y.safetensors: the file does not exist",
+        ),
         (vec!["train", "--data", f, "--test-split", "1.5"], "not a fraction between 0 and 1"),
         (vec!["train", "--augment", "maybe"], "neither on nor off"),
         (vec!["train", "--data", "imagenet"], "or a FILE.safetensors"),

@@ -146,7 +146,8 @@ fn a_checkpoint_of_another_model_or_shape_is_refused() {
     assert!(line.contains("written for model mlp:32, not mlp:64"), "{line}");
     let mnist = d.join("mnist");
     common::files::write_mnist_like(&mnist, 10, 10);
-    let line = assert_clean_failure(&asgd(&["eval", "--checkpoint", p(&ck), "--data", "mnist", "--data-dir", p(&mnist)]));
+    let line =
+        assert_clean_failure(&asgd(&["eval", "--checkpoint", p(&ck), "--data", "mnist", "--data-dir", p(&mnist)]));
     assert!(line.contains("pass --data digits"), "{line}");
 
     // A checkpoint whose tensor shapes contradict its own description.

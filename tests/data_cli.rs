@@ -70,7 +70,10 @@ fn cifar10_is_fetched_through_the_mirror_variable_then_read() {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains(&format!("cifar10 is in {}", s(&dir))), "{stdout}");
-    assert!(stderr.contains("cifar-10-binary.tar.gz: verified, unpacked") && stderr.contains("test_batch.bin"), "{stderr}");
+    assert!(
+        stderr.contains("cifar-10-binary.tar.gz: verified, unpacked") && stderr.contains("test_batch.bin"),
+        "{stderr}"
+    );
 
     let out = asgd(&["data", "info", "cifar-10", "--data-dir", s(&dir)]);
     let stdout = text(&out.stdout);
@@ -89,7 +92,10 @@ fn a_cifar10_tarball_that_fails_the_checksum_leaves_nothing() {
     let mirror = serve(vec![("cifar-10-binary.tar.gz".into(), tarball.clone())]);
     let dir = fresh_dir("cifar-bad");
     let pins = format!("cifar-10-binary.tar.gz={}:{}", "a".repeat(64), tarball.len());
-    let out = asgd_with(&["data", "fetch", "cifar10", "--dir", s(&dir), "--mirror", &mirror], &[("ASGD_TEST_FETCH_PINS", &pins)]);
+    let out = asgd_with(
+        &["data", "fetch", "cifar10", "--dir", s(&dir), "--mirror", &mirror],
+        &[("ASGD_TEST_FETCH_PINS", &pins)],
+    );
     let stderr = text(&out.stderr);
     assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
     let last = stderr.trim_end().lines().last().unwrap_or_default();
@@ -109,7 +115,10 @@ fn info_on_an_empty_folder_fails_cleanly() {
     assert!(stderr.contains("train-images-idx3-ubyte.gz (or train-images-idx3-ubyte) is missing"), "{stderr}");
     assert!(stderr.contains("asgd data fetch mnist --dir"), "{stderr}");
     let stderr = assert_clean_failure(&asgd(&["data", "info", "cifar10", "--data-dir", s(&dir)]));
-    assert!(stderr.contains("the cifar10 file data_batch_1.bin is missing; run `asgd data fetch cifar10 --dir"), "{stderr}");
+    assert!(
+        stderr.contains("the cifar10 file data_batch_1.bin is missing; run `asgd data fetch cifar10 --dir"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -127,7 +136,8 @@ fn info_on_a_truncated_file_fails_cleanly() {
 fn fetch_from_a_mirror_without_the_files_fails_cleanly() {
     let mirror = serve(Vec::new());
     let dir = fresh_dir("fetch404");
-    let out = asgd(&["data", "fetch", "fashion-mnist", "--dir", s(&dir), "--mirror", &format!("{mirror}nothing-here/")]);
+    let out =
+        asgd(&["data", "fetch", "fashion-mnist", "--dir", s(&dir), "--mirror", &format!("{mirror}nothing-here/")]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
     let last = stderr.trim_end().lines().last().unwrap_or_default();

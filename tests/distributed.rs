@@ -30,9 +30,7 @@ fn launch_train(d: &Path, n: usize, extra: &[&str]) -> Vec<serde_json::Value> {
     args.extend_from_slice(&["--metrics", metrics.to_str().unwrap()]);
     args.extend_from_slice(extra);
     assert_success(&asgd(&args));
-    (0..n)
-        .map(|r| done_event(&if r == 0 { metrics.clone() } else { d.join(format!("m.rank{r}.jsonl")) }))
-        .collect()
+    (0..n).map(|r| done_event(&if r == 0 { metrics.clone() } else { d.join(format!("m.rank{r}.jsonl")) })).collect()
 }
 
 #[test]
@@ -59,7 +57,10 @@ fn every_algorithm_ends_with_the_same_model_on_every_rank() {
             match algo {
                 "localsgd" => assert_eq!(lags, [0, 0, 0], "{algo}"),
                 "dasgd" => assert_eq!(lags, [2, 2, 2], "{algo}"),
-                _ => assert!(lags.iter().all(|&l| l <= 2), "{algo}: averages applied {lags:?} steps late, past --avg-delay 2"),
+                _ => assert!(
+                    lags.iter().all(|&l| l <= 2),
+                    "{algo}: averages applied {lags:?} steps late, past --avg-delay 2"
+                ),
             }
         }
     }
@@ -67,7 +68,8 @@ fn every_algorithm_ends_with_the_same_model_on_every_rank() {
 
 #[test]
 fn lasgd_with_no_delay_waits_for_every_average() {
-    let done = launch_train(&dir("lasgd0"), 2, &["--algo", "lasgd", "--epochs", "3", "--avg-period", "3", "--avg-delay", "0"]);
+    let done =
+        launch_train(&dir("lasgd0"), 2, &["--algo", "lasgd", "--epochs", "3", "--avg-period", "3", "--avg-delay", "0"]);
     for (r, e) in done.iter().enumerate() {
         assert_eq!(e["averaging"]["max_lag_steps"], 0, "rank {r}");
         assert!(e["averaging"]["rounds"].as_u64().unwrap() >= 5, "rank {r}");
@@ -78,9 +80,11 @@ fn lasgd_with_no_delay_waits_for_every_average() {
 #[test]
 fn dasgd_with_no_delay_is_local_sgd() {
     let local = launch_train(&dir("local"), 2, &["--algo", "localsgd", "--epochs", "3", "--avg-period", "3"]);
-    let dasgd = launch_train(&dir("dasgd0"), 2, &["--algo", "dasgd", "--epochs", "3", "--avg-period", "3", "--avg-delay", "0"]);
+    let dasgd =
+        launch_train(&dir("dasgd0"), 2, &["--algo", "dasgd", "--epochs", "3", "--avg-period", "3", "--avg-delay", "0"]);
     assert_eq!(local[0]["model_checksum"], dasgd[0]["model_checksum"]);
-    let delayed = launch_train(&dir("dasgd2"), 2, &["--algo", "dasgd", "--epochs", "3", "--avg-period", "3", "--avg-delay", "2"]);
+    let delayed =
+        launch_train(&dir("dasgd2"), 2, &["--algo", "dasgd", "--epochs", "3", "--avg-period", "3", "--avg-delay", "2"]);
     assert_ne!(local[0]["model_checksum"], delayed[0]["model_checksum"], "a delay must change the trajectory");
 }
 
@@ -111,8 +115,22 @@ fn a_killed_rank_stops_the_others_and_the_checkpoint_resumes() {
     let port = free_port();
     // Slow steps so that the kill lands mid-training.
     let args = [
-        "train", "--algo", "sync", "--hidden", "32", "--batch", "32", "--epochs", "40", "-q",
-        "--inject-delay", "all:fixed=30ms", "--checkpoint", &ck_s, "--checkpoint-every", "5",
+        "train",
+        "--algo",
+        "sync",
+        "--hidden",
+        "32",
+        "--batch",
+        "32",
+        "--epochs",
+        "40",
+        "-q",
+        "--inject-delay",
+        "all:fixed=30ms",
+        "--checkpoint",
+        &ck_s,
+        "--checkpoint-every",
+        "5",
     ];
     let mut ranks: Vec<Child> = (0..4).map(|r| spawn_rank(r, 4, port, &args)).collect();
     let t0 = Instant::now();
@@ -149,7 +167,8 @@ fn a_killed_rank_stops_the_others_and_the_checkpoint_resumes() {
     assert!(step >= 5, "checkpoint at step {step}");
     assert_success(&asgd(&["eval", "--checkpoint", &ck_s]));
     let port = free_port();
-    let resume = ["train", "--algo", "sync", "--hidden", "32", "--batch", "32", "--epochs", "3", "-q", "--resume", &ck_s];
+    let resume =
+        ["train", "--algo", "sync", "--hidden", "32", "--batch", "32", "--epochs", "3", "-q", "--resume", &ck_s];
     let children: Vec<Child> = (0..4).map(|r| spawn_rank(r, 4, port, &resume)).collect();
     for (r, child) in children.into_iter().enumerate() {
         let out = child.wait_with_output().unwrap();

@@ -3,8 +3,8 @@
 
 use asgd::data::{self, DataKind, Splits};
 use asgd::{
-    Algorithm, AlgorithmKind, DelaySpec, Device, DeviceOptions, Job, ModelConfig, OptimConfig, Position, RunSpec, SgdParams,
-    TrainConfig, TrainError,
+    Algorithm, AlgorithmKind, DelaySpec, Device, DeviceOptions, Job, ModelConfig, OptimConfig, Position, RunSpec,
+    SgdParams, TrainConfig, TrainError,
 };
 
 fn setup() -> (Device, Splits) {
@@ -16,14 +16,8 @@ fn setup() -> (Device, Splits) {
 
 fn spec(algorithm: Algorithm, steps: u64, lr: f32) -> RunSpec {
     let sgd = SgdParams { lr, momentum: algorithm.default_momentum(), weight_decay: 0.0, nesterov: false };
-    let config = TrainConfig {
-        epochs: 1,
-        batch: 16,
-        seed: 5,
-        max_steps: Some(steps),
-        log_every: 4,
-        ..TrainConfig::default()
-    };
+    let config =
+        TrainConfig { epochs: 1, batch: 16, seed: 5, max_steps: Some(steps), log_every: 4, ..TrainConfig::default() };
     RunSpec::new(algorithm, OptimConfig::Sgd(sgd), config)
 }
 
@@ -53,8 +47,10 @@ fn sync_and_local_sgd_in_one_process_are_the_engines_sgd_bit_for_bit() {
     let (dev, splits) = setup();
     let s = spec(Algorithm::Sync, 8, 0.05);
     let direct = s.build_replicas(&dev, &mlp(), &splits, 1).unwrap();
-    asgd::train_sync(&direct[0].model, direct[0].optim.as_ref(), &splits, &s.config, Position::default(), &mut |_| Ok(()))
-        .unwrap();
+    asgd::train_sync(&direct[0].model, direct[0].optim.as_ref(), &splits, &s.config, Position::default(), &mut |_| {
+        Ok(())
+    })
+    .unwrap();
     let want = direct[0].model.checksum().unwrap();
     for algorithm in [
         Algorithm::Sync,

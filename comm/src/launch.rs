@@ -90,7 +90,9 @@ pub enum LaunchError {
 ///
 /// Errors: [`LaunchError::Invalid`] with the expected form.
 pub fn parse_master(s: &str) -> Result<(String, u16), LaunchError> {
-    let bad = || LaunchError::Invalid(format!("the master address {s:?} is not HOST:PORT (e.g. 127.0.0.1:29500 or [::1]:29500)"));
+    let bad = || {
+        LaunchError::Invalid(format!("the master address {s:?} is not HOST:PORT (e.g. 127.0.0.1:29500 or [::1]:29500)"))
+    };
     let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {

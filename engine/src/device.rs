@@ -112,11 +112,7 @@ fn summary(index: usize, info: &wgpu::AdapterInfo) -> AdapterSummary {
 
 /// Every adapter wgpu can see for `backend`, in the order `--adapter` indexes.
 pub fn list_adapters(backend: BackendChoice) -> Vec<AdapterSummary> {
-    adapters(backend)
-        .iter()
-        .enumerate()
-        .map(|(i, a)| summary(i, &a.get_info()))
-        .collect()
+    adapters(backend).iter().enumerate().map(|(i, a)| summary(i, &a.get_info())).collect()
 }
 
 /// The sentence that tells a user with no adapter what to install.
@@ -201,9 +197,8 @@ impl Device {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            EngineError::Device(format!("could not open a device on {}: {e}", info.name))
-        })?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| EngineError::Device(format!("could not open a device on {}: {e}", info.name)))?;
         let is_cpu = info.device_type == wgpu::DeviceType::Cpu;
         Ok(Self {
             inner: Arc::new(Inner {

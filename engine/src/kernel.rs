@@ -57,17 +57,9 @@ impl PipelineCache {
 impl Kernel {
     /// The pipeline for `entry` of `shader` specialised by override `constants`, compiled on
     /// first use and cached on the device.
-    pub fn get(
-        dev: &Device,
-        shader: &Shader,
-        entry: &'static str,
-        constants: &[(&'static str, f64)],
-    ) -> Arc<Kernel> {
-        let key = Key {
-            shader: shader.name,
-            entry,
-            constants: constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
-        };
+    pub fn get(dev: &Device, shader: &Shader, entry: &'static str, constants: &[(&'static str, f64)]) -> Arc<Kernel> {
+        let key =
+            Key { shader: shader.name, entry, constants: constants.iter().map(|&(k, v)| (k, v.to_bits())).collect() };
         let cache = dev.pipelines();
         if let Some(k) = cache.map.lock().expect("pipeline cache poisoned").get(&key) {
             return k.clone();
@@ -101,13 +93,7 @@ impl Kernel {
         });
         let layout = pipeline.get_bind_group_layout(0);
         let kernel = Arc::new(Kernel { pipeline, layout, label });
-        cache
-            .map
-            .lock()
-            .expect("pipeline cache poisoned")
-            .entry(key)
-            .or_insert(kernel)
-            .clone()
+        cache.map.lock().expect("pipeline cache poisoned").entry(key).or_insert(kernel).clone()
     }
 
     /// `shader::entry`, for messages.
@@ -144,29 +130,17 @@ impl Dispatch {
             contents: &contents,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         });
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: params_buf.as_entire_binding(),
-        }];
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params_buf.as_entire_binding() }];
         for (i, t) in tensors.iter().enumerate() {
             debug_assert!(t.device().same_as(dev), "tensor of another device bound");
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: t.buffer().as_entire_binding(),
-            });
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: t.buffer().as_entire_binding() });
         }
         let bind_group = dev.wgpu().create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.label()),
             layout: &kernel.layout,
             entries: &entries,
         });
-        Self {
-            kernel,
-            bind_group,
-            groups,
-            _params: params_buf,
-            _tensors: tensors.iter().map(|&t| t.clone()).collect(),
-        }
+        Self { kernel, bind_group, groups, _params: params_buf, _tensors: tensors.iter().map(|&t| t.clone()).collect() }
     }
 
     /// Replaces the uniform parameters (queued: takes effect for work submitted after this

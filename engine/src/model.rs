@@ -211,7 +211,14 @@ impl Model {
     /// (in [`Model::params`] order, row-major) and buffer values `buffers` (in
     /// [`Model::buffers`] order), in `mode`. For gradient checks. `images` is
     /// `(B, input_shape...)`.
-    pub fn reference_loss(&self, params: &[Vec<f64>], buffers: &[Vec<f64>], images: &[f64], labels: &[u32], mode: Mode) -> f64 {
+    pub fn reference_loss(
+        &self,
+        params: &[Vec<f64>],
+        buffers: &[Vec<f64>],
+        images: &[f64],
+        labels: &[u32],
+        mode: Mode,
+    ) -> f64 {
         let batch = labels.len();
         let mut x = images.to_vec();
         let (mut next_param, mut next_buffer) = (0, 0);

@@ -81,12 +81,15 @@ pub trait Optimizer: Send + Sync {
     fn change_is_direction(&self) -> bool;
 }
 
+/// Writes the uniforms of an update dispatch for a learning rate.
+type SetLr = Box<dyn Fn(&Device, &Dispatch, f32) + Send + Sync>;
+
 /// One parameter's update: its dispatches, and how to rewrite the learning rate of the
 /// dispatch that carries it.
 struct ParamUpdate {
     dispatches: Vec<Dispatch>,
     /// Writes the uniforms of `dispatches[0]` for a learning rate.
-    set_lr: Box<dyn Fn(&Device, &Dispatch, f32) + Send + Sync>,
+    set_lr: SetLr,
 }
 
 /// The update dispatches of one plan: `layers[i]` updates layer `i`'s parameters.
@@ -177,8 +180,16 @@ impl Optimizer for Sgd {
             for (j, p) in layer.params().iter().enumerate() {
                 let (n, hyper) = (p.value.numel() as u32, self.hyper);
                 d.push(ParamUpdate {
-                    dispatches: vec![sgd::sgd_momentum(model.device(), &p.value, &self.velocity[i][j], &grads[i][j], hyper)?],
-                    set_lr: Box::new(move |dev, d, lr| d.write_params(dev, &sgd::Params::new(n, SgdParams { lr, ..hyper }))),
+                    dispatches: vec![sgd::sgd_momentum(
+                        model.device(),
+                        &p.value,
+                        &self.velocity[i][j],
+                        &grads[i][j],
+                        hyper,
+                    )?],
+                    set_lr: Box::new(move |dev, d, lr| {
+                        d.write_params(dev, &sgd::Params::new(n, SgdParams { lr, ..hyper }))
+                    }),
                 });
             }
             layers.push(d);
@@ -244,7 +255,9 @@ impl Optimizer for Adam {
                 )?;
                 d.push(ParamUpdate {
                     dispatches,
-                    set_lr: Box::new(move |dev, d, lr| d.write_params(dev, &adam::Params::new(n, AdamParams { lr, ..hyper }))),
+                    set_lr: Box::new(move |dev, d, lr| {
+                        d.write_params(dev, &adam::Params::new(n, AdamParams { lr, ..hyper }))
+                    }),
                 });
             }
             layers.push(d);

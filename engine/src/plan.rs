@@ -124,17 +124,7 @@ impl Plan {
             softmax_xent(dev, &dlogits, &loss, &correct, &logits, &labels, batch, classes, 1.0 / batch as f32)?,
             accumulate(dev, &totals, &loss, &correct, batch)?,
         ];
-        Ok(Self {
-            batch,
-            input: acts[0].clone(),
-            labels,
-            logits,
-            loss,
-            totals,
-            grads,
-            layers,
-            loss_dispatches,
-        })
+        Ok(Self { batch, input: acts[0].clone(), labels, logits, loss, totals, grads, layers, loss_dispatches })
     }
 
     /// Samples per batch.

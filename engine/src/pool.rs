@@ -46,12 +46,7 @@ impl PooledBuffer {
     pub fn new(dev: &Device, bytes: u64, usage: wgpu::BufferUsages) -> Self {
         let size = bytes.max(4).div_ceil(GRANULE) * GRANULE;
         let buf = dev.pool().take(size, usage).unwrap_or_else(|| {
-            dev.wgpu().create_buffer(&wgpu::BufferDescriptor {
-                label: None,
-                size,
-                usage,
-                mapped_at_creation: false,
-            })
+            dev.wgpu().create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false })
         });
         Self { buf: Some(buf), dev: dev.clone() }
     }

@@ -15,9 +15,8 @@ pub enum DType {
 }
 
 /// Usage of every tensor buffer: kernels read and write it, and it can be copied to and from.
-const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_SRC)
-    .union(wgpu::BufferUsages::COPY_DST);
+const USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
 /// A tensor living in GPU memory. Cloning shares the buffer.
 #[derive(Clone)]

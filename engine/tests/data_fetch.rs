@@ -38,7 +38,8 @@ fn serve(content: impl Fn(&str) -> Option<Vec<u8>> + Send + 'static) -> (String,
 fn small_mnist() -> (Vec<(String, Vec<u8>)>, Vec<Pin>) {
     let raw = files::mnist_like(60, 20);
     let served = raw.iter().map(|(stem, bytes)| (format!("{stem}.gz"), gzip(bytes))).collect();
-    let pins = raw.iter().map(|(stem, bytes)| Pin { file: format!("{stem}.gz"), sha256: sha256_hex(bytes), size: None });
+    let pins =
+        raw.iter().map(|(stem, bytes)| Pin { file: format!("{stem}.gz"), sha256: sha256_hex(bytes), size: None });
     (served, pins.collect())
 }
 
@@ -232,7 +233,14 @@ fn a_cifar10_tarball_with_the_wrong_checksum_is_refused_and_leaves_nothing() {
     let dir = fresh_dir("data_fetch", "cifar-checksum");
     let err = fetch_pinned(DataKind::Cifar10, &dir, Some(&base), &pins, &mut |_| {}).unwrap_err().to_string();
     assert!(err.starts_with("could not download cifar-10-binary.tar.gz into"), "{err}");
-    assert!(err.contains(&format!("checksum mismatch: the file has sha256 {}, expected {}", sha256_hex(&tarball), "0".repeat(64))), "{err}");
+    assert!(
+        err.contains(&format!(
+            "checksum mismatch: the file has sha256 {}, expected {}",
+            sha256_hex(&tarball),
+            "0".repeat(64)
+        )),
+        "{err}"
+    );
     assert!(err.contains("pass --mirror URL of a folder that serves cifar-10-binary.tar.gz"), "{err}");
     assert!(files_in(&dir).is_empty(), "{:?}", files_in(&dir));
 
@@ -250,7 +258,8 @@ fn a_cifar10_tarball_missing_a_file_or_with_a_bad_one_leaves_nothing() {
     let last = entries.pop().unwrap();
     let tarball = files::tar_gz(&entries);
     let (base, _) = serve_files("/", vec![("cifar-10-binary.tar.gz".into(), tarball.clone())]);
-    let err = fetch_pinned(DataKind::Cifar10, &dir, Some(&base), &pin_of(&tarball), &mut |_| {}).unwrap_err().to_string();
+    let err =
+        fetch_pinned(DataKind::Cifar10, &dir, Some(&base), &pin_of(&tarball), &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("the archive holds no test_batch.bin, so it is not the expected one"), "{err}");
     assert!(files_in(&dir).is_empty(), "{:?}", files_in(&dir));
 
@@ -258,8 +267,12 @@ fn a_cifar10_tarball_missing_a_file_or_with_a_bad_one_leaves_nothing() {
     entries.push((last.0, last.1[..100].to_vec()));
     let tarball = files::tar_gz(&entries);
     let (base, _) = serve_files("/", vec![("cifar-10-binary.tar.gz".into(), tarball.clone())]);
-    let err = fetch_pinned(DataKind::Cifar10, &dir, Some(&base), &pin_of(&tarball), &mut |_| {}).unwrap_err().to_string();
-    assert!(err.contains("test_batch.bin in the archive is 100 bytes, not a whole number of 3073-byte records"), "{err}");
+    let err =
+        fetch_pinned(DataKind::Cifar10, &dir, Some(&base), &pin_of(&tarball), &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("test_batch.bin in the archive is 100 bytes, not a whole number of 3073-byte records"),
+        "{err}"
+    );
     assert!(files_in(&dir).is_empty(), "{:?}", files_in(&dir));
 
     // Not a tarball at all, though the pin matches.

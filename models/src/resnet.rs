@@ -9,7 +9,14 @@ use rand::Rng;
 
 /// `[conv3x3 stride s, bn, relu, conv3x3, bn]` plus, where the shape changes, a projection
 /// shortcut `[conv1x1 stride s, bn]` named `downsample.0` and `downsample.1`.
-fn basic_block(dev: &Device, name: &str, cin: usize, cout: usize, stride: usize, rng: &mut impl Rng) -> Result<Residual> {
+fn basic_block(
+    dev: &Device,
+    name: &str,
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    rng: &mut impl Rng,
+) -> Result<Residual> {
     let main: Vec<Box<dyn Layer>> = vec![
         Box::new(Conv2d::without_bias(dev, "conv1", cin, cout, 3, stride, 1, rng)?),
         Box::new(BatchNorm2d::new(dev, "bn1", cout)?),

@@ -29,7 +29,8 @@ fn check_reading(model: &Model, values: &Model, batch: usize, seed: u64) {
     let plan = if std::ptr::eq(model, values) {
         model.plan(batch, true).unwrap()
     } else {
-        let copies: Vec<Vec<_>> = values.layers().iter().map(|l| l.params().iter().map(|p| p.value.clone()).collect()).collect();
+        let copies: Vec<Vec<_>> =
+            values.layers().iter().map(|l| l.params().iter().map(|p| p.value.clone()).collect()).collect();
         model.plan_reading(batch, true, &copies).unwrap()
     };
     plan.upload(&images, &labels).unwrap();

@@ -80,7 +80,11 @@ fn bench_one(dev: &Device, label: &str, spec: MatmulSpec, kernel: MatmulKernel, 
     let gflops = spec.flops() * reps as f64 / secs / 1e9;
     let ms = 1e3 * secs / reps as f64;
     let kname = format!("{kernel:?}").to_lowercase();
-    println!("{label:<14} {m:>5} {n:>5} {k:>5} {:>3} {:>3} {kname:<8} {ms:>10.3} {gflops:>9.2}", t(spec.trans_a), t(spec.trans_b));
+    println!(
+        "{label:<14} {m:>5} {n:>5} {k:>5} {:>3} {:>3} {kname:<8} {ms:>10.3} {gflops:>9.2}",
+        t(spec.trans_a),
+        t(spec.trans_b)
+    );
     println!(
         "{}",
         serde_json::json!({"bench": "matmul", "shape": label, "m": m, "n": n, "k": k, "trans_a": spec.trans_a,
@@ -105,7 +109,10 @@ pub fn run_matmul(args: BenchMatmulArgs) -> Result<ExitCode> {
         KernelChoice::Both => vec![MatmulKernel::Blocked, MatmulKernel::Tiled],
     };
     println!("device: {} ({}, {})", dev.info().name, dev.info().backend, dev.info().device_type);
-    println!("{:<14} {:>5} {:>5} {:>5} {:>3} {:>3} {:<8} {:>10} {:>9}", "shape", "M", "N", "K", "A", "B", "kernel", "ms", "GFLOP/s");
+    println!(
+        "{:<14} {:>5} {:>5} {:>5} {:>3} {:>3} {:<8} {:>10} {:>9}",
+        "shape", "M", "N", "K", "A", "B", "kernel", "ms", "GFLOP/s"
+    );
     // The MLP's products at batch 128: forward (X W^T), input gradient (dY W), weight gradient (dY^T X).
     let mlp: [(&str, MatmulSpec); 6] = [
         ("fc1 forward", MatmulSpec { trans_b: true, ..MatmulSpec::new(128, 512, 784) }),
@@ -147,17 +154,22 @@ fn step_flops(model: &Model, batch: usize) -> f64 {
 pub fn run_step(args: BenchStepArgs) -> Result<ExitCode> {
     let dev = args.device.open()?;
     println!("device: {} ({}, {})", dev.info().name, dev.info().backend, dev.info().device_type);
-    println!("{:<12} {:>6} {:>10} {:>12} {:>12} {:>10}", "model", "batch", "ms/step", "samples/s", "GFLOP/step", "GFLOP/s");
+    println!(
+        "{:<12} {:>6} {:>10} {:>12} {:>12} {:>10}",
+        "model", "batch", "ms/step", "samples/s", "GFLOP/step", "GFLOP/s"
+    );
     for name in &args.models {
         let cfg = ModelConfig::parse(name)?;
         let batch = args.batch.unwrap_or(if cfg == ModelConfig::Lenet { 64 } else { 128 });
         // ResNets on CIFAR-sized images, as the literature measures them.
-        let input = if matches!(cfg, ModelConfig::Resnet { .. } | ModelConfig::Resnet18) { [3, 32, 32] } else { [1, 28, 28] };
+        let input =
+            if matches!(cfg, ModelConfig::Resnet { .. } | ModelConfig::Resnet18) { [3, 32, 32] } else { [1, 28, 28] };
         let model = cfg.build(&dev, input, 10, 0)?;
         let sgd = Sgd::new(&model, SgdParams { lr: 0.01, momentum: 0.9, weight_decay: 0.0, nesterov: false });
         let plan = model.plan(batch, true)?;
         let updates = sgd.updates(&model, &plan)?;
-        let images: Vec<f32> = (0..batch * input.iter().product::<usize>()).map(|i| ((i * 37) % 255) as f32 / 255.0 - 0.5).collect();
+        let images: Vec<f32> =
+            (0..batch * input.iter().product::<usize>()).map(|i| ((i * 37) % 255) as f32 / 255.0 - 0.5).collect();
         let labels: Vec<u32> = (0..batch).map(|i| (i % 10) as u32).collect();
         let step = || -> Result<()> {
             plan.upload(&images, &labels)?;
@@ -186,7 +198,11 @@ pub fn run_step(args: BenchStepArgs) -> Result<ExitCode> {
         let ms = 1e3 * secs / args.steps as f64;
         let rate = (batch * args.steps) as f64 / secs;
         let gflop = step_flops(&model, batch) / 1e9;
-        println!("{:<12} {batch:>6} {ms:>10.2} {rate:>12.0} {gflop:>12.3} {:>10.2}", cfg.description(), gflop / (ms / 1e3));
+        println!(
+            "{:<12} {batch:>6} {ms:>10.2} {rate:>12.0} {gflop:>12.3} {:>10.2}",
+            cfg.description(),
+            gflop / (ms / 1e3)
+        );
         if args.per_layer {
             per_layer(&dev, &model, &plan, args.steps)?;
         }

@@ -66,7 +66,11 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(&args.out)
             .map_err(|e| anyhow::anyhow!("cannot create the output folder {}: {e}", args.out.display()))?;
     }
-    if args.lr.is_nan() || args.lr <= 0.0 || !(0.0..1.0).contains(&args.momentum) || !(0.0..1.0).contains(&args.sync_momentum) {
+    if args.lr.is_nan()
+        || args.lr <= 0.0
+        || !(0.0..1.0).contains(&args.momentum)
+        || !(0.0..1.0).contains(&args.sync_momentum)
+    {
         bail!("--lr must be positive and --momentum and --sync-momentum in [0, 1)");
     }
     let model_cfg = args.arch.config()?;
@@ -142,7 +146,10 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
     for (algo, s, _) in &results {
         let name = algo.name();
         let tt = s.time_to_target_s.map_or("not reached".to_string(), secs);
-        let st = s.staleness.as_ref().map_or("-".to_string(), |h| format!("{:.2}/{}/{}", h.mean(), h.quantile(0.9), h.max()));
+        let st = s
+            .staleness
+            .as_ref()
+            .map_or("-".to_string(), |h| format!("{:.2}/{}/{}", h.mean(), h.quantile(0.9), h.max()));
         println!("{name:<8} {tt:>14} {:>9.2}% {:>11.0} {:>9} {st:>22}", 100.0 * s.test_acc, s.samples_per_s, s.steps);
         let speedup = match (sync_time, s.time_to_target_s) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),

@@ -52,7 +52,11 @@ pub fn run(args: GradsArgs) -> Result<ExitCode> {
         bail!("{}: label {bad} is out of range for {} classes", args.batch.display(), ck.meta.classes);
     }
     let input: [usize; 3] = ck.meta.input_shape.clone().try_into().map_err(|_| {
-        anyhow::anyhow!("checkpoint {} has input shape {:?}, expected 3 dimensions", args.checkpoint.display(), ck.meta.input_shape)
+        anyhow::anyhow!(
+            "checkpoint {} has input shape {:?}, expected 3 dimensions",
+            args.checkpoint.display(),
+            ck.meta.input_shape
+        )
     })?;
     let dev = args.device.open()?;
     let model = cfg.build(&dev, input, ck.meta.classes, 0)?;

@@ -28,9 +28,10 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<ExitCode> {
     let program = std::env::current_exe().context("could not find the asgd executable to start the ranks")?;
     let mut spec = LaunchSpec::new(args.nproc, program, args.command);
     spec.master = match args.master.as_deref() {
-        Some(m) => Some(launch::parse_master(m).map_err(|_| {
-            anyhow!("--master {m:?} is not HOST:PORT (e.g. 127.0.0.1:29500 or [::1]:29500)")
-        })?),
+        Some(m) => Some(
+            launch::parse_master(m)
+                .map_err(|_| anyhow!("--master {m:?} is not HOST:PORT (e.g. 127.0.0.1:29500 or [::1]:29500)"))?,
+        ),
         None => None,
     };
     launch::launch(&spec, launch::print_prefixed).map_err(|e| match e {

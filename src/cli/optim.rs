@@ -56,7 +56,8 @@ impl OptimArgs {
     /// The optimiser these flags ask for; `default_sgd_lr` and `default_momentum` are SGD's
     /// when --lr and --momentum are not given (the algorithm's).
     pub fn config(&self, default_sgd_lr: f32, default_momentum: f32) -> Result<OptimConfig> {
-        let (sgd_only, adam_only) = (self.momentum.is_some() || self.nesterov, self.betas.is_some() || self.eps.is_some());
+        let (sgd_only, adam_only) =
+            (self.momentum.is_some() || self.nesterov, self.betas.is_some() || self.eps.is_some());
         let name = match self.optim {
             OptimKind::Sgd => "sgd",
             OptimKind::Adam => "adam",

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use asgd::engine::io::metrics::MetricsWriter;
+use asgd::engine::optim::OptimConfig;
 use asgd::engine::train::{DelaySpec, StaleLr, Summary, Weights};
 use asgd::{
-    load_checkpoint, Algorithm, AlgorithmKind, AsyncSettings, Averaging, CheckpointMeta, Event, Job, Lanes, ModelConfig,
-    NetEmulation, Position, RunSpec, Schedule, TrainConfig,
+    load_checkpoint, Algorithm, AlgorithmKind, AsyncSettings, Averaging, CheckpointMeta, Event, Job, Lanes,
+    ModelConfig, NetEmulation, Position, RunSpec, Schedule, TrainConfig,
 };
-use asgd::engine::optim::OptimConfig;
 use clap::builder::PossibleValue;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -127,7 +127,14 @@ impl WorkerArgs {
     }
 
     /// A run of `algorithm` with these workers and `delays`.
-    pub fn spec(&self, algorithm: Algorithm, optim: OptimConfig, delays: DelaySpec, config: TrainConfig, start: Position) -> RunSpec {
+    pub fn spec(
+        &self,
+        algorithm: Algorithm,
+        optim: OptimConfig,
+        delays: DelaySpec,
+        config: TrainConfig,
+        start: Position,
+    ) -> RunSpec {
         RunSpec { algorithm, optim, workers: self.workers, lanes: self.lanes.0, delays, config, start }
     }
 }
@@ -301,10 +308,13 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         }
     }
 
-    if args.net_delay.is_some_and(|d| !(d >= 0.0 && d.is_finite())) || args.net_rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+    if args.net_delay.is_some_and(|d| !(d >= 0.0 && d.is_finite()))
+        || args.net_rate.is_some_and(|r| !(r > 0.0 && r.is_finite()))
+    {
         bail!("--net-delay must be zero or more milliseconds and --net-rate a positive number of MB/s");
     }
-    let net = NetEmulation { delay: args.net_delay.map(|ms| Duration::from_secs_f64(ms / 1e3)), rate_mbps: args.net_rate };
+    let net =
+        NetEmulation { delay: args.net_delay.map(|ms| Duration::from_secs_f64(ms / 1e3)), rate_mbps: args.net_rate };
     let job = Job::from_env(net)?;
     let (rank, world) = (job.rank(), job.world());
     // Across processes, --inject-delay worker=N names rank N.

@@ -32,7 +32,14 @@ impl<'c> AveragingStep<'c> {
     /// (`delay < period`; 0 is local SGD).
     pub fn new(comm: &'c Communicator, model: &Model, period: u64, delay: u64) -> Result<Self> {
         check_period(period, delay)?;
-        Ok(Self { comm, period, delay, add: AddToParams::new(model)?, in_flight: None, stats: AveragingStats::default() })
+        Ok(Self {
+            comm,
+            period,
+            delay,
+            add: AddToParams::new(model)?,
+            in_flight: None,
+            stats: AveragingStats::default(),
+        })
     }
 
     /// Waits for the average in flight and applies `w <- avg + (w - snapshot)` after `step` steps.

@@ -14,8 +14,8 @@
 use std::time::Instant;
 
 use asgd_comm::Communicator;
-use asgd_engine::train::{PlainStep, StepAlgorithm, StepContext};
 use asgd_engine::layers::BufferKind;
+use asgd_engine::train::{PlainStep, StepAlgorithm, StepContext};
 use asgd_engine::{ReadBack, Result, Tensor};
 
 use super::comm_err;
@@ -42,7 +42,8 @@ impl StepAlgorithm for DdpStep<'_> {
         let dev = ctx.model.device();
         let groups = ctx.model.param_groups();
         let buffers = ctx.model.buffers();
-        let stats: Vec<&Tensor> = buffers.iter().filter(|(_, _, k)| *k == BufferKind::Statistic).map(|(_, t, _)| *t).collect();
+        let stats: Vec<&Tensor> =
+            buffers.iter().filter(|(_, _, k)| *k == BufferKind::Statistic).map(|(_, t, _)| *t).collect();
         let mut reads = Vec::new();
         for (g, (p, layers)) in groups.iter().enumerate() {
             let mut enc = dev.wgpu().create_command_encoder(&Default::default());

@@ -70,7 +70,11 @@ pub struct Pin {
 /// files of MNIST or Fashion-MNIST, the one tarball of CIFAR-10, none for digits.
 pub fn pins(kind: DataKind) -> Vec<Pin> {
     let idx = |sums: [&str; 4]| {
-        IDX_FILES.iter().zip(sums).map(|(stem, sum)| Pin { file: format!("{stem}.gz"), sha256: sum.into(), size: None }).collect()
+        IDX_FILES
+            .iter()
+            .zip(sums)
+            .map(|(stem, sum)| Pin { file: format!("{stem}.gz"), sha256: sum.into(), size: None })
+            .collect()
     };
     match kind {
         DataKind::Digits => Vec::new(),

@@ -182,7 +182,9 @@ impl DataKind {
     pub fn parse(s: &str) -> Result<Self> {
         let s = if s == "cifar-10" { "cifar10" } else { s };
         Self::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
-            EngineError::InvalidArgument(format!("unknown dataset `{s}`; choose one of digits, mnist, fashion-mnist, cifar10"))
+            EngineError::InvalidArgument(format!(
+                "unknown dataset `{s}`; choose one of digits, mnist, fashion-mnist, cifar10"
+            ))
         })
     }
 

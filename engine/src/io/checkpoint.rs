@@ -90,7 +90,7 @@ fn is_int64_count(name: &str) -> bool {
 }
 
 /// Writes `tensors` and the string `metadata` to `path` as safetensors: f32, except counts
-/// ([`is_int64_count`]), written as int64.
+/// that PyTorch keeps as int64 (batch norm's `num_batches_tracked`), written as int64.
 ///
 /// Writes atomically: to a temporary file in the same directory, fsync, rename; a failure leaves
 /// any previous file intact. The directory must exist.

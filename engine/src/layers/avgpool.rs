@@ -46,7 +46,15 @@ impl Layer for GlobalAvgPool {
         Ok(LayerPlan { forward, backward })
     }
 
-    fn reference_forward(&self, _p: &[Vec<f64>], _b: &[Vec<f64>], x: &[f64], _batch: usize, in_shape: &[usize], _mode: Mode) -> Vec<f64> {
+    fn reference_forward(
+        &self,
+        _p: &[Vec<f64>],
+        _b: &[Vec<f64>],
+        x: &[f64],
+        _batch: usize,
+        in_shape: &[usize],
+        _mode: Mode,
+    ) -> Vec<f64> {
         let (_, hw) = self.dims(in_shape).expect("shape checked when the model was built");
         x.chunks(hw).map(|plane| plane.iter().sum::<f64>() / hw as f64).collect()
     }

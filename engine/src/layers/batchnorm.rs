@@ -41,13 +41,21 @@ impl BatchNorm2d {
                 Param::new("bias", Tensor::zeros(dev, &[channels])),
             ],
             buffers: vec![
-                Buffer { name: "running_mean".into(), value: Tensor::zeros(dev, &[channels]), kind: BufferKind::Statistic },
+                Buffer {
+                    name: "running_mean".into(),
+                    value: Tensor::zeros(dev, &[channels]),
+                    kind: BufferKind::Statistic,
+                },
                 Buffer {
                     name: "running_var".into(),
                     value: Tensor::from_f32(dev, &[channels], &ones)?,
                     kind: BufferKind::Statistic,
                 },
-                Buffer { name: "num_batches_tracked".into(), value: Tensor::zeros(dev, &[]), kind: BufferKind::Counter },
+                Buffer {
+                    name: "num_batches_tracked".into(),
+                    value: Tensor::zeros(dev, &[]),
+                    kind: BufferKind::Counter,
+                },
             ],
         })
     }
@@ -87,8 +95,19 @@ impl Layer for BatchNorm2d {
         let (gamma, beta) = (&io.params[0], &io.params[1]);
         let [running_mean, running_var, count] = [0, 1, 2].map(|i| &self.buffers[i].value);
         if io.mode == Mode::Eval {
-            let forward =
-                batchnorm_eval_forward(io.dev, io.y, io.x, gamma, beta, running_mean, running_var, io.batch, c, hw, self.eps)?;
+            let forward = batchnorm_eval_forward(
+                io.dev,
+                io.y,
+                io.x,
+                gamma,
+                beta,
+                running_mean,
+                running_var,
+                io.batch,
+                c,
+                hw,
+                self.eps,
+            )?;
             return Ok(LayerPlan { forward, backward: Vec::new() });
         }
         if io.batch * hw < 2 {
@@ -108,7 +127,18 @@ impl Layer for BatchNorm2d {
         )?;
         let backward = match io.dy {
             Some(dy) => batchnorm_backward(
-                io.dev, &io.grads[0], &io.grads[1], io.dx, dy, io.x, &mean, &invstd, gamma, io.batch, c, hw,
+                io.dev,
+                &io.grads[0],
+                &io.grads[1],
+                io.dx,
+                dy,
+                io.x,
+                &mean,
+                &invstd,
+                gamma,
+                io.batch,
+                c,
+                hw,
             )?,
             None => Vec::new(),
         };
@@ -137,7 +167,16 @@ impl Layer for BatchNorm2d {
                 );
             }
             Mode::Eval => cpu::batchnorm_eval_forward(
-                &mut y, x, &params[0], &params[1], &buffers[0], &buffers[1], batch, c, hw, self.eps as f64,
+                &mut y,
+                x,
+                &params[0],
+                &params[1],
+                &buffers[0],
+                &buffers[1],
+                batch,
+                c,
+                hw,
+                self.eps as f64,
             ),
         }
         y

@@ -3,7 +3,7 @@
 
 use rand::Rng;
 
-use super::{Mode, uniform_init, Layer, LayerIo, LayerPlan, Param};
+use super::{uniform_init, Layer, LayerIo, LayerPlan, Mode, Param};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::ops::bias::{bias_add, channel_sum};
@@ -90,10 +90,7 @@ impl Conv2d {
             )));
         };
         if c != self.cin {
-            return Err(EngineError::Shape(format!(
-                "{} takes {} input channels but gets {c}",
-                self.name, self.cin
-            )));
+            return Err(EngineError::Shape(format!("{} takes {} input channels but gets {c}", self.name, self.cin)));
         }
         let s = ConvShape {
             batch,
@@ -149,7 +146,15 @@ impl Layer for Conv2d {
         Ok(LayerPlan { forward, backward })
     }
 
-    fn reference_forward(&self, params: &[Vec<f64>], _buffers: &[Vec<f64>], x: &[f64], batch: usize, in_shape: &[usize], _mode: Mode) -> Vec<f64> {
+    fn reference_forward(
+        &self,
+        params: &[Vec<f64>],
+        _buffers: &[Vec<f64>],
+        x: &[f64],
+        batch: usize,
+        in_shape: &[usize],
+        _mode: Mode,
+    ) -> Vec<f64> {
         let s = self.shape(batch, in_shape).expect("shape checked when the model was built");
         let (_, _, ny) = s.sizes().expect("valid shape");
         let mut y = vec![0.0; ny];

@@ -1,6 +1,6 @@
 //! Flatten: `(B, C, H, W)` viewed as `(B, C*H*W)`. No kernel: the plan shares the buffer.
 
-use super::{Mode, Layer, LayerIo, LayerPlan};
+use super::{Layer, LayerIo, LayerPlan, Mode};
 use crate::error::Result;
 
 /// Reinterprets each sample as a vector; row-major NCHW order, as `torch.flatten(x, 1)`.
@@ -31,7 +31,15 @@ impl Layer for Flatten {
         Ok(LayerPlan::default())
     }
 
-    fn reference_forward(&self, _params: &[Vec<f64>], _buffers: &[Vec<f64>], x: &[f64], _batch: usize, _in: &[usize], _mode: Mode) -> Vec<f64> {
+    fn reference_forward(
+        &self,
+        _params: &[Vec<f64>],
+        _buffers: &[Vec<f64>],
+        x: &[f64],
+        _batch: usize,
+        _in: &[usize],
+        _mode: Mode,
+    ) -> Vec<f64> {
         x.to_vec()
     }
 }

@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use super::{Mode, uniform_init, Layer, LayerIo, LayerPlan, Param};
+use super::{uniform_init, Layer, LayerIo, LayerPlan, Mode, Param};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::ops::bias::{bias_add, channel_sum};
@@ -61,7 +61,8 @@ impl Layer for Linear {
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
         let (b, i, o) = (io.batch, self.inputs, self.outputs);
         let (w, bias) = (&io.params[0], &io.params[1]);
-        let mut forward = matmul(io.dev, io.y, io.x, w, MatmulSpec { trans_b: true, ..MatmulSpec::new(b, o, i) }, io.matmul)?;
+        let mut forward =
+            matmul(io.dev, io.y, io.x, w, MatmulSpec { trans_b: true, ..MatmulSpec::new(b, o, i) }, io.matmul)?;
         forward.push(bias_add(io.dev, io.y, bias, b, 1)?);
         let mut backward = Vec::new();
         if let Some(dy) = io.dy {
@@ -81,7 +82,15 @@ impl Layer for Linear {
         Ok(LayerPlan { forward, backward })
     }
 
-    fn reference_forward(&self, params: &[Vec<f64>], _buffers: &[Vec<f64>], x: &[f64], batch: usize, _in: &[usize], _mode: Mode) -> Vec<f64> {
+    fn reference_forward(
+        &self,
+        params: &[Vec<f64>],
+        _buffers: &[Vec<f64>],
+        x: &[f64],
+        batch: usize,
+        _in: &[usize],
+        _mode: Mode,
+    ) -> Vec<f64> {
         let (w, bias) = (&params[0], &params[1]);
         let mut y = vec![0.0; batch * self.outputs];
         for s in 0..batch {

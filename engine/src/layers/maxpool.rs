@@ -1,6 +1,6 @@
 //! Max-pooling layer, window k x k with stride k (PyTorch's `nn.MaxPool2d(k)`).
 
-use super::{Mode, Layer, LayerIo, LayerPlan};
+use super::{Layer, LayerIo, LayerPlan, Mode};
 use crate::error::{EngineError, Result};
 use crate::ops::maxpool::{cpu, maxpool_backward, maxpool_forward, pooled_hw, PoolShape};
 use crate::tensor::{DType, Tensor};
@@ -51,7 +51,15 @@ impl Layer for MaxPool2d {
         Ok(LayerPlan { forward, backward })
     }
 
-    fn reference_forward(&self, _params: &[Vec<f64>], _buffers: &[Vec<f64>], x: &[f64], batch: usize, in_shape: &[usize], _mode: Mode) -> Vec<f64> {
+    fn reference_forward(
+        &self,
+        _params: &[Vec<f64>],
+        _buffers: &[Vec<f64>],
+        x: &[f64],
+        batch: usize,
+        in_shape: &[usize],
+        _mode: Mode,
+    ) -> Vec<f64> {
         let (c, h, w) = self.dims(in_shape).expect("shape checked when the model was built");
         let mut y = vec![0.0; batch * c * (h / self.k) * (w / self.k)];
         cpu::maxpool_forward(&mut y, x, batch * c, h, w, self.k);

@@ -118,7 +118,19 @@ impl LayerIo<'_> {
         grads: &'b [Tensor],
         params: &'b [Tensor],
     ) -> LayerIo<'b> {
-        LayerIo { dev: self.dev, batch: self.batch, in_shape, x, y, dy, dx, grads, params, matmul: self.matmul, mode: self.mode }
+        LayerIo {
+            dev: self.dev,
+            batch: self.batch,
+            in_shape,
+            x,
+            y,
+            dy,
+            dx,
+            grads,
+            params,
+            matmul: self.matmul,
+            mode: self.mode,
+        }
     }
 }
 
@@ -166,7 +178,15 @@ pub trait Layer: Send + Sync {
     /// The forward pass in f64 on the CPU: `x` is `(B, in_shape...)`, `params` holds the
     /// values of [`Layer::params`] in order, `buffers` those of [`Layer::buffers`] (read in
     /// eval mode; the reference does not update them). Returns `(B, out_shape...)`.
-    fn reference_forward(&self, params: &[Vec<f64>], buffers: &[Vec<f64>], x: &[f64], batch: usize, in_shape: &[usize], mode: Mode) -> Vec<f64>;
+    fn reference_forward(
+        &self,
+        params: &[Vec<f64>],
+        buffers: &[Vec<f64>],
+        x: &[f64],
+        batch: usize,
+        in_shape: &[usize],
+        mode: Mode,
+    ) -> Vec<f64>;
 }
 
 /// PyTorch's default initialisation of Linear and Conv2d weights and biases:

@@ -1,6 +1,6 @@
 //! ReLU activation, `y = max(x, 0)`.
 
-use super::{Mode, Layer, LayerIo, LayerPlan};
+use super::{Layer, LayerIo, LayerPlan, Mode};
 use crate::error::Result;
 use crate::ops::relu::{relu_backward, relu_forward};
 
@@ -33,7 +33,15 @@ impl Layer for Relu {
         Ok(LayerPlan { forward, backward })
     }
 
-    fn reference_forward(&self, _params: &[Vec<f64>], _buffers: &[Vec<f64>], x: &[f64], _batch: usize, _in: &[usize], _mode: Mode) -> Vec<f64> {
+    fn reference_forward(
+        &self,
+        _params: &[Vec<f64>],
+        _buffers: &[Vec<f64>],
+        x: &[f64],
+        _batch: usize,
+        _in: &[usize],
+        _mode: Mode,
+    ) -> Vec<f64> {
         x.iter().map(|v| v.max(0.0)).collect()
     }
 }

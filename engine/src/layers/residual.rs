@@ -52,7 +52,11 @@ impl Residual {
                 params.push(Param::new(&format!("{}.{}", layer.name(), p.name), p.value.clone()));
             }
             for b in layer.buffers() {
-                buffers.push(Buffer { name: format!("{}.{}", layer.name(), b.name), value: b.value.clone(), kind: b.kind });
+                buffers.push(Buffer {
+                    name: format!("{}.{}", layer.name(), b.name),
+                    value: b.value.clone(),
+                    kind: b.kind,
+                });
             }
         }
         Ok(Self { name: name.to_string(), main, shortcut, params, buffers })
@@ -99,8 +103,15 @@ impl Residual {
             let k = layer.params().len();
             let none: [Tensor; 0] = [];
             let g = if dy.is_some() { &io.grads[next..next + k] } else { &none[..] };
-            let inner =
-                io.inner(&shapes[i], &acts[i], &acts[i + 1], grads[i + 1].as_ref(), grads[i].as_ref(), g, &io.params[next..next + k]);
+            let inner = io.inner(
+                &shapes[i],
+                &acts[i],
+                &acts[i + 1],
+                grads[i + 1].as_ref(),
+                grads[i].as_ref(),
+                g,
+                &io.params[next..next + k],
+            );
             let built = layer.build(&inner)?;
             plan.forward.extend(built.forward);
             backward.push(built.backward);

@@ -111,7 +111,15 @@ pub mod cpu {
 
     /// One step of `w`, `m`, `v` from `grad`; `step` is the count of updates before this one
     /// and is incremented; `dir` gets the step direction `m_hat / (sqrt(v_hat) + eps)`.
-    pub fn adam(w: &mut [f64], m: &mut [f64], v: &mut [f64], step: &mut f64, dir: &mut [f64], grad: &[f64], h: AdamParams) {
+    pub fn adam(
+        w: &mut [f64],
+        m: &mut [f64],
+        v: &mut [f64],
+        step: &mut f64,
+        dir: &mut [f64],
+        grad: &[f64],
+        h: AdamParams,
+    ) {
         let (lr, b1, b2, eps, wd) = (h.lr as f64, h.beta1 as f64, h.beta2 as f64, h.eps as f64, h.weight_decay as f64);
         let t = *step + 1.0;
         let bc1 = 1.0 - b1.powf(t);

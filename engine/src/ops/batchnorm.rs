@@ -40,7 +40,7 @@ fn params(batch: usize, channels: usize, hw: usize, momentum: f32, eps: f32, fro
 /// `y = gamma (x - mean) invstd + beta` with `invstd = 1 / sqrt(var + eps)`; saves `mean` and
 /// `invstd` for the backward; updates `running_mean = (1 - momentum) running_mean + momentum
 /// mean`, `running_var = (1 - momentum) running_var + momentum var N / (N - 1)` (unbiased), and
-/// adds 1 to `num_batches` (f32, shape [1]). Fails if N < 2, as PyTorch does ("Expected more
+/// adds 1 to `num_batches` (f32, shape `[1]`). Fails if N < 2, as PyTorch does ("Expected more
 /// than 1 value per channel when training").
 ///
 /// Returns two dispatches to record in order: the statistics, then the normalisation.
@@ -127,7 +127,7 @@ pub fn batchnorm_eval_forward(
 }
 
 /// Backward of the training-mode forward (batch statistics): with `xhat = (x - mean) invstd`,
-/// `dgamma = sum dy xhat` and `dbeta = sum dy` (both overwritten, shape [C]); if `dx` is
+/// `dgamma = sum dy xhat` and `dbeta = sum dy` (both overwritten, shape `[C]`); if `dx` is
 /// given, `dx = gamma invstd / N (N dy - sum dy - xhat sum(dy xhat))` (overwritten).
 ///
 /// Returns the per-channel sums, then (with `dx`) the input gradient that reads them.

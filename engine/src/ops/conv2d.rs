@@ -198,7 +198,14 @@ pub fn conv2d_backward(
         // dcols = W^T dy': (CKK, B*P) from W (Cout, CKK) and dy' (Cout, B*P). W is transposed
         // first, not read transposed: see the linear layer for the lavapipe leak this avoids.
         d.push(swap_outer(dev, &scratch.w_t, w, s.cout, ckk, 1)?);
-        d.extend(matmul(dev, &scratch.dcols, &scratch.w_t, &scratch.dy_t, MatmulSpec::new(ckk, cols_n, s.cout), kernel)?);
+        d.extend(matmul(
+            dev,
+            &scratch.dcols,
+            &scratch.w_t,
+            &scratch.dy_t,
+            MatmulSpec::new(ckk, cols_n, s.cout),
+            kernel,
+        )?);
         d.push(col2im(dev, dx, &scratch.dcols, s)?);
     }
     Ok(d)

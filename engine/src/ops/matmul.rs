@@ -120,11 +120,8 @@ pub fn matmul(
     expect(a, "matmul left operand", m * k, DType::F32)?;
     expect(b, "matmul right operand", k * n, DType::F32)?;
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    let mut constants = vec![
-        ("TRANS_A", flag(spec.trans_a)),
-        ("TRANS_B", flag(spec.trans_b)),
-        ("ACCUMULATE", flag(spec.accumulate)),
-    ];
+    let mut constants =
+        vec![("TRANS_A", flag(spec.trans_a)), ("TRANS_B", flag(spec.trans_b)), ("ACCUMULATE", flag(spec.accumulate))];
     if use_kdot(m, n, k) {
         return matmul_kdot(dev, c, a, b, spec, &constants);
     }

@@ -38,7 +38,6 @@ pub(crate) fn expect(t: &Tensor, what: &str, numel: usize, dtype: DType) -> Resu
 
 /// Converts a size to the u32 kernels index with, refusing sizes that do not fit.
 pub(crate) fn u32_of(n: usize, what: &str) -> Result<u32> {
-    u32::try_from(n).map_err(|_| {
-        EngineError::InvalidArgument(format!("{what} = {n} exceeds the 32-bit indices of the kernels"))
-    })
+    u32::try_from(n)
+        .map_err(|_| EngineError::InvalidArgument(format!("{what} = {n} exceeds the 32-bit indices of the kernels")))
 }

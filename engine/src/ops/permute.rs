@@ -23,7 +23,12 @@ pub fn swap_outer(dev: &Device, dst: &Tensor, src: &Tensor, d0: usize, d1: usize
     let n = d0 * d1 * inner;
     expect(src, "swap_outer input", n, DType::F32)?;
     expect(dst, "swap_outer output", n, DType::F32)?;
-    let p = Params { d0: u32_of(d0, "d0")?, d1: u32_of(d1, "d1")?, inner: u32_of(inner, "inner")?, n: u32_of(n, "elements")? };
+    let p = Params {
+        d0: u32_of(d0, "d0")?,
+        d1: u32_of(d1, "d1")?,
+        inner: u32_of(inner, "inner")?,
+        n: u32_of(n, "elements")?,
+    };
     let k = Kernel::get(dev, &asgd_shaders::PERMUTE, "swap_outer", &[]);
     Ok(Dispatch::new(dev, k, &p, &[dst, src], grid_1d(n, 256)))
 }

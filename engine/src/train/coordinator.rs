@@ -8,7 +8,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::feed::Feed;
-use super::{Clock, Event, Evaluator, Observer, Position, Summary, TrainConfig};
+use super::{Clock, Evaluator, Event, Observer, Position, Summary, TrainConfig};
 use crate::data::Dataset;
 use crate::device::Device;
 use crate::error::{EngineError, Result};
@@ -28,7 +28,13 @@ pub(crate) struct Shared<'a> {
 
 impl<'a> Shared<'a> {
     pub fn new(feed: Feed<'a>, start_step: u64) -> Self {
-        Self { feed, gate: RwLock::new(()), done: AtomicU64::new(start_step), running: AtomicUsize::new(0), error: Mutex::new(None) }
+        Self {
+            feed,
+            gate: RwLock::new(()),
+            done: AtomicU64::new(start_step),
+            running: AtomicUsize::new(0),
+            error: Mutex::new(None),
+        }
     }
 
     /// Records the first error of any worker and stops the run.
@@ -181,7 +187,14 @@ pub(crate) fn coordinate(
                     epoch_loss += loss;
                     epoch_samples += count;
                     let rate = ((step - window.0) * cfg.batch as u64) as f64 / (t - window.1).max(1e-9);
-                    obs(&Event::Log { epoch, step, train_loss: loss / count, train_acc: correct / count, samples_per_s: rate, wall_s: clock.wall() })?;
+                    obs(&Event::Log {
+                        epoch,
+                        step,
+                        train_loss: loss / count,
+                        train_acc: correct / count,
+                        samples_per_s: rate,
+                        wall_s: clock.wall(),
+                    })?;
                 }
                 window = (step, t);
                 next_log = (step / log_every + 1) * log_every;
@@ -214,7 +227,8 @@ pub(crate) fn coordinate(
                         })?;
                         (epoch_loss, epoch_samples) = (0.0, 0.0);
                         next_epoch = (step / spe + 1) * spe;
-                        let pos = Position { epoch: (step / spe) as usize, batch_in_epoch: (step % spe) as usize, step };
+                        let pos =
+                            Position { epoch: (step / spe) as usize, batch_in_epoch: (step % spe) as usize, step };
                         if let Some(path) = (hooks.save)(pos)? {
                             obs(&Event::Checkpoint { path, step, wall_s: clock.wall() })?;
                         }

@@ -15,7 +15,7 @@ use super::barrier::Barrier;
 use super::coordinator::{coordinate, Hooks, Shared};
 use super::delay::DelaySpec;
 use super::feed::Feed;
-use super::{save_at, Event, Evaluator, Observer, Position, Summary, TrainConfig};
+use super::{save_at, Evaluator, Event, Observer, Position, Summary, TrainConfig};
 use crate::data::{num_batches, Splits};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
@@ -71,7 +71,10 @@ pub fn train_data_parallel(
             let w0: &Worker = &workers[0];
             w0.avg.clone()
         } else {
-            plan.grads.iter().map(|g| g.iter().map(|t| Tensor::empty(model.device(), t.shape(), DType::F32)).collect()).collect()
+            plan.grads
+                .iter()
+                .map(|g| g.iter().map(|t| Tensor::empty(model.device(), t.shape(), DType::F32)).collect())
+                .collect()
         };
         let updates = optim.updates_from(model, &avg)?;
         workers.push(Worker { model, plan, avg, updates });
@@ -92,7 +95,12 @@ pub fn train_data_parallel(
     let samplers: Vec<Mutex<_>> = (0..n).map(|w| Mutex::new(delays.sampler(w, cfg.seed, base))).collect();
     let host_grads: Vec<Mutex<Vec<Vec<f32>>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
 
-    obs(&Event::Start { steps_per_epoch: spe, total_steps: total, start_step: first, params: replicas[0].0.num_params() })?;
+    obs(&Event::Start {
+        steps_per_epoch: spe,
+        total_steps: total,
+        start_step: first,
+        params: replicas[0].0.num_params(),
+    })?;
     let shared = Shared::new(Feed::new(&data.train, cfg.batch, cfg.seed, spe, first, total), first);
     let barrier = Barrier::new(n);
     let halt = AtomicBool::new(false);
@@ -110,7 +118,9 @@ pub fn train_data_parallel(
             shared.running.fetch_add(1, Ordering::AcqRel);
             scope.spawn(move || {
                 shared.worker(|| {
-                    let r = worker_loop(w, workers, averaging, samplers, host_grads, shared, barrier, halt, cfg, horizon, first);
+                    let r = worker_loop(
+                        w, workers, averaging, samplers, host_grads, shared, barrier, halt, cfg, horizon, first,
+                    );
                     if r.is_err() {
                         barrier.break_all();
                     }
@@ -128,7 +138,13 @@ pub fn train_data_parallel(
         };
         let mut save = |pos: Position| save_at(cfg, replicas[0].0, replicas[0].1, pos);
         let mut finish = || Ok(());
-        let hooks = Hooks { devices: devices.clone(), take_totals: &mut take_totals, save: &mut save, finish: &mut finish, periodic: None };
+        let hooks = Hooks {
+            devices: devices.clone(),
+            take_totals: &mut take_totals,
+            save: &mut save,
+            finish: &mut finish,
+            periodic: None,
+        };
         coordinate(shared, cfg, &data.test, &mut evaluator, hooks, Position { step: first, ..start }, obs)
     })?;
     summary.steps /= n as u64;

@@ -27,7 +27,7 @@ use super::coordinator::{coordinate, Hooks, Shared};
 use super::delay::{DelaySampler, DelaySpec};
 use super::feed::Feed;
 use super::staleness::Staleness;
-use super::{save_at, Event, Evaluator, Observer, Position, Summary, TrainConfig, UpdateCounts};
+use super::{save_at, Evaluator, Event, Observer, Position, Summary, TrainConfig, UpdateCounts};
 use crate::data::{num_batches, Splits};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
@@ -94,7 +94,9 @@ impl Weights {
             "live" => Ok(Self::Live),
             "stash" => Ok(Self::Stash),
             "predict" => Ok(Self::Predict),
-            other => Err(EngineError::InvalidArgument(format!("unknown weights mode '{other}'; use live, stash or predict"))),
+            other => {
+                Err(EngineError::InvalidArgument(format!("unknown weights mode '{other}'; use live, stash or predict")))
+            }
         }
     }
 }
@@ -249,7 +251,13 @@ impl<'m> Replica<'m> {
         }
     }
 
-    fn forward_thread(&self, shared: &Shared, queue: flume::Sender<Item>, cfg: &TrainConfig, horizon: u64) -> Result<()> {
+    fn forward_thread(
+        &self,
+        shared: &Shared,
+        queue: flume::Sender<Item>,
+        cfg: &TrainConfig,
+        horizon: u64,
+    ) -> Result<()> {
         let (mut images, mut labels) = (Vec::new(), Vec::new());
         loop {
             self.drain_inbox(shared)?;
@@ -375,7 +383,10 @@ impl<'m> Replica<'m> {
         }
         // Values before the update, when the peers are sent the difference.
         let before: Vec<Vec<Tensor>> = if by_difference {
-            params.iter().map(|&p| self.model.layers()[p].params().iter().map(|w| copy(&mut enc, &w.value)).collect()).collect()
+            params
+                .iter()
+                .map(|&p| self.model.layers()[p].params().iter().map(|w| copy(&mut enc, &w.value)).collect())
+                .collect()
         } else {
             Vec::new()
         };
@@ -461,7 +472,9 @@ pub fn train_decoupled_with(
     obs: &mut Observer,
 ) -> Result<Summary> {
     if replicas.is_empty() || acfg.fwd_threads == 0 || acfg.bwd_threads == 0 {
-        return Err(EngineError::InvalidArgument("asynchronous training needs at least one worker with one forward and one backward thread".into()));
+        return Err(EngineError::InvalidArgument(
+            "asynchronous training needs at least one worker with one forward and one backward thread".into(),
+        ));
     }
     acfg.delays.check_workers(replicas.len())?;
     let train = &data.train;
@@ -488,7 +501,12 @@ pub fn train_decoupled_with(
                     let copies: Vec<Vec<Tensor>> = model
                         .layers()
                         .iter()
-                        .map(|l| l.params().iter().map(|p| Tensor::empty(model.device(), p.value.shape(), DType::F32)).collect())
+                        .map(|l| {
+                            l.params()
+                                .iter()
+                                .map(|p| Tensor::empty(model.device(), p.value.shape(), DType::F32))
+                                .collect()
+                        })
                         .collect();
                     let plan = model.plan_reading(cfg.batch, true, &copies)?;
                     let mut pairs = Vec::new();
@@ -511,7 +529,8 @@ pub fn train_decoupled_with(
         for s in 0..slots.len() {
             let _ = free.0.send(s);
         }
-        let base = if acfg.delays.needs_base_step() { super::undelayed_step_time(&slots[0].plan)? } else { Duration::ZERO };
+        let base =
+            if acfg.delays.needs_base_step() { super::undelayed_step_time(&slots[0].plan)? } else { Duration::ZERO };
         rts.push(Replica {
             index,
             model,
@@ -530,7 +549,12 @@ pub fn train_decoupled_with(
         });
     }
 
-    obs(&Event::Start { steps_per_epoch: spe, total_steps: total, start_step: start.step, params: replicas[0].0.num_params() })?;
+    obs(&Event::Start {
+        steps_per_epoch: spe,
+        total_steps: total,
+        start_step: start.step,
+        params: replicas[0].0.num_params(),
+    })?;
     let shared = Shared::new(Feed::sharded(train, cfg.batch, cfg.seed, spe, start.step, total, cfg.shard), start.step);
     let mut devices: Vec<Device> = Vec::new();
     for (m, _) in replicas {
@@ -572,7 +596,13 @@ pub fn train_decoupled_with(
         };
         let mut finish = || -> Result<()> { rts_ref.iter().try_for_each(|rt| rt.drain_inbox(shared_ref)) };
         let mut save = |pos: Position| save_at(cfg, replicas[0].0, replicas[0].1, pos);
-        let hooks = Hooks { devices: devices.clone(), take_totals: &mut take_totals, save: &mut save, finish: &mut finish, periodic: periodic.map(|p| p as &mut dyn super::coordinator::Periodic) };
+        let hooks = Hooks {
+            devices: devices.clone(),
+            take_totals: &mut take_totals,
+            save: &mut save,
+            finish: &mut finish,
+            periodic: periodic.map(|p| p as &mut dyn super::coordinator::Periodic),
+        };
         coordinate(shared_ref, cfg, &data.test, &mut evaluator, hooks, start, obs)
     })?;
 

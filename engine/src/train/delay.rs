@@ -122,7 +122,12 @@ impl DelaySpec {
     /// apply to all of them, clauses naming other ranks are dropped.
     pub fn for_rank(&self, rank: usize) -> DelaySpec {
         DelaySpec {
-            clauses: self.clauses.iter().filter(|(w, _)| w.is_none_or(|w| w == rank)).map(|&(_, d)| (None, d)).collect(),
+            clauses: self
+                .clauses
+                .iter()
+                .filter(|(w, _)| w.is_none_or(|w| w == rank))
+                .map(|&(_, d)| (None, d))
+                .collect(),
         }
     }
 
@@ -182,7 +187,9 @@ impl DelaySpec {
         rng.set_stream(worker as u64 + 1);
         // A factor stretches the worker's whole mean step, its other delays included, so it
         // adds (product of factors - 1) x (base + mean of the other delays) per step.
-        let unscaled = DelaySpec { clauses: self.clauses.iter().filter(|(_, d)| !matches!(d, Delay::Factor(_))).cloned().collect() };
+        let unscaled = DelaySpec {
+            clauses: self.clauses.iter().filter(|(_, d)| !matches!(d, Delay::Factor(_))).cloned().collect(),
+        };
         let stretch = self.mean_step(worker, base).saturating_sub(unscaled.mean_step(worker, base));
         let mut delays: Vec<Delay> = self.for_worker(worker).filter(|d| !matches!(d, Delay::Factor(_))).collect();
         if !stretch.is_zero() {

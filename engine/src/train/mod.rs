@@ -19,14 +19,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, CheckpointMeta};
-pub use eval::{evaluate, Evaluator};
-pub use data_parallel::train_data_parallel;
 pub use coordinator::{Pauser, Periodic};
+pub use data_parallel::train_data_parallel;
 pub use decoupled::{train_decoupled, train_decoupled_with, AsyncConfig, Decoupling, StaleLr, Weights};
 pub use delay::DelaySpec;
+pub use eval::{evaluate, Evaluator};
 pub use staleness::Staleness;
 pub use sync::{train_steps, train_sync, PlainStep, StepAlgorithm, StepContext};
-
 
 /// How the learning rate changes over a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -244,7 +243,11 @@ pub(crate) fn check_loss(loss: f64, count: f64, step: u64) -> crate::Result<()> 
 
 /// The test loss and accuracy, or NaNs on a process that does not evaluate
 /// ([`TrainConfig::evaluate`] false: every rank but 0).
-pub(crate) fn test_metrics(cfg: &TrainConfig, evaluator: &mut Evaluator, test: &crate::data::Dataset) -> crate::Result<(f64, f64)> {
+pub(crate) fn test_metrics(
+    cfg: &TrainConfig,
+    evaluator: &mut Evaluator,
+    test: &crate::data::Dataset,
+) -> crate::Result<(f64, f64)> {
     if cfg.evaluate {
         evaluator.run(test)
     } else {
@@ -383,12 +386,7 @@ mod tests {
 
     #[test]
     fn warmup_rises_linearly_to_the_schedule_then_follows_it() {
-        let cfg = TrainConfig {
-            lr: 0.2,
-            schedule: Schedule::Constant,
-            warmup: 4,
-            ..TrainConfig::default()
-        };
+        let cfg = TrainConfig { lr: 0.2, schedule: Schedule::Constant, warmup: 4, ..TrainConfig::default() };
         for (s, want) in [0.05f32, 0.1, 0.15, 0.2, 0.2, 0.2].into_iter().enumerate() {
             assert!((cfg.lr_at(s as u64, 100) - want).abs() < 1e-7, "step {s}: {}", cfg.lr_at(s as u64, 100));
         }

@@ -7,7 +7,7 @@
 //! command encoder. The loss is read back every `log_every` steps, not every step, so the CPU
 //! prepares the next batches while the GPU works.
 
-use super::{Clock, Event, Evaluator, Observer, Position, Summary, TrainConfig};
+use super::{Clock, Evaluator, Event, Observer, Position, Summary, TrainConfig};
 use crate::data::{epoch_order, num_batches, Splits};
 use crate::error::{EngineError, Result};
 use crate::model::Model;
@@ -129,14 +129,26 @@ pub fn train_steps(
     let (mut epoch_loss, mut epoch_samples) = (0.0, 0.0);
     let mut last_eval = None;
 
-    let evaluate = |clock: &mut Clock, evaluator: &mut Evaluator, epoch: usize, step: u64, summary: &mut Summary| -> Result<(f64, f64, Event)> {
+    let evaluate = |clock: &mut Clock,
+                    evaluator: &mut Evaluator,
+                    epoch: usize,
+                    step: u64,
+                    summary: &mut Summary|
+     -> Result<(f64, f64, Event)> {
         let (loss, acc) = clock.paused(|| super::test_metrics(cfg, evaluator, &data.test))?;
         if let (Some(target), None) = (cfg.target_acc, summary.time_to_target_s) {
             if acc >= target {
                 summary.time_to_target_s = Some(clock.train());
             }
         }
-        let e = Event::Eval { epoch: epoch + 1, step, test_loss: loss, test_acc: acc, wall_s: clock.wall(), train_s: clock.train() };
+        let e = Event::Eval {
+            epoch: epoch + 1,
+            step,
+            test_loss: loss,
+            test_acc: acc,
+            wall_s: clock.wall(),
+            train_s: clock.train(),
+        };
         Ok((loss, acc, e))
     };
     let save = |clock: &mut Clock, pos: Position| -> Result<Option<Event>> {

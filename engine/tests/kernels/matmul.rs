@@ -69,7 +69,8 @@ fn thin_products_use_thin_tiles() {
     assert_eq!(threads_along_columns(64, 64), 16);
     assert_eq!(threads_along_columns(16, 6400), 64);
     assert_eq!(threads_along_columns(6400, 16), 4);
-    let layouts: std::collections::BTreeSet<usize> = SHAPES.iter().map(|&(m, n, _)| threads_along_columns(m, n)).collect();
+    let layouts: std::collections::BTreeSet<usize> =
+        SHAPES.iter().map(|&(m, n, _)| threads_along_columns(m, n)).collect();
     for tx in [4, 8, 16, 32, 64] {
         assert!(layouts.contains(&tx), "SHAPES must cover layout {tx}: {layouts:?}");
     }

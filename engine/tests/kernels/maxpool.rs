@@ -6,7 +6,9 @@ use crate::support::*;
 #[test]
 fn forward_and_backward_match_reference() {
     // (planes, h, w, k): LeNet's two pools, odd sizes whose last row/column is dropped, k = 3.
-    for (i, &(planes, h, w, k)) in [(12, 28, 28, 2), (32, 10, 10, 2), (5, 7, 9, 2), (3, 10, 11, 3), (1, 2, 2, 2)].iter().enumerate() {
+    for (i, &(planes, h, w, k)) in
+        [(12, 28, 28, 2), (32, 10, 10, 2), (5, 7, 9, 2), (3, 10, 11, 3), (1, 2, 2, 2)].iter().enumerate()
+    {
         let (oh, ow) = pooled_hw(h, w, k).unwrap();
         let x = as_f32(&rand_vec(2000 + i as u64, planes * h * w));
         let dy = as_f32(&rand_vec(2100 + i as u64, planes * oh * ow));

@@ -7,7 +7,9 @@ use crate::support::*;
 #[test]
 fn loss_gradient_and_correctness_match_reference() {
     // (batch, classes, logit scale): the large scale checks that exp does not overflow.
-    for (i, &(b, c, scale)) in [(1, 1, 1.0), (37, 10, 3.0), (5, 1000, 1.0), (300, 10, 80.0), (3, 2, 500.0)].iter().enumerate() {
+    for (i, &(b, c, scale)) in
+        [(1, 1, 1.0), (37, 10, 3.0), (5, 1000, 1.0), (300, 10, 80.0), (3, 2, 500.0)].iter().enumerate()
+    {
         let z: Vec<f64> = as_f32(&rand_vec(3000 + i as u64, b * c).iter().map(|v| v * scale).collect::<Vec<_>>());
         let labels: Vec<u32> = (0..b).map(|j| ((j * 7 + i) % c) as u32).collect();
         let tz = upload(&[b, c], &z);
