@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use asgd::data::{self, DataKind};
 use asgd::engine::train::{train_decoupled, train_sync, AsyncConfig, Decoupling, DelaySpec, StaleLr, Weights};
-use asgd::{Device, DeviceOptions, Model, ModelConfig, Optimizer, Position, Sgd, SgdParams, TrainConfig};
+use asgd::{
+    AdamParams, Device, DeviceOptions, Model, ModelConfig, OptimConfig, Optimizer, Position, Sgd, SgdParams,
+    TrainConfig,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -41,23 +44,33 @@ fn run_many() {
         };
         let separate = rng.random_bool(0.3);
         let steps = rng.random_range(5..40u64);
-        let what = format!("run {run}: {workers} workers, separate lanes {separate}, {steps} steps, {acfg:?}");
+        // SGD replays a peer's update from the momentum buffer; Nesterov and Adam send the
+        // difference the update made: both paths must apply every update once.
+        let optim = [
+            OptimConfig::Sgd(SgdParams { lr: 0.02, momentum: 0.5, weight_decay: 1e-4, nesterov: false }),
+            OptimConfig::Sgd(SgdParams { lr: 0.02, momentum: 0.5, weight_decay: 1e-4, nesterov: true }),
+            OptimConfig::Adam(AdamParams { lr: 1e-3, weight_decay: 1e-4, ..AdamParams::adam() }),
+            OptimConfig::Adam(AdamParams { lr: 1e-3, ..AdamParams::adamw() }),
+        ][rng.random_range(0..4)];
+        let what =
+            format!("run {run}: {workers} workers, separate lanes {separate}, {steps} steps, {optim:?}, {acfg:?}");
 
         let hidden = vec![16, 8];
-        let replicas: Vec<(Model, Sgd)> = (0..workers)
+        let replicas: Vec<(Model, Box<dyn Optimizer>)> = (0..workers)
             .map(|w| {
                 let d = if w == 0 || !separate { dev.clone() } else { dev.open_sibling().unwrap() };
                 let m = ModelConfig::Mlp { hidden: hidden.clone() }.build(&d, splits.train.shape, 10, 1).unwrap();
-                let s = Sgd::new(&m, SgdParams { lr: 0.02, momentum: 0.5, weight_decay: 1e-4, nesterov: false });
+                let s = optim.build(&m);
                 (m, s)
             })
             .collect();
-        let refs: Vec<(&Model, &dyn Optimizer)> = replicas.iter().map(|(m, s)| (m, s as &dyn Optimizer)).collect();
+        let refs: Vec<(&Model, &dyn Optimizer)> = replicas.iter().map(|(m, s)| (m, s.as_ref())).collect();
         let cfg = TrainConfig {
             epochs: 1,
             batch: 16,
             max_steps: Some(steps),
             log_every: 7,
+            lr: optim.lr(),
             seed: run,
             ..TrainConfig::default()
         };

@@ -79,6 +79,52 @@ fn resume_continues_exactly_where_the_run_stopped() {
 }
 
 #[test]
+fn adam_state_is_saved_and_resumed_exactly_and_another_optimisers_refused() {
+    let d = dir("resume_adam");
+    let (full, half) = (d.join("full.safetensors"), d.join("half.safetensors"));
+    let adam = ["--optim", "adamw", "--epochs", "3"];
+    train(&[&adam[..], &["--checkpoint", p(&full)]].concat());
+    train(&[&adam[..], &["--max-steps", "40", "--checkpoint", p(&half)]].concat());
+    let (saved, meta) = load_safetensors(&half).unwrap();
+    assert_eq!(meta["optim"], "adamw");
+    let step = saved.iter().find(|t| t.name == "optim.step.fc1.weight").expect("Adam's step count is saved");
+    assert_eq!(step.data, [40.0]);
+    for state in ["optim.exp_avg.fc2.bias", "optim.exp_avg_sq.fc1.weight"] {
+        assert!(saved.iter().any(|t| t.name == state), "{state} missing");
+    }
+    let line = assert_clean_failure(&asgd(&["train", "--resume", p(&half)]));
+    assert!(line.contains("optimiser adamw, not sgd"), "{line}");
+    train(&[&adam[..], &["--resume", p(&half), "--checkpoint", p(&half)]].concat());
+    assert_eq!(tensors(&full), tensors(&half), "a resumed AdamW run must equal the uninterrupted one");
+}
+
+#[test]
+fn resnet_trains_on_digits_and_checkpoints_its_buffers() {
+    let d = dir("resnet");
+    let ck = d.join("r8.safetensors");
+    let out = assert_success(&asgd(&[
+        "train",
+        "--model",
+        "resnet",
+        "--depth",
+        "8",
+        "--max-steps",
+        "30",
+        "-q",
+        "--checkpoint",
+        p(&ck),
+    ]));
+    let acc: f64 = out.split("test accuracy ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+    assert!(acc > 30.0, "30 steps of a ResNet on digits beat chance (10%) by far: {out}");
+    let saved = tensors(&ck);
+    let count = saved.iter().find(|t| t.name == "layer2.0.downsample.1.num_batches_tracked").unwrap();
+    assert_eq!(count.data, [30.0]);
+    let json = assert_success(&asgd(&["eval", "--checkpoint", p(&ck), "--json"]));
+    let e: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert!((e["test_acc"].as_f64().unwrap() * 100.0 - acc).abs() < 0.01, "{e} vs {acc}");
+}
+
+#[test]
 fn grads_writes_every_parameter_gradient_and_the_loss() {
     let d = dir("grads");
     let ck = d.join("ck.safetensors");
