@@ -68,8 +68,7 @@ fn main() -> Result<(), asgd::TrainError> {
     // PD-ASGD with its defaults: weight prediction, momentum 0.9, a warm-up.
     let kind = AlgorithmKind::Pdasgd;
     let algorithm = Algorithm::with_defaults(kind);
-    let sgd =
-        SgdParams { lr: kind.default_sgd_lr(), momentum: kind.default_momentum(), weight_decay: 5e-4, nesterov: false };
+    let sgd = SgdParams { lr: 0.02, momentum: kind.default_momentum(), weight_decay: 5e-4, nesterov: false };
     let optim = OptimConfig::Sgd(sgd);
     let config = TrainConfig { epochs: 8, batch: 32, warmup: 100, seed: 42, log_every: 50, ..TrainConfig::default() };
     let spec = RunSpec::new(algorithm, optim, config);

@@ -23,7 +23,7 @@ pub struct OptimArgs {
     #[arg(long, value_enum, default_value = "sgd")]
     pub optim: OptimKind,
     /// Learning rate, the base of the schedule [default: sgd 0.05, with pdasgd and hogwild
-    /// 0.02; adam and adamw 0.001].
+    /// 0.02 for lenet and the ResNets; adam and adamw 0.001].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// SGD momentum [default: the algorithm's, see --algo].

@@ -279,7 +279,6 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let digits = args.data.data == asgd::data::DataKind::Digits;
     let target_acc = args.target_acc;
     let algorithm = args.algorithm();
-    let optim = args.optim.config(algorithm.kind().default_sgd_lr(), algorithm.default_momentum())?;
 
     let resume = match &args.resume {
         Some(path) => Some(load_checkpoint(path)?),
@@ -307,6 +306,8 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             );
         }
     }
+
+    let optim = args.optim.config(algorithm.kind().default_sgd_lr(&model_cfg), algorithm.default_momentum())?;
 
     if args.net_delay.is_some_and(|d| !(d >= 0.0 && d.is_finite()))
         || args.net_rate.is_some_and(|r| !(r > 0.0 && r.is_finite()))
