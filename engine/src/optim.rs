@@ -139,6 +139,26 @@ fn named<'a>(model: &Model, state: &str, tensors: &'a [Vec<Tensor>]) -> Vec<(Str
     names.zip(tensors.iter().flatten()).map(|(n, t)| (format!("optim.{state}.{n}"), t)).collect()
 }
 
+/// The updates of every parameter of `model`: `update(i, j, w, numel)` gives the dispatches of
+/// parameter `j` of layer `i` (value `w`) and the writer of their rate.
+fn updates_of(
+    model: &Model,
+    grads: &[Vec<Tensor>],
+    mut update: impl FnMut(usize, usize, &Tensor, u32) -> Result<(Vec<Dispatch>, SetLr)>,
+) -> Result<Updates> {
+    check_grads(model, grads)?;
+    let mut layers = Vec::new();
+    for (i, layer) in model.layers().iter().enumerate() {
+        let mut d = Vec::new();
+        for (j, p) in layer.params().iter().enumerate() {
+            let (dispatches, set_lr) = update(i, j, &p.value, p.value.numel() as u32)?;
+            d.push(ParamUpdate { dispatches, set_lr });
+        }
+        layers.push(d);
+    }
+    Ok(Updates { dev: model.device().clone(), layers })
+}
+
 fn check_grads(model: &Model, grads: &[Vec<Tensor>]) -> Result<()> {
     let ok = grads.len() == model.layers().len()
         && model.layers().iter().zip(grads).all(|(l, g)| g.len() == l.params().len());
@@ -173,28 +193,13 @@ impl Optimizer for Sgd {
     }
 
     fn updates_from(&self, model: &Model, grads: &[Vec<Tensor>]) -> Result<Updates> {
-        check_grads(model, grads)?;
-        let mut layers = Vec::new();
-        for (i, layer) in model.layers().iter().enumerate() {
-            let mut d = Vec::new();
-            for (j, p) in layer.params().iter().enumerate() {
-                let (n, hyper) = (p.value.numel() as u32, self.hyper);
-                d.push(ParamUpdate {
-                    dispatches: vec![sgd::sgd_momentum(
-                        model.device(),
-                        &p.value,
-                        &self.velocity[i][j],
-                        &grads[i][j],
-                        hyper,
-                    )?],
-                    set_lr: Box::new(move |dev, d, lr| {
-                        d.write_params(dev, &sgd::Params::new(n, SgdParams { lr, ..hyper }))
-                    }),
-                });
-            }
-            layers.push(d);
-        }
-        Ok(Updates { dev: model.device().clone(), layers })
+        let hyper = self.hyper;
+        updates_of(model, grads, |i, j, w, n| {
+            let d = sgd::sgd_momentum(model.device(), w, &self.velocity[i][j], &grads[i][j], hyper)?;
+            let set_lr: SetLr =
+                Box::new(move |dev, d, lr| d.write_params(dev, &sgd::Params::new(n, SgdParams { lr, ..hyper })));
+            Ok((vec![d], set_lr))
+        })
     }
 
     fn state<'a>(&'a self, model: &Model) -> Vec<(String, &'a Tensor)> {
@@ -242,27 +247,17 @@ impl Optimizer for Adam {
     }
 
     fn updates_from(&self, model: &Model, grads: &[Vec<Tensor>]) -> Result<Updates> {
-        check_grads(model, grads)?;
-        let mut layers = Vec::new();
-        for (i, layer) in model.layers().iter().enumerate() {
-            let mut d = Vec::new();
-            for (j, p) in layer.params().iter().enumerate() {
-                let (n, hyper) = (p.value.numel() as u32, self.hyper);
-                #[rustfmt::skip]
-                let dispatches = adam::adam(
-                    model.device(), &p.value, &self.exp_avg[i][j], &self.exp_avg_sq[i][j], &self.step[i][j],
-                    &self.direction[i][j], &grads[i][j], hyper,
-                )?;
-                d.push(ParamUpdate {
-                    dispatches,
-                    set_lr: Box::new(move |dev, d, lr| {
-                        d.write_params(dev, &adam::Params::new(n, AdamParams { lr, ..hyper }))
-                    }),
-                });
-            }
-            layers.push(d);
-        }
-        Ok(Updates { dev: model.device().clone(), layers })
+        let hyper = self.hyper;
+        updates_of(model, grads, |i, j, w, n| {
+            #[rustfmt::skip]
+            let d = adam::adam(
+                model.device(), w, &self.exp_avg[i][j], &self.exp_avg_sq[i][j], &self.step[i][j],
+                &self.direction[i][j], &grads[i][j], hyper,
+            )?;
+            let set_lr: SetLr =
+                Box::new(move |dev, d, lr| d.write_params(dev, &adam::Params::new(n, AdamParams { lr, ..hyper })));
+            Ok((d, set_lr))
+        })
     }
 
     fn state<'a>(&'a self, model: &Model) -> Vec<(String, &'a Tensor)> {

@@ -40,18 +40,18 @@ impl Conv2d {
         let fan_in = cin * kernel * kernel;
         let w = uniform_init(rng, cout * fan_in, fan_in);
         let b = uniform_init(rng, cout, fan_in);
-        Ok(Self {
-            name: name.to_string(),
-            cin,
-            cout,
-            kernel,
-            stride,
-            pad,
-            params: vec![
-                Param::new("weight", Tensor::from_f32(dev, &[cout, cin, kernel, kernel], &w)?),
-                Param::new("bias", Tensor::from_f32(dev, &[cout], &b)?),
-            ],
-        })
+        Self::with_values(dev, name, [cin, cout, kernel, stride, pad], &w, Some(&b))
+    }
+
+    /// A layer with the given weight (`[cout, cin, kernel, kernel]` row-major) and bias.
+    /// `dims` is `[cin, cout, kernel, stride, pad]`.
+    fn with_values(dev: &Device, name: &str, dims: [usize; 5], w: &[f32], b: Option<&[f32]>) -> Result<Self> {
+        let [cin, cout, kernel, stride, pad] = dims;
+        let mut params = vec![Param::new("weight", Tensor::from_f32(dev, &[cout, cin, kernel, kernel], w)?)];
+        if let Some(b) = b {
+            params.push(Param::new("bias", Tensor::from_f32(dev, &[cout], b)?));
+        }
+        Ok(Self { name: name.to_string(), cin, cout, kernel, stride, pad, params })
     }
 
     /// A convolution without bias (the ones a batch norm follows), initialised as torchvision
@@ -71,15 +71,7 @@ impl Conv2d {
         let std = (2.0 / (cout * kernel * kernel) as f32).sqrt();
         let normal = rand_distr::Normal::new(0.0, std).expect("positive std");
         let w: Vec<f32> = (0..cout * cin * kernel * kernel).map(|_| rng.sample(normal)).collect();
-        Ok(Self {
-            name: name.to_string(),
-            cin,
-            cout,
-            kernel,
-            stride,
-            pad,
-            params: vec![Param::new("weight", Tensor::from_f32(dev, &[cout, cin, kernel, kernel], &w)?)],
-        })
+        Self::with_values(dev, name, [cin, cout, kernel, stride, pad], &w, None)
     }
 
     fn shape(&self, batch: usize, input: &[usize]) -> Result<ConvShape> {
