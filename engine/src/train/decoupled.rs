@@ -373,46 +373,42 @@ impl<'m> Replica<'m> {
             enc.copy_buffer_to_buffer(v.buffer(), 0, t.buffer(), 0, (v.numel() * 4) as u64);
             t
         };
-        let by_difference = peers && !self.optim.change_is_direction();
         let mut enc = dev.wgpu().create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for &l in layers {
-                slot.plan.record_backward(l, &mut pass);
+        let mut deltas = Vec::new();
+        if peers && !self.optim.change_is_direction() {
+            // The peers get the difference the update made: copy the values between the
+            // backward pass and the update, then turn the copies into after - before.
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                layers.iter().for_each(|&l| slot.plan.record_backward(l, &mut pass));
             }
-        }
-        // Values before the update, when the peers are sent the difference.
-        let before: Vec<Vec<Tensor>> = if by_difference {
-            params
+            let before: Vec<Vec<Tensor>> = params
                 .iter()
                 .map(|&p| self.model.layers()[p].params().iter().map(|w| copy(&mut enc, &w.value)).collect())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let mut differences = Vec::new();
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for &p in params {
-                slot.updates.record(p, &mut pass);
-            }
-            // before <- after - before
+                .collect();
+            let mut differences = Vec::new();
             for (&p, olds) in params.iter().zip(&before) {
                 for (w, old) in self.model.layers()[p].params().iter().zip(olds) {
                     differences.push(scale_add(dev, old, &w.value, 1.0, -1.0)?);
                 }
             }
-            differences.iter().for_each(|d| d.record(&mut pass));
-        }
-        let mut deltas = Vec::new();
-        if by_difference {
-            for (&p, olds) in params.iter().zip(before) {
-                deltas.push((p, -1.0, olds));
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                params.iter().for_each(|&p| slot.updates.record(p, &mut pass));
+                differences.iter().for_each(|d| d.record(&mut pass));
             }
-        } else if peers {
-            for (&p, &lr) in params.iter().zip(&rates) {
-                let copies = self.optim.direction(p).iter().map(|v| copy(&mut enc, v)).collect();
-                deltas.push((p, lr, copies));
+            deltas.extend(params.iter().zip(before).map(|(&p, olds)| (p, -1.0, olds)));
+        } else {
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                layers.iter().for_each(|&l| slot.plan.record_backward(l, &mut pass));
+                params.iter().for_each(|&p| slot.updates.record(p, &mut pass));
+            }
+            if peers {
+                for (&p, &lr) in params.iter().zip(&rates) {
+                    let copies = self.optim.direction(p).iter().map(|v| copy(&mut enc, v)).collect();
+                    deltas.push((p, lr, copies));
+                }
             }
         }
         dev.queue().submit([enc.finish()]);
