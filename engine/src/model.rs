@@ -23,11 +23,7 @@ impl Model {
     /// Checks that the layers chain from `input_shape` (per sample) to a vector of logits.
     /// `kind` names the architecture (`mlp`, `lenet`) in checkpoints and messages.
     pub fn new(dev: &Device, kind: &str, input_shape: &[usize], layers: Vec<Box<dyn Layer>>) -> Result<Self> {
-        let mut shapes = vec![input_shape.to_vec()];
-        for layer in &layers {
-            let next = layer.output_shape(shapes.last().expect("not empty"))?;
-            shapes.push(next);
-        }
+        let shapes = crate::layers::chain_shapes(&layers, input_shape)?;
         let out = shapes.last().expect("not empty");
         if out.len() != 1 || out[0] < 1 {
             return Err(EngineError::Shape(format!(
@@ -220,21 +216,7 @@ impl Model {
         mode: Mode,
     ) -> f64 {
         let batch = labels.len();
-        let mut x = images.to_vec();
-        let (mut next_param, mut next_buffer) = (0, 0);
-        for (layer, shape) in self.layers.iter().zip(&self.shapes) {
-            let (n, nb) = (layer.params().len(), layer.buffers().len());
-            x = layer.reference_forward(
-                &params[next_param..next_param + n],
-                &buffers[next_buffer..next_buffer + nb],
-                &x,
-                batch,
-                shape,
-                mode,
-            );
-            next_param += n;
-            next_buffer += nb;
-        }
+        let x = crate::layers::reference_chain(&self.layers, &self.shapes, params, buffers, images, batch, mode);
         let c = self.classes();
         let mut total = 0.0;
         for (b, &label) in labels.iter().enumerate() {

@@ -189,6 +189,38 @@ pub trait Layer: Send + Sync {
     ) -> Vec<f64>;
 }
 
+/// Per-sample shapes through the chain `layers` from `input`, input first.
+pub(crate) fn chain_shapes(layers: &[Box<dyn Layer>], input: &[usize]) -> Result<Vec<Vec<usize>>> {
+    let mut shapes = vec![input.to_vec()];
+    for layer in layers {
+        let next = layer.output_shape(shapes.last().expect("not empty"))?;
+        shapes.push(next);
+    }
+    Ok(shapes)
+}
+
+/// The f64 forward of the chain `layers` over `x`, each layer's input of shape `shapes[i]`;
+/// `params` and `buffers` hold the chain's values in order, layer by layer.
+pub(crate) fn reference_chain(
+    layers: &[Box<dyn Layer>],
+    shapes: &[Vec<usize>],
+    params: &[Vec<f64>],
+    buffers: &[Vec<f64>],
+    x: &[f64],
+    batch: usize,
+    mode: Mode,
+) -> Vec<f64> {
+    let (mut p, mut b) = (0, 0);
+    let mut a = x.to_vec();
+    for (layer, shape) in layers.iter().zip(shapes) {
+        let (np, nb) = (layer.params().len(), layer.buffers().len());
+        a = layer.reference_forward(&params[p..p + np], &buffers[b..b + nb], &a, batch, shape, mode);
+        p += np;
+        b += nb;
+    }
+    a
+}
+
 /// PyTorch's default initialisation of Linear and Conv2d weights and biases:
 /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5) gives the same bound).
 pub(crate) fn uniform_init(rng: &mut impl Rng, n: usize, fan_in: usize) -> Vec<f32> {

@@ -9,7 +9,7 @@
 //! model's names are PyTorch's (`layer1.0.conv1.weight`). Layer-wise updates treat the
 //! block as one unit: its parameters are updated together once its backward has run.
 
-use super::{Buffer, Layer, LayerIo, LayerPlan, Mode, Param};
+use super::{chain_shapes, reference_chain, Buffer, Layer, LayerIo, LayerPlan, Mode, Param};
 use crate::error::{EngineError, Result};
 use crate::ops::elementwise::scale_add;
 use crate::ops::relu::{relu_backward, relu_forward};
@@ -62,16 +62,6 @@ impl Residual {
         Ok(Self { name: name.to_string(), main, shortcut, params, buffers })
     }
 
-    /// Per-sample shapes through `chain` from `input`, input first.
-    fn shapes(chain: &[Box<dyn Layer>], input: &[usize]) -> Result<Vec<Vec<usize>>> {
-        let mut shapes = vec![input.to_vec()];
-        for layer in chain {
-            let next = layer.output_shape(shapes.last().expect("not empty"))?;
-            shapes.push(next);
-        }
-        Ok(shapes)
-    }
-
     /// Builds `chain` from `x` into `y` (its last output) over `io`'s parameters and
     /// gradients starting at index `first`; with `dy`, the backward writes `dx` (if given).
     #[allow(clippy::too_many_arguments)]
@@ -84,7 +74,7 @@ impl Residual {
         dy: Option<&Tensor>,
         dx: Option<&Tensor>,
     ) -> Result<ChainPlan> {
-        let shapes = Self::shapes(chain, io.in_shape)?;
+        let shapes = chain_shapes(chain, io.in_shape)?;
         let with_batch = |s: &[usize]| [&[io.batch][..], s].concat();
         let n = chain.len();
         // acts[i] is layer i's input; the last layer writes y.
@@ -128,8 +118,8 @@ impl Layer for Residual {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        let main = Self::shapes(&self.main, input)?.pop().expect("not empty");
-        let short = Self::shapes(&self.shortcut, input)?.pop().expect("not empty");
+        let main = chain_shapes(&self.main, input)?.pop().expect("not empty");
+        let short = chain_shapes(&self.shortcut, input)?.pop().expect("not empty");
         if main != short {
             return Err(EngineError::Shape(format!(
                 "residual block {}: its main path gives shape {main:?} but its shortcut {short:?}; \
@@ -142,7 +132,7 @@ impl Layer for Residual {
 
     fn forward_macs(&self, input: &[usize]) -> usize {
         let chain = |layers: &[Box<dyn Layer>]| {
-            let shapes = Self::shapes(layers, input).unwrap_or_default();
+            let shapes = chain_shapes(layers, input).unwrap_or_default();
             layers.iter().zip(&shapes).map(|(l, s)| l.forward_macs(s)).sum::<usize>()
         };
         chain(&self.main) + chain(&self.shortcut)
@@ -200,20 +190,16 @@ impl Layer for Residual {
         in_shape: &[usize],
         mode: Mode,
     ) -> Vec<f64> {
-        let (mut p, mut b) = (0, 0);
-        let mut run = |chain: &[Box<dyn Layer>]| {
-            let shapes = Self::shapes(chain, in_shape).expect("shape checked when the model was built");
-            let mut a = x.to_vec();
-            for (layer, shape) in chain.iter().zip(&shapes) {
-                let (np, nb) = (layer.params().len(), layer.buffers().len());
-                a = layer.reference_forward(&params[p..p + np], &buffers[b..b + nb], &a, batch, shape, mode);
-                p += np;
-                b += nb;
-            }
-            a
+        let count = |chain: &[Box<dyn Layer>]| {
+            (chain.iter().map(|l| l.params().len()).sum::<usize>(), chain.iter().map(|l| l.buffers().len()).sum())
         };
-        let main = run(&self.main);
-        let short = run(&self.shortcut);
+        let (np, nb) = count(&self.main);
+        let run = |chain: &[Box<dyn Layer>], params: &[Vec<f64>], buffers: &[Vec<f64>]| {
+            let shapes = chain_shapes(chain, in_shape).expect("shape checked when the model was built");
+            reference_chain(chain, &shapes, params, buffers, x, batch, mode)
+        };
+        let main = run(&self.main, &params[..np], &buffers[..nb]);
+        let short = run(&self.shortcut, &params[np..], &buffers[nb..]);
         main.iter().zip(&short).map(|(m, s)| (m + s).max(0.0)).collect()
     }
 }
