@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::error::{EngineError, Result};
 use crate::kernel::PipelineCache;
 use crate::pool::BufferPool;
+use crate::tune::{TuneMode, Tuner};
 
 /// Which graphics API to run on. `Auto` takes `WGPU_BACKEND` from the environment if set,
 /// else every backend the platform has.
@@ -55,6 +56,9 @@ pub struct DeviceOptions {
     /// Index into [`list_adapters`]'s list for the same backend; `None` picks the first
     /// adapter, preferring a discrete GPU, then an integrated one, then anything.
     pub adapter: Option<usize>,
+    /// Whether matrix-product kernels are chosen by measurement ([`crate::tune`]); `None`
+    /// takes `ASGD_TUNE` from the environment, else on.
+    pub tune: Option<TuneMode>,
 }
 
 /// A description of one adapter, as `asgd devices` prints it.
@@ -128,6 +132,7 @@ struct Inner {
     queue: wgpu::Queue,
     pipelines: PipelineCache,
     pool: BufferPool,
+    tuner: Arc<Tuner>,
 }
 
 /// One opened GPU: device, queue, its compiled pipelines and its buffer pool. Cheap to clone
@@ -181,10 +186,17 @@ impl Device {
                     .expect("list is not empty")
             }
         };
-        Self::from_adapter(list.swap_remove(index), index)
+        let mode = match opts.tune {
+            Some(m) => m,
+            None => TuneMode::from_env()?,
+        };
+        let adapter = list.swap_remove(index);
+        let tuner =
+            Arc::new(Tuner::new(mode, &summary(index, &adapter.get_info()), crate::tune::cache_dir().as_deref()));
+        Self::from_adapter(adapter, index, tuner)
     }
 
-    fn from_adapter(adapter: wgpu::Adapter, index: usize) -> Result<Self> {
+    fn from_adapter(adapter: wgpu::Adapter, index: usize, tuner: Arc<Tuner>) -> Result<Self> {
         let info = adapter.get_info();
         // Ask for everything the adapter offers: storage-buffer sizes and workgroup counts
         // matter for large batches, and defaults are far below what drivers give.
@@ -206,6 +218,7 @@ impl Device {
                 is_cpu,
                 pipelines: PipelineCache::default(),
                 pool: BufferPool::default(),
+                tuner,
                 adapter,
                 device,
                 queue,
@@ -214,9 +227,14 @@ impl Device {
     }
 
     /// Opens a second device (with its own queue, pipelines and pool) on the same adapter.
-    /// Buffers of one device cannot be used on another.
+    /// Buffers of one device cannot be used on another; kernel choices are shared.
     pub fn open_sibling(&self) -> Result<Self> {
-        Self::from_adapter(self.inner.adapter.clone(), self.inner.info.index)
+        Self::from_adapter(self.inner.adapter.clone(), self.inner.info.index, self.inner.tuner.clone())
+    }
+
+    /// The kernel tuner of this device's adapter.
+    pub fn tuner(&self) -> &Tuner {
+        &self.inner.tuner
     }
 
     /// The adapter this device was opened on.

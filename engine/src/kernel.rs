@@ -9,6 +9,7 @@
 //! parameters, followed by the tensors in order (outputs first, then inputs). Every declared
 //! binding is used by its entry point, because wgpu's automatic layout drops unused ones.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -23,7 +24,7 @@ pub const MAX_GROUPS_PER_DIM: u32 = 65_535;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
-    shader: &'static str,
+    shader: Cow<'static, str>,
     entry: &'static str,
     constants: Vec<(&'static str, u64)>,
 }
@@ -39,7 +40,7 @@ pub struct Kernel {
 #[derive(Default)]
 pub struct PipelineCache {
     map: Mutex<HashMap<Key, Arc<Kernel>>>,
-    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<Cow<'static, str>, wgpu::ShaderModule>>,
 }
 
 impl PipelineCache {
@@ -58,8 +59,29 @@ impl Kernel {
     /// The pipeline for `entry` of `shader` specialised by override `constants`, compiled on
     /// first use and cached on the device.
     pub fn get(dev: &Device, shader: &Shader, entry: &'static str, constants: &[(&'static str, f64)]) -> Arc<Kernel> {
-        let key =
-            Key { shader: shader.name, entry, constants: constants.iter().map(|&(k, v)| (k, v.to_bits())).collect() };
+        Self::get_with(dev, Cow::Borrowed(shader.name), &|| Cow::Borrowed(shader.source), entry, constants)
+    }
+
+    /// Like [`Kernel::get`] for WGSL generated at run time: `name` identifies the source
+    /// (equal names must mean equal sources) and `source` is called only on first use.
+    pub fn get_generated(
+        dev: &Device,
+        name: String,
+        source: &dyn Fn() -> String,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> Arc<Kernel> {
+        Self::get_with(dev, Cow::Owned(name), &|| Cow::Owned(source()), entry, constants)
+    }
+
+    fn get_with(
+        dev: &Device,
+        name: Cow<'static, str>,
+        source: &dyn Fn() -> Cow<'static, str>,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> Arc<Kernel> {
+        let key = Key { shader: name, entry, constants: constants.iter().map(|&(k, v)| (k, v.to_bits())).collect() };
         let cache = dev.pipelines();
         if let Some(k) = cache.map.lock().expect("pipeline cache poisoned").get(&key) {
             return k.clone();
@@ -69,16 +91,16 @@ impl Kernel {
         let module = {
             let mut modules = cache.modules.lock().expect("pipeline cache poisoned");
             modules
-                .entry(shader.name)
+                .entry(key.shader.clone())
                 .or_insert_with(|| {
                     dev.wgpu().create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(shader.name),
-                        source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                        label: Some(&key.shader),
+                        source: wgpu::ShaderSource::Wgsl(source()),
                     })
                 })
                 .clone()
         };
-        let label = format!("{}::{}", shader.name, entry);
+        let label = format!("{}::{}", key.shader, entry);
         let pipeline = dev.wgpu().create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
             layout: None,

@@ -19,6 +19,7 @@ pub mod plan;
 pub mod pool;
 pub mod tensor;
 pub mod train;
+pub mod tune;
 
 pub use device::{list_adapters, AdapterSummary, BackendChoice, Device, DeviceOptions};
 pub use error::{EngineError, Result};

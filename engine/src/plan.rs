@@ -43,7 +43,7 @@ impl Plan {
         let dev = model.device();
         let shapes = model.activation_shapes();
         let with_batch = |s: &[usize]| [&[batch][..], s].concat();
-        let matmul = MatmulKernel::for_device(dev);
+        let matmul = MatmulKernel::Auto;
 
         // Activations: a view layer (flatten) shares its input's buffer.
         let mut acts: Vec<Tensor> = vec![Tensor::empty(dev, &with_batch(&shapes[0]), DType::F32)];

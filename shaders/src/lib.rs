@@ -60,3 +60,6 @@ shaders! {
     /// Batch norm's per-channel parameter gradients.
     BATCHNORM_BACKWARD => "batchnorm_backward.wgsl",
 }
+
+pub mod register_matmul;
+pub use register_matmul::{register_matmul_source, MatmulLayout, RegisterTile};

@@ -40,3 +40,30 @@ fn a_broken_shader_is_reported_with_file_and_line() {
     let err = validate(&broken).unwrap_err();
     assert!(err.contains("broken.wgsl:3"), "no file:line in {err}");
 }
+
+#[test]
+fn every_generated_register_matmul_validates() {
+    use asgd_shaders::{register_matmul_source, MatmulLayout, RegisterTile};
+    let mut failures = Vec::new();
+    for (rows, cols) in [(4, 4), (8, 4), (4, 8), (12, 8), (32, 32)] {
+        for bits in 0..16u32 {
+            let layout = MatmulLayout {
+                trans_a: bits & 1 != 0,
+                trans_b: bits & 2 != 0,
+                vec_a: bits & 4 != 0,
+                vec_b: bits & 8 != 0,
+            };
+            let tile = RegisterTile { rows, cols, threads: 64, threads_x: 8 };
+            let source = register_matmul_source(tile, layout);
+            let name = format!("{}-{}.wgsl", tile.name(), layout.name());
+            let shader = asgd_shaders::Shader {
+                name: Box::leak(name.into_boxed_str()),
+                source: Box::leak(source.into_boxed_str()),
+            };
+            if let Err(e) = validate(&shader) {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -11,18 +11,13 @@ use asgd::{Device, Model, ModelConfig, Optimizer, Sgd, SgdParams};
 
 use super::common::{positive, DeviceArgs};
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KernelChoice {
-    Blocked,
-    Tiled,
-    Both,
-}
-
 #[derive(clap::Args)]
 pub struct BenchMatmulArgs {
-    /// Which matmul kernel(s) to time.
-    #[arg(long, value_enum, default_value = "both")]
-    pub kernel: KernelChoice,
+    /// Kernels to time, comma-separated: auto (what training uses: the tuner's choice, or the
+    /// default with --tune off), default (the choice without measuring), blocked, tiled, kdot,
+    /// or a register tile such as r32x32w8x4.
+    #[arg(long, value_delimiter = ',', default_value = "auto,blocked,tiled", value_parser = parse_kernel)]
+    pub kernels: Vec<KernelArg>,
     /// Square sizes to time, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "256,384,512,768,1024")]
     pub sizes: Vec<usize>,
@@ -52,6 +47,22 @@ pub struct BenchStepArgs {
     pub device: DeviceArgs,
 }
 
+/// A kernel named on the command line.
+#[derive(Clone, Copy, Debug)]
+pub enum KernelArg {
+    Default,
+    Kernel(MatmulKernel),
+}
+
+fn parse_kernel(s: &str) -> Result<KernelArg, String> {
+    if s == "default" {
+        return Ok(KernelArg::Default);
+    }
+    MatmulKernel::parse(s).map(KernelArg::Kernel).ok_or_else(|| {
+        format!("unknown kernel '{s}'; use auto, default, blocked, tiled, kdot or a register tile such as r32x32w8x4")
+    })
+}
+
 /// Runs `d` `reps` times in one pass and waits; returns seconds.
 fn time_dispatch(dev: &Device, d: &[Dispatch], reps: usize) -> Result<f64> {
     let t0 = Instant::now();
@@ -67,8 +78,14 @@ fn time_dispatch(dev: &Device, d: &[Dispatch], reps: usize) -> Result<f64> {
     Ok(t0.elapsed().as_secs_f64())
 }
 
-fn bench_one(dev: &Device, label: &str, spec: MatmulSpec, kernel: MatmulKernel, min_time: f64) -> Result<()> {
+fn bench_one(dev: &Device, label: &str, spec: MatmulSpec, kernel: KernelArg, min_time: f64) -> Result<()> {
     let (m, n, k) = (spec.m, spec.n, spec.k);
+    // Resolved here so that the table names the kernel that ran.
+    let kernel = match kernel {
+        KernelArg::Default => MatmulKernel::default_for(dev, &spec),
+        KernelArg::Kernel(MatmulKernel::Auto) => asgd::engine::tune::matmul_kernel(dev, &spec),
+        KernelArg::Kernel(k) => k,
+    };
     let a = Tensor::from_f32(dev, &[m * k], &vec![0.5; m * k])?;
     let b = Tensor::from_f32(dev, &[k * n], &vec![0.25; k * n])?;
     let c = Tensor::zeros(dev, &[m * n]);
@@ -79,9 +96,9 @@ fn bench_one(dev: &Device, label: &str, spec: MatmulSpec, kernel: MatmulKernel, 
     let secs = time_dispatch(dev, &d, reps)?;
     let gflops = spec.flops() * reps as f64 / secs / 1e9;
     let ms = 1e3 * secs / reps as f64;
-    let kname = format!("{kernel:?}").to_lowercase();
+    let kname = kernel.name();
     println!(
-        "{label:<14} {m:>5} {n:>5} {k:>5} {:>3} {:>3} {kname:<8} {ms:>10.3} {gflops:>9.2}",
+        "{label:<14} {m:>5} {n:>5} {k:>5} {:>3} {:>3} {kname:<12} {ms:>10.3} {gflops:>9.2}",
         t(spec.trans_a),
         t(spec.trans_b)
     );
@@ -103,14 +120,10 @@ fn t(b: bool) -> &'static str {
 
 pub fn run_matmul(args: BenchMatmulArgs) -> Result<ExitCode> {
     let dev = args.device.open()?;
-    let kernels = match args.kernel {
-        KernelChoice::Blocked => vec![MatmulKernel::Blocked],
-        KernelChoice::Tiled => vec![MatmulKernel::Tiled],
-        KernelChoice::Both => vec![MatmulKernel::Blocked, MatmulKernel::Tiled],
-    };
+    let kernels = &args.kernels;
     println!("device: {} ({}, {})", dev.info().name, dev.info().backend, dev.info().device_type);
     println!(
-        "{:<14} {:>5} {:>5} {:>5} {:>3} {:>3} {:<8} {:>10} {:>9}",
+        "{:<14} {:>5} {:>5} {:>5} {:>3} {:>3} {:<12} {:>10} {:>9}",
         "shape", "M", "N", "K", "A", "B", "kernel", "ms", "GFLOP/s"
     );
     // The MLP's products at batch 128: forward (X W^T), input gradient (dY W), weight gradient (dY^T X).
@@ -122,7 +135,7 @@ pub fn run_matmul(args: BenchMatmulArgs) -> Result<ExitCode> {
         ("fc2 dW", MatmulSpec { trans_a: true, ..MatmulSpec::new(512, 512, 128) }),
         ("fc3 forward", MatmulSpec { trans_b: true, ..MatmulSpec::new(128, 10, 512) }),
     ];
-    for &kernel in &kernels {
+    for &kernel in kernels {
         for &n in &args.sizes {
             bench_one(&dev, &format!("square {n}"), MatmulSpec::new(n, n, n), kernel, args.min_time)?;
         }

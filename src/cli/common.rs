@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use asgd::data::{self, Augment, DataKind, Splits, TestSplit};
+use asgd::engine::tune::TuneMode;
 use asgd::{BackendChoice, Device, DeviceOptions};
 
 /// Which adapter to run on.
@@ -15,6 +16,15 @@ pub struct DeviceArgs {
     /// Adapter index as listed by `asgd devices` (default: the first GPU, else any adapter).
     #[arg(long)]
     pub adapter: Option<usize>,
+    /// Choose matrix-product kernels by timing them on this device: on (products of 20 MFLOP
+    /// and more), all, or off; choices are cached per adapter and driver [default: ASGD_TUNE,
+    /// else on].
+    #[arg(long, value_parser = parse_tune)]
+    pub tune: Option<TuneMode>,
+}
+
+fn parse_tune(s: &str) -> Result<TuneMode, String> {
+    TuneMode::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_backend(s: &str) -> Result<BackendChoice, String> {
@@ -23,7 +33,7 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
 
 impl DeviceArgs {
     pub fn open(&self) -> Result<Device> {
-        Ok(Device::open(&DeviceOptions { backend: self.backend, adapter: self.adapter })?)
+        Ok(Device::open(&DeviceOptions { backend: self.backend, adapter: self.adapter, tune: self.tune })?)
     }
 }
 

@@ -399,7 +399,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     );
     let mut progress = Progress::new(args.quiet, epochs);
     let mut observer = |e: &Event| -> asgd::engine::Result<()> {
-        if let (Some(m), Some(json)) = (metrics.as_mut(), e.to_json()) {
+        if let (Some(m), Some(mut json)) = (metrics.as_mut(), e.to_json()) {
+            if matches!(e, Event::Done(_)) {
+                // The kernel each product shape ran with, so that a run can be repeated exactly.
+                json["kernels"] = serde_json::json!(dev.tuner().choices());
+            }
             m.write(&json)?;
         }
         progress.on(e);

@@ -7,34 +7,106 @@ use crate::device::Device;
 use crate::error::Result;
 use crate::kernel::{grid_1d, Dispatch, Kernel};
 use crate::tensor::{DType, Tensor};
+pub use asgd_shaders::{register_matmul_source, MatmulLayout, RegisterTile};
 
 /// Which WGSL implementation runs a matrix product.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MatmulKernel {
     /// 4x4 register blocks per thread, operands read straight from storage (`matmul.wgsl`).
     Blocked,
     /// 64x64 tiles staged through workgroup memory (`matmul_tiled.wgsl`).
     Tiled,
+    /// Threads of a workgroup share K, a 4x4 block per workgroup (`matmul_kdot.wgsl`): for tiny
+    /// outputs with a long K.
+    Kdot,
+    /// A generated kernel with a large register block per thread
+    /// ([`asgd_shaders::register_matmul`]).
+    Register(RegisterTile),
+    /// The device's tuner decides, per product shape ([`crate::tune`]).
+    Auto,
 }
 
 impl MatmulKernel {
-    /// The faster variant for `dev` as measured by `asgd bench matmul`: on a CPU driver
-    /// (lavapipe) workgroup barriers cost more than the caches already save, so `Blocked`;
-    /// elsewhere `Tiled`.
-    pub fn for_device(dev: &Device) -> Self {
-        if dev.is_cpu() {
-            Self::Blocked
+    /// The kernel used when nothing was measured: on a CPU driver (lavapipe) a generated
+    /// register-blocked kernel sized for the product (every load costs there, see
+    /// [`asgd_shaders::register_matmul`]); elsewhere the workgroup-memory kernel. Tiny outputs
+    /// with a long K use [`MatmulKernel::Kdot`] on every device.
+    pub fn default_for(dev: &Device, spec: &MatmulSpec) -> Self {
+        if use_kdot(spec.m, spec.n, spec.k) {
+            Self::Kdot
+        } else if dev.is_cpu() {
+            Self::Register(cpu_register_tile(spec))
         } else {
             Self::Tiled
         }
     }
 
-    fn shader(self) -> &'static asgd_shaders::Shader {
+    /// A short name for tables, metrics and the tuning cache: `blocked`, `tiled`, `kdot` or a
+    /// register tile's name such as `r32x32w8x4`.
+    pub fn name(&self) -> String {
         match self {
-            Self::Blocked => &asgd_shaders::MATMUL,
-            Self::Tiled => &asgd_shaders::MATMUL_TILED,
+            Self::Blocked => "blocked".into(),
+            Self::Tiled => "tiled".into(),
+            Self::Kdot => "kdot".into(),
+            Self::Register(t) => t.name(),
+            Self::Auto => "auto".into(),
         }
     }
+
+    /// Parses [`MatmulKernel::name`]'s form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "blocked" => Some(Self::Blocked),
+            "tiled" => Some(Self::Tiled),
+            "kdot" => Some(Self::Kdot),
+            "auto" => Some(Self::Auto),
+            other => RegisterTile::parse(other).map(Self::Register),
+        }
+    }
+}
+
+/// Register blocks the CPU heuristic and the tuner consider, largest first.
+pub const REGISTER_BLOCKS: &[(u32, u32)] = &[(32, 32), (16, 16), (16, 8), (8, 16), (8, 8), (4, 4)];
+
+/// True when a `rows x cols` block is worth compiling for `spec`: blocks above 16x16 only where
+/// both operands are read as `vec4` and A is not transposed. Elsewhere such kernels ran slower
+/// and took a CPU driver's compiler from seconds to minutes per pipeline.
+fn block_allowed(rows: u32, cols: u32, spec: &MatmulSpec) -> bool {
+    let l = MatmulLayout::for_shape(spec.m, spec.n, spec.k, spec.trans_a, spec.trans_b);
+    rows * cols <= 256 || (l.vec_a && l.vec_b && !l.trans_a)
+}
+
+/// Register tiles worth trying for `spec`, best first by a cost model for CPU drivers: loads
+/// per multiply-add fall as `1/rows + 1/cols`, padded rows and columns are wasted work, and
+/// fewer than 16 threads (two cores' worth of 8-wide SIMD) leave lanes idle.
+pub fn register_candidates(spec: &MatmulSpec) -> Vec<RegisterTile> {
+    let (m, n) = (spec.m, spec.n);
+    let mut scored: Vec<(f64, RegisterTile)> = Vec::new();
+    for &(rows, cols) in REGISTER_BLOCKS.iter().filter(|&&(r, c)| block_allowed(r, c, spec)) {
+        for threads in [8u32, 32, 64] {
+            for threads_x in [1u32, 2, 4, 8, 16, 32, 64] {
+                let tile = RegisterTile { rows, cols, threads, threads_x };
+                if !tile.is_valid() {
+                    continue;
+                }
+                let (tr, tc) = (tile.tile_rows() as usize, tile.tile_cols() as usize);
+                let padded = (m.div_ceil(tr) * tr * n.div_ceil(tc) * tc) as f64;
+                let live = (m.div_ceil(rows as usize) * n.div_ceil(cols as usize)) as f64;
+                let busy = (live / 16.0).min(1.0);
+                let cost = padded * (1.0 / rows as f64 + 1.0 / cols as f64) / busy;
+                scored.push((cost, tile));
+            }
+        }
+    }
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut seen = std::collections::HashSet::new();
+    // Keep the best layout of each block shape.
+    scored.into_iter().filter(|(_, t)| seen.insert((t.rows, t.cols))).map(|(_, t)| t).collect()
+}
+
+/// The register tile the cost model of [`register_candidates`] ranks first.
+pub fn cpu_register_tile(spec: &MatmulSpec) -> RegisterTile {
+    register_candidates(spec)[0]
 }
 
 /// The shape and flags of `C = alpha * op(A) op(B) (+ C)`.
@@ -96,10 +168,15 @@ const MIN_K_PER_SPLIT: usize = 256;
 /// too few workgroups to occupy a device and K is long enough to share out. `k_chunk` is a
 /// multiple of 16 (the tiled kernel's K slice).
 pub fn split_k(tiles: usize, k: usize) -> (usize, usize) {
-    if tiles >= SPLIT_BELOW_GROUPS || k < 2 * MIN_K_PER_SPLIT {
+    split_k_below(tiles, k, SPLIT_BELOW_GROUPS)
+}
+
+/// [`split_k`] with the workgroup count below which K is split.
+fn split_k_below(tiles: usize, k: usize, below: usize) -> (usize, usize) {
+    if tiles >= below || k < 2 * MIN_K_PER_SPLIT {
         return (1, k);
     }
-    let want = SPLIT_BELOW_GROUPS.div_ceil(tiles).min(k / MIN_K_PER_SPLIT).max(1);
+    let want = below.div_ceil(tiles).min(k / MIN_K_PER_SPLIT).max(1);
     let chunk = k.div_ceil(want).div_ceil(16) * 16;
     (k.div_ceil(chunk), chunk)
 }
@@ -120,21 +197,36 @@ pub fn matmul(
     expect(a, "matmul left operand", m * k, DType::F32)?;
     expect(b, "matmul right operand", k * n, DType::F32)?;
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    let mut constants =
-        vec![("TRANS_A", flag(spec.trans_a)), ("TRANS_B", flag(spec.trans_b)), ("ACCUMULATE", flag(spec.accumulate))];
-    if use_kdot(m, n, k) {
-        return matmul_kdot(dev, c, a, b, spec, &constants);
-    }
-    let (rows, cols) = match kernel {
+    let kernel = match kernel {
+        MatmulKernel::Auto => crate::tune::matmul_kernel(dev, &spec),
+        // The hand-written kernels hand tiny outputs with a long K to kdot, as they always did.
+        MatmulKernel::Blocked | MatmulKernel::Tiled if use_kdot(m, n, k) => MatmulKernel::Kdot,
+        other => other,
+    };
+    let mut constants = vec![("ACCUMULATE", flag(spec.accumulate))];
+    let transposes = [("TRANS_A", flag(spec.trans_a)), ("TRANS_B", flag(spec.trans_b))];
+    let (kern, rows, cols, min_groups) = match kernel {
+        MatmulKernel::Kdot | MatmulKernel::Auto => return matmul_kdot(dev, c, a, b, spec, &transposes),
         MatmulKernel::Blocked => {
             let tx = threads_along_columns(m, n);
+            constants.extend(transposes);
             constants.push(("TX", tx as f64));
-            (4 * 256 / tx, 4 * tx)
+            (None, 4 * 256 / tx, 4 * tx, SPLIT_BELOW_GROUPS)
         }
-        MatmulKernel::Tiled => (64, 64),
+        MatmulKernel::Tiled => {
+            constants.extend(transposes);
+            (None, 64, 64, SPLIT_BELOW_GROUPS)
+        }
+        MatmulKernel::Register(tile) => {
+            let layout = MatmulLayout::for_shape(m, n, k, spec.trans_a, spec.trans_b);
+            let name = format!("matmul-{}-{}", tile.name(), layout.name());
+            // Never split: a CPU driver runs a workgroup per core and needs few, and tiny outputs
+            // with a long K go to kdot.
+            (Some((name, tile, layout)), tile.tile_rows() as usize, tile.tile_cols() as usize, 1)
+        }
     };
     let (gx, gy) = (n.div_ceil(cols), m.div_ceil(rows));
-    let (splits, k_chunk) = split_k(gx * gy, k);
+    let (splits, k_chunk) = split_k_below(gx * gy, k, min_groups);
     constants.push(("SPLIT", flag(splits > 1)));
     let params = Params {
         m: u32_of(m, "M")?,
@@ -144,7 +236,13 @@ pub fn matmul(
         k_chunk: u32_of(k_chunk, "K chunk")?,
         _pad: [0; 3],
     };
-    let kern = Kernel::get(dev, kernel.shader(), "matmul", &constants);
+    let kern = match (kern, kernel) {
+        (Some((name, tile, layout)), _) => {
+            Kernel::get_generated(dev, name, &|| register_matmul_source(tile, layout), "matmul", &constants)
+        }
+        (None, MatmulKernel::Tiled) => Kernel::get(dev, &asgd_shaders::MATMUL_TILED, "matmul", &constants),
+        (None, _) => Kernel::get(dev, &asgd_shaders::MATMUL, "matmul", &constants),
+    };
     let groups = [gx as u32, gy as u32, splits as u32];
     if splits == 1 {
         return Ok(vec![Dispatch::new(dev, kern, &params, &[c, a, b], groups)]);
@@ -178,7 +276,7 @@ fn matmul_kdot(
     a: &Tensor,
     b: &Tensor,
     spec: MatmulSpec,
-    constants: &[(&'static str, f64)],
+    transposes: &[(&'static str, f64)],
 ) -> Result<Vec<Dispatch>> {
     let MatmulSpec { m, n, k, .. } = spec;
     let (gx, gy) = (n.div_ceil(4), m.div_ceil(4));
@@ -193,8 +291,7 @@ fn matmul_kdot(
         k_chunk: u32_of(chunk, "K chunk")?,
         _pad: [0; 3],
     };
-    // Only the transposes apply to this kernel.
-    let kern = Kernel::get(dev, &asgd_shaders::MATMUL_KDOT, "matmul_kdot", &constants[..2]);
+    let kern = Kernel::get(dev, &asgd_shaders::MATMUL_KDOT, "matmul_kdot", transposes);
     let part = Tensor::empty(dev, &[splits, m, n], DType::F32);
     Ok(vec![
         Dispatch::new(dev, kern, &params, &[&part, a, b], [gx as u32, gy as u32, splits as u32]),

@@ -18,3 +18,4 @@ mod permute;
 mod relu;
 mod sgd;
 mod softmax_xent;
+mod tune;

@@ -1,3 +1,4 @@
+use asgd_engine::ops::matmul::RegisterTile;
 use asgd_engine::ops::matmul::{cpu, matmul, MatmulKernel, MatmulSpec};
 use asgd_engine::Tensor;
 
@@ -22,6 +23,10 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (6, 25, 5000),
     (3, 5, 1500),
     (1, 1, 40_000),
+    // Multiples of 4 along every axis: the generated kernels' vec4 reads.
+    (36, 44, 52),
+    (8, 12, 1024),
+    (132, 68, 20),
 ];
 
 fn check(kernel: MatmulKernel, s: MatmulSpec, seed: u64) {
@@ -51,6 +56,70 @@ fn all_variants(kernel: MatmulKernel) {
             }
         }
     }
+}
+
+fn tile(rows: u32, cols: u32, threads: u32, threads_x: u32) -> MatmulKernel {
+    MatmulKernel::Register(RegisterTile { rows, cols, threads, threads_x })
+}
+
+#[test]
+fn register_tiles_match_reference() {
+    // From the smallest block to 16x16, with every kind of thread layout, on every shape.
+    for kernel in [tile(4, 4, 8, 2), tile(8, 4, 32, 4), tile(4, 8, 64, 16), tile(16, 8, 8, 1), tile(12, 16, 16, 8)] {
+        all_variants(kernel);
+    }
+}
+
+#[test]
+fn large_register_tiles_match_reference_on_aligned_shapes() {
+    // Blocks above 16x16 are only chosen where both operands are read as vec4 and A is not
+    // transposed (elsewhere they compile for minutes on a CPU driver): those layouts, ragged
+    // against the block in M and N.
+    let mut seed = 5000;
+    for (m, n, k) in [(36, 44, 52), (132, 68, 20), (64, 260, 36)] {
+        for trans_b in [false, true] {
+            for accumulate in [false, true] {
+                seed += 1;
+                check(
+                    tile(32, 32, 8, 4),
+                    MatmulSpec { m, n, k, trans_a: false, trans_b, accumulate, alpha: 0.75 },
+                    seed,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_default_and_candidate_kernel_matches_reference() {
+    // What a plan gets without measuring, and every kernel the tuner may pick, on shapes from
+    // the MLP (aligned) and from convolutions (ragged).
+    for (m, n, k, trans_b) in [(128, 512, 784, true), (16, 2000, 27, false), (10, 147, 131, true)] {
+        let spec = MatmulSpec { trans_b, ..MatmulSpec::new(m, n, k) };
+        let mut kernels = asgd_engine::tune::candidates(dev(), &spec);
+        kernels.push(MatmulKernel::default_for(dev(), &spec));
+        for kernel in kernels {
+            check(kernel, spec, 7);
+        }
+    }
+}
+
+#[test]
+fn cost_model_prefers_large_blocks_that_keep_lanes_busy() {
+    use asgd_engine::ops::matmul::cpu_register_tile;
+    let big = cpu_register_tile(&MatmulSpec::new(512, 512, 512));
+    assert_eq!((big.rows, big.cols), (32, 32), "{big:?}");
+    // Not where A is transposed or a ragged K forces scalar reads.
+    let t = cpu_register_tile(&MatmulSpec { trans_a: true, ..MatmulSpec::new(512, 512, 512) });
+    assert!(t.rows * t.cols <= 256, "{t:?}");
+    let t = cpu_register_tile(&MatmulSpec::new(512, 512, 511));
+    assert!(t.rows * t.cols <= 256, "{t:?}");
+    // A 6x1000 output has 6 rows: blocks taller than 8 would mostly compute padding.
+    let thin = cpu_register_tile(&MatmulSpec::new(6, 1000, 64));
+    assert!(thin.rows <= 8, "{thin:?}");
+    // 16 outputs cannot keep 16 threads busy with large blocks.
+    let small = cpu_register_tile(&MatmulSpec::new(16, 16, 64));
+    assert!(small.rows * small.cols <= 16, "{small:?}");
 }
 
 #[test]
