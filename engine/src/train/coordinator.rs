@@ -123,9 +123,27 @@ pub(crate) struct Hooks<'h> {
 }
 
 /// Watches the run until every worker has stopped, keeping its `books` (opened when the run
-/// started); returns the summary, whose `Done` the caller reports once
-/// it has added what only it knows.
+/// started); returns the summary, whose `Done` the caller reports once it has added what only
+/// it knows.
 pub(crate) fn coordinate(
+    shared: &Shared,
+    cfg: &TrainConfig,
+    test: &Dataset,
+    evaluator: &mut Evaluator,
+    hooks: Hooks,
+    books: Books,
+    obs: &mut Observer,
+) -> Result<Summary> {
+    let out = watch(shared, cfg, test, evaluator, hooks, books, obs);
+    if out.is_err() {
+        // The books or the observer failed (a diverged loss, a metrics file that cannot be
+        // written): the workers stop at their next step rather than run the rest of the run.
+        shared.feed.stop();
+    }
+    out
+}
+
+fn watch(
     shared: &Shared,
     cfg: &TrainConfig,
     test: &Dataset,
