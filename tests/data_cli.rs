@@ -101,6 +101,7 @@ fn a_cifar10_tarball_that_fails_the_checksum_leaves_nothing() {
     let last = stderr.trim_end().lines().last().unwrap_or_default();
     assert!(last.starts_with("error: could not download cifar-10-binary.tar.gz"), "{stderr}");
     assert!(last.contains(&format!("checksum mismatch: the file has sha256 {}", sha256_hex(&tarball))), "{stderr}");
+    assert!(last.ends_with("or pass --mirror URL of a folder that serves cifar-10-binary.tar.gz"), "{stderr}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing left in {}", dir.display());
     // The built-in pin: the real archive's size.
     let out = asgd(&["data", "fetch", "cifar10", "--dir", s(&dir), "--mirror", &mirror]);
@@ -113,10 +114,41 @@ fn info_on_an_empty_folder_fails_cleanly() {
     let dir = fresh_dir("empty");
     let stderr = assert_clean_failure(&asgd(&["data", "info", "mnist", "--data-dir", s(&dir)]));
     assert!(stderr.contains("train-images-idx3-ubyte.gz (or train-images-idx3-ubyte) is missing"), "{stderr}");
-    assert!(stderr.contains("asgd data fetch mnist --dir"), "{stderr}");
+    let fix = format!("; run `asgd data fetch mnist --dir {}` or point --data-dir at the folder", s(&dir));
+    assert!(stderr.contains(&fix), "{stderr}");
     let stderr = assert_clean_failure(&asgd(&["data", "info", "cifar10", "--data-dir", s(&dir)]));
     assert!(
         stderr.contains("the cifar10 file data_batch_1.bin is missing; run `asgd data fetch cifar10 --dir"),
+        "{stderr}"
+    );
+    let stderr = assert_clean_failure(&asgd(&["data", "info", "digits", "--data-dir", s(&dir)]));
+    assert!(stderr.trim_end().ends_with("or leave it out to use the copy built into asgd"), "{stderr}");
+}
+
+#[test]
+fn info_without_a_folder_says_how_to_fill_the_default_one() {
+    // The helpers point $ASGD_DATA_DIR at a folder that does not exist.
+    let stderr = assert_clean_failure(&asgd(&["data", "info", "fashion-mnist"]));
+    assert!(
+        stderr.trim_end().ends_with(
+            "the fashion-mnist folder does not exist; run `asgd data fetch fashion-mnist` to download the files \
+             there, or pass --data-dir DIR"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn info_on_a_corrupt_cifar10_file_says_to_download_it_again() {
+    let dir = fresh_dir("cifar-corrupt");
+    files::write_cifar(&dir, 1);
+    let mut bytes = files::cifar_file(0, 1);
+    bytes[0] = 10;
+    std::fs::write(dir.join("test_batch.bin"), bytes).unwrap();
+    let stderr = assert_clean_failure(&asgd(&["data", "info", "cifar10", "--data-dir", s(&dir)]));
+    assert!(stderr.contains("test_batch.bin: label 10 in record 0 is outside 0..=9"), "{stderr}");
+    assert!(
+        stderr.trim_end().ends_with(&format!("; download it again (`asgd data fetch cifar10 --dir {}`)", s(&dir))),
         "{stderr}"
     );
 }
@@ -143,6 +175,15 @@ fn fetch_from_a_mirror_without_the_files_fails_cleanly() {
     let last = stderr.trim_end().lines().last().unwrap_or_default();
     assert!(last.starts_with("error: could not download train-images-idx3-ubyte.gz"), "{stderr}");
     assert!(last.contains("nothing-here/train-images-idx3-ubyte.gz: the server answered HTTP 404"), "{stderr}");
+    assert!(last.ends_with("or pass --mirror URL of a folder that serves the fashion-mnist .gz files"), "{stderr}");
+
+    let stderr = assert_clean_failure(&asgd(&["data", "fetch", "mnist", "--dir", s(&dir), "--mirror", ""]));
+    assert!(
+        stderr
+            .trim_end()
+            .ends_with("the mirror list is empty; pass --mirror URL of a folder that serves the mnist .gz files"),
+        "{stderr}"
+    );
 }
 
 #[test]

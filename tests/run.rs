@@ -93,3 +93,20 @@ fn check_refuses_a_run_before_anything_is_built() {
     let e = s.check(&splits, &Job::single()).unwrap_err();
     assert!(e.to_string().contains("names worker 3"), "{e}");
 }
+
+#[test]
+fn a_failing_observer_stops_the_workers_of_an_asynchronous_run() {
+    let (dev, splits) = setup();
+    // 1000 steps of at least 20 ms each: over ten seconds even with every lane sleeping at once.
+    let mut s = spec(Algorithm::with_defaults(AlgorithmKind::Pdasgd), 1000, 0.05);
+    s.config.epochs = 100;
+    s.delays = DelaySpec::parse("all:fixed=20ms").unwrap();
+    let replicas = s.build_replicas(&dev, &mlp(), &splits, 1).unwrap();
+    let t0 = std::time::Instant::now();
+    let r = asgd::run(&s, &replicas, &splits, &Job::single(), &mut |e| match e {
+        asgd::Event::Log { .. } => Err(asgd::EngineError::InvalidArgument("the metrics file is full".into())),
+        _ => Ok(()),
+    });
+    assert!(matches!(r, Err(TrainError::Engine(asgd::EngineError::InvalidArgument(_)))), "{:?}", r.map(|s| s.steps));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5), "the run took {:?} to stop", t0.elapsed());
+}

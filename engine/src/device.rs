@@ -160,14 +160,7 @@ impl Device {
         }
         let index = match opts.adapter {
             Some(i) if i < list.len() => i,
-            Some(i) => {
-                return Err(EngineError::InvalidArgument(format!(
-                    "adapter index {i} does not exist: there are {} adapter(s) (indices 0..{}); \
-                     run `asgd devices` to list them",
-                    list.len(),
-                    list.len() - 1
-                )))
-            }
+            Some(index) => return Err(EngineError::NoSuchAdapter { index, count: list.len() }),
             None => {
                 let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
                     wgpu::DeviceType::DiscreteGpu => 0,

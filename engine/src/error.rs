@@ -9,13 +9,23 @@ pub enum EngineError {
     /// The driver refused something (device creation, a wait).
     #[error("{0}")]
     Device(String),
+    /// `DeviceOptions::adapter` names no adapter: there are `count`.
+    #[error(
+        "adapter index {index} does not exist: there are {count} adapter(s) (indices 0..{}); `list_adapters` lists them",
+        count.saturating_sub(1)
+    )]
+    NoSuchAdapter { index: usize, count: usize },
     /// A value the caller passed is out of range or malformed.
     #[error("{0}")]
     InvalidArgument(String),
     /// Shapes that do not fit together.
     #[error("shape mismatch: {0}")]
     Shape(String),
-    /// A data file is missing or malformed; names the file.
+    /// A dataset's folder or files are missing or corrupt, or could not be downloaded; says
+    /// which dataset and folder, so that a caller can word the fix in its own terms.
+    #[error("{0}")]
+    DataUnavailable(crate::data::DataUnavailable),
+    /// A data file is malformed; names the file.
     #[error("{0}")]
     Data(String),
     /// A checkpoint is unreadable or belongs to another model.

@@ -6,7 +6,8 @@ mod support;
 use std::path::Path;
 
 use asgd_engine::data::cifar::{parse_records, Records, RECORD_BYTES};
-use asgd_engine::data::{load, DataKind};
+use asgd_engine::data::{load, DataKind, Why};
+use asgd_engine::EngineError;
 use support::{files, fresh_dir};
 
 const MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
@@ -81,9 +82,14 @@ fn a_missing_file_is_named_with_the_fix() {
     std::fs::remove_file(dir.join("data_batch_4.bin")).unwrap();
     let msg = load_err(&dir);
     assert!(msg.contains(&format!("{}: the cifar10 file data_batch_4.bin is missing", dir.display())), "{msg}");
-    assert!(msg.contains("asgd data fetch cifar10 --dir"), "{msg}");
-    let msg = load_err(&dir.join("nowhere"));
-    assert!(msg.contains("nowhere: the cifar10 folder does not exist; run `asgd data fetch cifar10"), "{msg}");
+    assert!(msg.contains(&format!("; download the files into {} with `data::fetch`", dir.display())), "{msg}");
+    match load(DataKind::Cifar10, Some(&dir.join("nowhere"))) {
+        Err(EngineError::DataUnavailable(d)) => {
+            assert_eq!((d.kind, d.why.clone(), d.default_dir), (DataKind::Cifar10, Why::NoFolder, false));
+            assert!(d.to_string().contains("nowhere: the cifar10 folder does not exist; download"), "{d}");
+        }
+        other => panic!("expected the folder to be missing, got {:?}", other.map(|s| s.train.len())),
+    }
 }
 
 #[test]
@@ -115,4 +121,11 @@ fn a_label_above_9_is_refused() {
     std::fs::write(dir.join("test_batch.bin"), bytes).unwrap();
     let msg = load_err(&dir);
     assert!(msg.contains("test_batch.bin: label 37 in record 2 is outside 0..=9"), "{msg}");
+    match load(DataKind::Cifar10, Some(&dir)) {
+        Err(EngineError::DataUnavailable(d)) => {
+            assert!(matches!(&d.why, Why::Corrupt { path, .. } if *path == dir.join("test_batch.bin")), "{d:?}");
+            assert!(d.to_string().ends_with("; download it again with `data::fetch`"), "{d}");
+        }
+        other => panic!("expected a corrupt file, got {:?}", other.map(|s| s.train.len())),
+    }
 }

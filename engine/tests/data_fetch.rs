@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use asgd_engine::data::fetch::{mirrors, sha256_hex, CIFAR10_MIRRORS};
 use asgd_engine::data::idx::IDX_FILES;
-use asgd_engine::data::{fetch, fetch_pinned, load, pins, DataKind, FetchEvent, Pin};
+use asgd_engine::data::{fetch, fetch_pinned, load, pins, DataKind, FetchEvent, Pin, Why};
+use asgd_engine::EngineError;
 use support::{files, files_in, fresh_dir, gzip};
 
 /// A server on 127.0.0.1 answering each GET with `content(url_path)`, or 404 when that is None.
@@ -131,10 +132,23 @@ fn corrupt_content_is_a_checksum_error_and_leaves_nothing() {
 fn a_missing_file_names_the_url() {
     let (base, _) = serve(|_| None);
     let dir = fresh_dir("data_fetch", "missing");
-    let err = fetch(DataKind::Mnist, &dir, Some(&base), &mut |_| {}).unwrap_err().to_string();
-    assert!(err.contains(&format!("{base}/train-images-idx3-ubyte.gz: the server answered HTTP 404")), "{err}");
-    assert!(err.contains("pass --mirror URL"), "{err}");
+    let Err(EngineError::DataUnavailable(e)) = fetch(DataKind::Mnist, &dir, Some(&base), &mut |_| {}) else {
+        panic!("expected the download to fail")
+    };
+    let url = format!("{base}/train-images-idx3-ubyte.gz");
+    let failures = vec![format!("{url}: the server answered HTTP 404")];
+    assert_eq!((e.kind, &e.dir), (DataKind::Mnist, &dir));
+    assert_eq!(e.why, Why::DownloadFailed { file: "train-images-idx3-ubyte.gz".into(), failures });
+    let err = e.to_string();
+    assert!(err.contains("or download from a mirror that serves the mnist .gz files (the `mirror` argument"), "{err}");
     assert!(files_in(&dir).is_empty());
+
+    // An empty list of mirrors is refused before anything is requested.
+    let Err(EngineError::DataUnavailable(e)) = fetch(DataKind::Mnist, &dir, Some(" , "), &mut |_| {}) else {
+        panic!("expected no mirror to try")
+    };
+    assert_eq!(e.why, Why::NoMirror);
+    assert_eq!(e.to_string(), "the mirror list is empty; give the URL of a folder that serves the mnist .gz files");
 }
 
 #[test]
@@ -241,7 +255,7 @@ fn a_cifar10_tarball_with_the_wrong_checksum_is_refused_and_leaves_nothing() {
         )),
         "{err}"
     );
-    assert!(err.contains("pass --mirror URL of a folder that serves cifar-10-binary.tar.gz"), "{err}");
+    assert!(err.contains("or download from a mirror that serves cifar-10-binary.tar.gz"), "{err}");
     assert!(files_in(&dir).is_empty(), "{:?}", files_in(&dir));
 
     // The built-in pin: the small archive is refused by its size before its checksum.

@@ -6,7 +6,8 @@ mod support;
 use std::path::Path;
 
 use asgd_engine::data::idx::{IMAGES_MAGIC, LABELS_MAGIC};
-use asgd_engine::data::{load, DataKind, Dataset};
+use asgd_engine::data::{load, DataKind, DataUnavailable, Dataset, Why};
+use asgd_engine::EngineError;
 use support::{files, fresh_dir, gzip, idx_bytes};
 
 fn min_max(d: &Dataset) -> (f32, f32) {
@@ -113,12 +114,18 @@ fn missing_files_name_both_names_and_the_fix() {
     let msg = load_err(DataKind::Mnist, &dir);
     assert!(msg.contains(&dir.display().to_string()), "{msg}");
     assert!(msg.contains("train-images-idx3-ubyte.gz (or train-images-idx3-ubyte) is missing"), "{msg}");
-    assert!(msg.contains("asgd data fetch mnist --dir"), "{msg}");
-    let msg = load_err(DataKind::FashionMnist, &dir.join("nowhere"));
-    assert!(
-        msg.contains("nowhere: the fashion-mnist folder does not exist; run `asgd data fetch fashion-mnist --dir"),
-        "{msg}"
-    );
+    let fix = format!("download the files into {} with `data::fetch`, or load mnist from a folder", dir.display());
+    assert!(msg.contains(&fix), "{msg}");
+    let nowhere = dir.join("nowhere");
+    match load(DataKind::FashionMnist, Some(&nowhere)) {
+        Err(EngineError::DataUnavailable(d)) => {
+            let want =
+                DataUnavailable { kind: DataKind::FashionMnist, dir: nowhere, default_dir: false, why: Why::NoFolder };
+            assert_eq!(d, want);
+            assert!(d.to_string().contains("nowhere: the fashion-mnist folder does not exist; download"), "{d}");
+        }
+        other => panic!("expected the folder to be missing, got {:?}", other.map(|s| s.train.len())),
+    }
     // Only the test labels missing: that file is named.
     write_small_set(&dir, 2, 2, 28, &[1]);
     std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();

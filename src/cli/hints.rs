@@ -1,22 +1,22 @@
 //! The library's errors in the CLI's words: the one line `asgd` prints for a failure, with
-//! the flag to change where the library names only the setting.
+//! the flag or command to use where the library names only the setting or function.
 
+use asgd::data::{DataKind, DataUnavailable, Why};
 use asgd::{EngineError, TrainError};
 
 /// The line after `error: ` for `err`: its whole chain of causes, and for the library's
-/// typed errors the flag that fixes it.
+/// typed errors the flag or command that fixes it.
 pub fn message(err: &anyhow::Error) -> String {
     if let Some(e) = err.downcast_ref::<TrainError>() {
         if let Some(line) = train_error(e) {
             return line;
         }
     }
-    match err.downcast_ref::<EngineError>() {
-        Some(e @ EngineError::Diverged { .. }) => return format!("{e}; {DIVERGED}"),
-        Some(e @ EngineError::NoAdapter(_)) => return format!("{e} (--backend)"),
-        _ => {}
-    }
-    format!("{err:#}")
+    let causes: Vec<String> = err
+        .chain()
+        .map(|cause| cause.downcast_ref::<EngineError>().and_then(engine_error).unwrap_or_else(|| cause.to_string()))
+        .collect();
+    causes.join(": ")
 }
 
 const DIVERGED: &str = "lower the learning rate (--lr) or the momentum (--momentum)";
@@ -39,9 +39,46 @@ fn train_error(e: &TrainError) -> Option<String> {
         TrainError::Averaging { period, delay } => {
             format!("--avg-delay {delay} must be smaller than --avg-period {period} (and the period at least 1)")
         }
-        TrainError::Engine(EngineError::NoAdapter(_)) => format!("{e} (--backend)"),
-        TrainError::Comm(_) | TrainError::Engine(_) => return None,
+        TrainError::Engine(e) => return engine_error(e),
+        TrainError::Comm(_) => return None,
     })
+}
+
+/// The CLI's sentence for an [`EngineError`] whose fix is a flag or a command; `None` for
+/// the others.
+fn engine_error(e: &EngineError) -> Option<String> {
+    Some(match e {
+        EngineError::Diverged { .. } => format!("{e}; {DIVERGED}"),
+        EngineError::NoAdapter(_) => format!("{e} (--backend)"),
+        EngineError::NoSuchAdapter { index, count } => format!(
+            "adapter index {index} does not exist: there are {count} adapter(s) (indices 0..{}); run `asgd devices` to list them",
+            count.saturating_sub(1)
+        ),
+        EngineError::DataUnavailable(d) => format!("{}; {}", d.problem(), data_fix(d)),
+        _ => return None,
+    })
+}
+
+/// How to get a dataset's files with `asgd data fetch` or the data flags.
+fn data_fix(d: &DataUnavailable) -> String {
+    let kind = d.kind.name();
+    match &d.why {
+        Why::NoFolder | Why::NoFile { .. } if d.kind == DataKind::Digits => {
+            "point --data-dir at the folder that holds one, or leave it out to use the copy built into asgd".into()
+        }
+        Why::NoFolder | Why::NoFile { .. } if d.default_dir => {
+            format!("run `asgd data fetch {kind}` to download the files there, or pass --data-dir DIR")
+        }
+        Why::NoFolder | Why::NoFile { .. } => format!(
+            "run `asgd data fetch {kind} --dir {}` or point --data-dir at the folder that holds the files",
+            d.dir.display()
+        ),
+        Why::Corrupt { .. } => format!("download it again (`asgd data fetch {kind} --dir {}`)", d.dir.display()),
+        Why::DownloadFailed { .. } => {
+            format!("check the network connection, or pass --mirror URL of a folder that serves {}", d.mirror_content())
+        }
+        Why::NoMirror => format!("pass --mirror URL of a folder that serves {}", d.mirror_content()),
+    }
 }
 
 #[cfg(test)]
@@ -65,5 +102,70 @@ mod tests {
         for e in [diverged, batch] {
             assert!(!e.to_string().contains("--"), "{e}");
         }
+    }
+
+    fn missing(kind: DataKind, dir: &str, default_dir: bool, why: Why) -> anyhow::Error {
+        anyhow::Error::from(EngineError::DataUnavailable(DataUnavailable { kind, dir: dir.into(), default_dir, why }))
+    }
+
+    #[test]
+    fn missing_data_is_fixed_with_asgd_data_fetch_or_the_data_flags() {
+        let file = |folder: &str, file: &str| Why::NoFile { folder: folder.into(), file: file.into() };
+        let given = missing(DataKind::Mnist, "/d", false, file("/d/mnist", "train-images-idx3-ubyte.gz"));
+        assert_eq!(
+            message(&given),
+            "/d/mnist: the mnist file train-images-idx3-ubyte.gz (or train-images-idx3-ubyte) is missing; \
+             run `asgd data fetch mnist --dir /d` or point --data-dir at the folder that holds the files"
+        );
+        let default = missing(DataKind::Cifar10, "/cache/cifar10", true, Why::NoFolder);
+        assert_eq!(
+            message(&default),
+            "/cache/cifar10: the cifar10 folder does not exist; \
+             run `asgd data fetch cifar10` to download the files there, or pass --data-dir DIR"
+        );
+        let digits = missing(DataKind::Digits, "/d", false, file("/d", "digits.csv.gz"));
+        assert!(message(&digits).ends_with(
+            "point --data-dir at the folder that holds one, or leave it out to use the copy built into asgd"
+        ));
+        let corrupt = Why::Corrupt { path: "/d/test_batch.bin".into(), problem: "label 12 is outside 0..=9".into() };
+        assert_eq!(
+            message(&missing(DataKind::Cifar10, "/d", false, corrupt)),
+            "/d/test_batch.bin: label 12 is outside 0..=9; download it again (`asgd data fetch cifar10 --dir /d`)"
+        );
+        let failed = Why::DownloadFailed { file: "t.gz".into(), failures: vec!["http://m/t.gz: HTTP 404".into()] };
+        assert_eq!(
+            message(&missing(DataKind::FashionMnist, "/d", false, failed)),
+            "could not download t.gz into /d: http://m/t.gz: HTTP 404; check the network connection, \
+             or pass --mirror URL of a folder that serves the fashion-mnist .gz files"
+        );
+        assert_eq!(
+            message(&missing(DataKind::Cifar10, "/d", false, Why::NoMirror)),
+            "the mirror list is empty; pass --mirror URL of a folder that serves cifar-10-binary.tar.gz"
+        );
+        // The library's own sentences name its functions, never a flag or a command.
+        for e in [given, default, digits] {
+            let library = e.to_string();
+            assert!(!library.contains("--") && !library.contains("asgd "), "{library}");
+            assert!(
+                library.contains("data::fetch") || library.ends_with("no folder for the embedded copy"),
+                "{library}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cause_under_context_is_worded_for_the_cli_and_the_context_kept() {
+        let e = missing(DataKind::Mnist, "/d", false, Why::NoFolder).context("loading the test set");
+        assert_eq!(
+            message(&e),
+            "loading the test set: /d: the mnist folder does not exist; \
+             run `asgd data fetch mnist --dir /d` or point --data-dir at the folder that holds the files"
+        );
+        let adapter = anyhow::Error::from(EngineError::NoSuchAdapter { index: 3, count: 2 });
+        assert_eq!(
+            message(&adapter),
+            "adapter index 3 does not exist: there are 2 adapter(s) (indices 0..1); run `asgd devices` to list them"
+        );
+        assert!(adapter.to_string().ends_with("`list_adapters` lists them"), "{adapter}");
     }
 }

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Dataset, Norm, Splits};
+use super::{unavailable, DataKind, Dataset, Norm, Splits, Why};
 use crate::error::{EngineError, Result};
 
 /// Pixels of one image: 3 channels of 32x32.
@@ -39,8 +39,10 @@ pub struct Records {
     pub labels: Vec<u8>,
 }
 
-fn data_err(path: &Path, problem: impl std::fmt::Display) -> EngineError {
-    EngineError::Data(format!("{}: {problem}", path.display()))
+/// A file at `path` that is not CIFAR-10's: to be downloaded again.
+fn corrupt(path: &Path, problem: String) -> EngineError {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    unavailable(DataKind::Cifar10, dir, false, Why::Corrupt { path: path.to_path_buf(), problem })
 }
 
 /// Parses the bytes of one CIFAR-10 binary file and appends its records to `out`. The file must
@@ -48,23 +50,22 @@ fn data_err(path: &Path, problem: impl std::fmt::Display) -> EngineError {
 /// the file in error messages.
 pub fn parse_records(bytes: &[u8], path: &Path, out: &mut Records) -> Result<()> {
     if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD_BYTES) {
-        return Err(data_err(
+        return Err(corrupt(
             path,
             format!(
                 "the file is {} bytes long, not a whole, non-zero number of {RECORD_BYTES}-byte records \
-                 (a label byte and 3x32x32 pixels); it is truncated or not a CIFAR-10 binary file, \
-                 download it again (`asgd data fetch cifar10`)",
+                 (a label byte and 3x32x32 pixels); it is truncated or not a CIFAR-10 binary file",
                 bytes.len()
             ),
         ));
     }
     let records = bytes.chunks_exact(RECORD_BYTES);
     if let Some((i, r)) = records.clone().enumerate().find(|(_, r)| usize::from(r[0]) >= CLASSES) {
-        return Err(data_err(
+        return Err(corrupt(
             path,
             format!(
                 "label {} in record {i} is outside 0..=9; the file is corrupt or not CIFAR-10 (CIFAR-100's \
-                 files have two label bytes), download it again (`asgd data fetch cifar10`)",
+                 files have two label bytes)",
                 r[0]
             ),
         ));
@@ -81,26 +82,27 @@ pub fn parse_records(bytes: &[u8], path: &Path, out: &mut Records) -> Result<()>
 /// `dir/cifar10` or `dir/cifar10/cifar-10-batches-bin`, the first that has `data_batch_1.bin`;
 /// `dir` when none has.
 pub fn find_folder(dir: &Path) -> PathBuf {
-    let named = dir.join(super::DataKind::Cifar10.name());
+    let named = dir.join(DataKind::Cifar10.name());
     [dir.to_path_buf(), dir.join(TARBALL_FOLDER), named.join(TARBALL_FOLDER), named]
         .into_iter()
         .find(|d| d.join(TRAIN_FILES[0]).is_file())
         .unwrap_or_else(|| dir.to_path_buf())
 }
 
-/// Loads CIFAR-10 from `dir` (see [`find_folder`]), normalised per channel; `hint` says how to
-/// get the files.
-pub(super) fn load_cifar10(dir: &Path, hint: &str) -> Result<Splits> {
-    if !dir.is_dir() {
-        return Err(data_err(dir, format!("the cifar10 folder does not exist; {hint}")));
+/// Loads CIFAR-10 from `given` (see [`find_folder`]), normalised per channel; `default` when
+/// `given` is [`super::default_dir`].
+pub(super) fn load_cifar10(given: &Path, default: bool) -> Result<Splits> {
+    if !given.is_dir() {
+        return Err(unavailable(DataKind::Cifar10, given, default, Why::NoFolder));
     }
-    let dir = find_folder(dir);
+    let dir = find_folder(given);
     let read = |names: &[&str]| -> Result<Records> {
         let mut out = Records::default();
         for name in names {
             let path = dir.join(name);
             if !path.is_file() {
-                return Err(data_err(&dir, format!("the cifar10 file {name} is missing; {hint}")));
+                let why = Why::NoFile { folder: dir.clone(), file: name.to_string() };
+                return Err(unavailable(DataKind::Cifar10, given, default, why));
             }
             let bytes = std::fs::read(&path).map_err(|e| EngineError::io(&path, e))?;
             parse_records(&bytes, &path, &mut out)?;
@@ -108,7 +110,7 @@ pub(super) fn load_cifar10(dir: &Path, hint: &str) -> Result<Splits> {
         Ok(out)
     };
     let (train, test) = (read(&TRAIN_FILES)?, read(&[TEST_FILE])?);
-    let shape = super::DataKind::Cifar10.shape();
+    let shape = DataKind::Cifar10.shape();
     let split = |r: Records, name: &str| {
         let labels = r.labels.into_iter().map(u32::from).collect();
         Dataset::from_channel_pixels(format!("cifar10/{name}"), &r.pixels, labels, shape, &Norm::CIFAR10)

@@ -19,7 +19,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::idx::{self, IDX_FILES};
-use super::{archive, cifar, DataKind};
+use super::{archive, cifar, unavailable, DataKind, Why};
 use crate::error::{EngineError, Result};
 use crate::io::atomic;
 
@@ -193,9 +193,7 @@ pub fn fetch_pinned(
     std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
     let mirrors = mirrors(kind, mirror);
     if mirrors.is_empty() {
-        return Err(EngineError::InvalidArgument(
-            "the mirror list is empty; pass --mirror URL of a folder serving the .gz files".to_string(),
-        ));
+        return Err(unavailable(kind, dir, false, Why::NoMirror));
     }
     let agent = agent();
     if kind == DataKind::Cifar10 {
@@ -230,13 +228,7 @@ pub fn fetch_pinned(
             }
         }
         if !failures.is_empty() {
-            return Err(EngineError::Data(format!(
-                "could not download {file} into {}: {}; check the network connection, or pass \
-                 --mirror URL of a folder that serves the {} .gz files",
-                dir.display(),
-                failures.join("; "),
-                kind.name()
-            )));
+            return Err(unavailable(kind, dir, false, Why::DownloadFailed { file: file.to_string(), failures }));
         }
     }
     Ok(())
@@ -298,12 +290,7 @@ fn fetch_cifar10(
             }
         }
     }
-    Err(EngineError::Data(format!(
-        "could not download {file} into {}: {}; check the network connection, or pass --mirror URL of a \
-         folder that serves {file}",
-        dir.display(),
-        failures.join("; ")
-    )))
+    Err(unavailable(DataKind::Cifar10, dir, false, Why::DownloadFailed { file: file.to_string(), failures }))
 }
 
 /// True when the six data files are in `dir`, each a whole number of records, and `stamp` says

@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod idx;
 pub mod safetensors_data;
 pub mod shuffle;
+mod unavailable;
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ pub use augment::{Augment, Draw};
 pub use fetch::{fetch, fetch_pinned, pins, FetchEvent, Pin};
 pub use safetensors_data::{load_safetensors_splits, TestSplit};
 pub use shuffle::{epoch_order, num_batches, Batches};
+pub use unavailable::{DataUnavailable, Why};
 
 use crate::error::{EngineError, Result};
 
@@ -272,42 +274,34 @@ pub fn load(kind: DataKind, dir: Option<&Path>) -> Result<Splits> {
                 .flat_map(|d| digits::FILE_NAMES.iter().map(move |n| d.join(n)))
                 .find(|p| p.is_file());
             let path = found.ok_or_else(|| {
-                EngineError::Data(format!(
-                    "{}: found neither digits.csv.gz nor digits.csv there (nor in its digits/ \
-                     subfolder); point --data-dir at the folder that holds one, or leave it out to \
-                     use the copy built into asgd",
-                    dir.display()
-                ))
+                let file = digits::FILE_NAMES[0].to_string();
+                unavailable(kind, dir, false, Why::NoFile { folder: dir.to_path_buf(), file })
             })?;
             let text = idx::read_maybe_gzip(&path)?;
             digits_splits(&text, &path)
         }
-        (DataKind::Cifar10, Some(dir)) => {
-            let hint = format!(
-                "run `asgd data fetch cifar10 --dir {}` or point --data-dir at the folder that holds the files",
-                dir.display()
-            );
-            cifar::load_cifar10(dir, &hint)
+        (DataKind::Cifar10, _) => {
+            let (dir, default) = folder(kind, dir);
+            cifar::load_cifar10(&dir, default)
         }
-        (DataKind::Cifar10, None) => {
-            let hint = "run `asgd data fetch cifar10` to download the files there, or pass --data-dir DIR";
-            cifar::load_cifar10(&default_dir(kind), hint)
-        }
-        (_, Some(dir)) => {
-            let hint = format!(
-                "run `asgd data fetch {} --dir {}` or point --data-dir at the folder that holds the files",
-                kind.name(),
-                dir.display()
-            );
-            load_idx_splits(kind, dir, &hint)
-        }
-        (_, None) => {
-            let dir = default_dir(kind);
-            let hint =
-                format!("run `asgd data fetch {}` to download the files there, or pass --data-dir DIR", kind.name());
-            load_idx_splits(kind, &dir, &hint)
+        _ => {
+            let (dir, default) = folder(kind, dir);
+            load_idx_splits(kind, &dir, default)
         }
     }
+}
+
+/// The folder to load `kind` from: `dir`, else [`default_dir`]; and whether it is the default.
+fn folder(kind: DataKind, dir: Option<&Path>) -> (PathBuf, bool) {
+    match dir {
+        Some(d) => (d.to_path_buf(), false),
+        None => (default_dir(kind), true),
+    }
+}
+
+/// [`EngineError::DataUnavailable`] of `kind` in `dir`.
+pub(crate) fn unavailable(kind: DataKind, dir: &Path, default_dir: bool, why: Why) -> EngineError {
+    EngineError::DataUnavailable(DataUnavailable { kind, dir: dir.to_path_buf(), default_dir, why })
 }
 
 fn digits_splits(text: &[u8], path: &Path) -> Result<Splits> {
@@ -331,20 +325,17 @@ fn digits_splits(text: &[u8], path: &Path) -> Result<Splits> {
     })
 }
 
-/// Loads the four idx files from `dir` (or `dir/<name>`); `hint` says how to get them.
-fn load_idx_splits(kind: DataKind, dir: &Path, hint: &str) -> Result<Splits> {
-    if !dir.is_dir() {
-        return Err(EngineError::Data(format!("{}: the {} folder does not exist; {hint}", dir.display(), kind.name())));
+/// Loads the four idx files from `given` (or `given/<name>`); `default` when `given` is
+/// [`default_dir`].
+fn load_idx_splits(kind: DataKind, given: &Path, default: bool) -> Result<Splits> {
+    if !given.is_dir() {
+        return Err(unavailable(kind, given, default, Why::NoFolder));
     }
-    let sub = dir.join(kind.name());
-    let dir = if idx::find_idx_file(dir, idx::TRAIN_IMAGES).is_none() && sub.is_dir() { &sub } else { dir };
+    let sub = given.join(kind.name());
+    let dir = if idx::find_idx_file(given, idx::TRAIN_IMAGES).is_none() && sub.is_dir() { &sub } else { given };
     let find = |stem: &str| {
         idx::find_idx_file(dir, stem).ok_or_else(|| {
-            EngineError::Data(format!(
-                "{}: the {} file {stem}.gz (or {stem}) is missing; {hint}",
-                dir.display(),
-                kind.name()
-            ))
+            unavailable(kind, given, default, Why::NoFile { folder: dir.to_path_buf(), file: format!("{stem}.gz") })
         })
     };
     let norm = match kind {

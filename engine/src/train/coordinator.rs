@@ -1,14 +1,15 @@
 //! The thread that watches a multi-threaded run: it hands out nothing itself, but every
 //! `log_every` steps it pauses the workers (a write lock on the gate they hold while
-//! submitting), reads the loss totals, evaluates when due, writes checkpoints at epoch ends,
-//! and stops the feed when the run is over. Paused time is not training time.
+//! submitting) and keeps the run's [`Books`]: reads the loss totals, evaluates and writes
+//! checkpoints when due, and stops the feed when the run reaches its target.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::books::{test_metrics, Books, Ledger};
 use super::feed::Feed;
-use super::{Clock, Evaluator, Event, Observer, Position, Summary, TrainConfig};
+use super::{Evaluator, Observer, Position, Summary, TrainConfig};
 use crate::data::Dataset;
 use crate::device::Device;
 use crate::error::{EngineError, Result};
@@ -121,29 +122,37 @@ pub(crate) struct Hooks<'h> {
     pub periodic: Option<&'h mut dyn Periodic>,
 }
 
-/// Watches the run until every worker has stopped; returns the summary.
+/// Watches the run until every worker has stopped, keeping its `books` (opened when the run
+/// started); returns the summary, whose `Done` the caller reports once it has added what only
+/// it knows.
 pub(crate) fn coordinate(
     shared: &Shared,
     cfg: &TrainConfig,
     test: &Dataset,
     evaluator: &mut Evaluator,
-    mut hooks: Hooks,
-    start: Position,
+    hooks: Hooks,
+    books: Books,
     obs: &mut Observer,
 ) -> Result<Summary> {
-    let spe = shared.feed.steps_per_epoch;
-    let log_every = cfg.log_every.max(1);
-    let mut clock = Clock::start();
-    let mut summary = Summary::default();
-    let mut last_step = start.step;
-    let mut next_log = (start.step / log_every + 1) * log_every;
-    let mut next_eval = cfg.eval_every.map(|n| (start.step / n + 1) * n);
-    let mut next_epoch = (start.step / spe + 1) * spe;
-    let mut window = (start.step, 0.0);
-    let (mut epoch_loss, mut epoch_samples) = (0.0, 0.0);
-    let mut last_eval: Option<(u64, f64, f64)> = None;
+    let out = watch(shared, cfg, test, evaluator, hooks, books, obs);
+    if out.is_err() {
+        // The books or the observer failed (a diverged loss, a metrics file that cannot be
+        // written): the workers stop at their next step rather than run the rest of the run.
+        shared.feed.stop();
+    }
+    out
+}
 
-    let wait_all = |devices: &[Device]| devices.iter().try_for_each(|d| d.wait_idle());
+fn watch(
+    shared: &Shared,
+    cfg: &TrainConfig,
+    test: &Dataset,
+    evaluator: &mut Evaluator,
+    mut hooks: Hooks,
+    mut books: Books,
+    obs: &mut Observer,
+) -> Result<Summary> {
+    let mut last_step = books.start_step();
     let mut finish_called = false;
     loop {
         let finished = shared.running.load(Ordering::Acquire) == 0;
@@ -166,78 +175,17 @@ pub(crate) fn coordinate(
             }
         }
         if step != last_step {
-            obs(&Event::Tick { epoch: (step / spe) as usize + 1, step })?;
+            books.tick(step, obs)?;
             last_step = step;
         }
-        let overdue = clock.train() - window.1 >= cfg.log_seconds && step > window.0;
-        let log_due = step >= next_log || overdue || (finished && step > window.0);
-        let eval_due = next_eval.is_some_and(|n| step >= n);
-        let epoch_due = step >= next_epoch;
-        if log_due || eval_due || epoch_due {
+        let due = books.due(step, finished);
+        if due.any() {
             // Pause: no worker submits while the guard is held.
             let _pause = shared.gate.write().expect("gate poisoned");
-            let t = clock.train();
-            let paused_at = Instant::now();
-            let result = (|| -> Result<()> {
-                wait_all(&hooks.devices)?;
-                let (loss, correct, count) = (hooks.take_totals)()?;
-                let epoch = (step.saturating_sub(1) / spe) as usize + 1;
-                if count > 0.0 {
-                    super::check_loss(loss, count, step)?;
-                    epoch_loss += loss;
-                    epoch_samples += count;
-                    let rate = ((step - window.0) * cfg.batch as u64) as f64 / (t - window.1).max(1e-9);
-                    obs(&Event::Log {
-                        epoch,
-                        step,
-                        train_loss: loss / count,
-                        train_acc: correct / count,
-                        samples_per_s: rate,
-                        wall_s: clock.wall(),
-                    })?;
-                }
-                window = (step, t);
-                next_log = (step / log_every + 1) * log_every;
-                if eval_due || epoch_due {
-                    let (l, a) = super::test_metrics(cfg, evaluator, test)?;
-                    if let (Some(target), None) = (cfg.target_acc, summary.time_to_target_s) {
-                        if a >= target {
-                            summary.time_to_target_s = Some(t);
-                            if cfg.stop_at_target {
-                                shared.feed.stop();
-                            }
-                        }
-                    }
-                    obs(&Event::Eval { epoch, step, test_loss: l, test_acc: a, wall_s: clock.wall(), train_s: t })?;
-                    last_eval = Some((step, l, a));
-                    if let Some(n) = cfg.eval_every {
-                        next_eval = Some((step / n + 1) * n);
-                    }
-                    if epoch_due {
-                        let samples = (step - start.step) * cfg.batch as u64;
-                        // The boundary is noticed a few steps late; name the epoch it closed.
-                        obs(&Event::Epoch {
-                            epoch: (next_epoch / spe) as usize,
-                            step,
-                            train_loss: epoch_loss / epoch_samples.max(1.0),
-                            test_loss: l,
-                            test_acc: a,
-                            samples_per_s: samples as f64 / t.max(1e-9),
-                            wall_s: clock.wall(),
-                        })?;
-                        (epoch_loss, epoch_samples) = (0.0, 0.0);
-                        next_epoch = (step / spe + 1) * spe;
-                        let pos =
-                            Position { epoch: (step / spe) as usize, batch_in_epoch: (step % spe) as usize, step };
-                        if let Some(path) = (hooks.save)(pos)? {
-                            obs(&Event::Checkpoint { path, step, wall_s: clock.wall() })?;
-                        }
-                    }
-                }
-                Ok(())
-            })();
-            clock.add_pause(paused_at.elapsed());
-            result?;
+            books.record(step, due, &mut HookLedger { hooks: &mut hooks, cfg, evaluator, test }, obs)?;
+            if books.should_stop() {
+                shared.feed.stop();
+            }
             continue;
         }
         if finished {
@@ -256,36 +204,39 @@ pub(crate) fn coordinate(
         return Err(e);
     }
     let step = shared.done.load(Ordering::Acquire);
-    let t = clock.train();
-    let (test_loss, test_acc) = match last_eval {
-        Some((s, l, a)) if s == step => (l, a),
-        _ => {
-            let paused_at = Instant::now();
-            wait_all(&hooks.devices)?;
-            let (l, a) = super::test_metrics(cfg, evaluator, test)?;
-            let epoch = (step.saturating_sub(1) / spe) as usize + 1;
-            obs(&Event::Eval { epoch, step, test_loss: l, test_acc: a, wall_s: clock.wall(), train_s: t })?;
-            if let (Some(target), None) = (cfg.target_acc, summary.time_to_target_s) {
-                if a >= target {
-                    summary.time_to_target_s = Some(t);
-                }
-            }
-            let pos = Position { epoch: (step / spe) as usize, batch_in_epoch: (step % spe) as usize, step };
-            let saved = (hooks.save)(pos)?;
-            clock.add_pause(paused_at.elapsed());
-            if let Some(path) = saved {
-                obs(&Event::Checkpoint { path, step, wall_s: clock.wall() })?;
-            }
-            (l, a)
-        }
-    };
-    summary.steps = step - start.step;
-    summary.samples = summary.steps * cfg.batch as u64;
-    summary.test_loss = test_loss;
-    summary.test_acc = test_acc;
-    summary.wall_s = clock.wall();
-    summary.train_s = clock.train();
-    summary.samples_per_s = summary.samples as f64 / summary.train_s.max(1e-9);
+    let mut summary = books.finish(step, &mut HookLedger { hooks: &mut hooks, cfg, evaluator, test }, obs)?;
     summary.extra = hooks.periodic.as_deref().and_then(|p| p.report());
     Ok(summary)
+}
+
+/// What the books read from a multi-threaded run, while its workers are paused (or stopped):
+/// each read waits for every device first.
+struct HookLedger<'x, 'h, 'e> {
+    hooks: &'x mut Hooks<'h>,
+    cfg: &'x TrainConfig,
+    evaluator: &'x mut Evaluator<'e>,
+    test: &'x Dataset,
+}
+
+impl HookLedger<'_, '_, '_> {
+    fn wait_all(&self) -> Result<()> {
+        self.hooks.devices.iter().try_for_each(|d| d.wait_idle())
+    }
+}
+
+impl Ledger for HookLedger<'_, '_, '_> {
+    fn take_totals(&mut self) -> Result<(f64, f64, f64)> {
+        self.wait_all()?;
+        (self.hooks.take_totals)()
+    }
+
+    fn evaluate(&mut self) -> Result<(f64, f64)> {
+        self.wait_all()?;
+        test_metrics(self.cfg, self.evaluator, self.test)
+    }
+
+    fn save(&mut self, pos: Position) -> Result<Option<std::path::PathBuf>> {
+        self.wait_all()?;
+        (self.hooks.save)(pos)
+    }
 }

@@ -12,10 +12,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::barrier::Barrier;
+use super::books::{report_done, save_at, Books};
 use super::coordinator::{coordinate, Hooks, Shared};
 use super::delay::DelaySpec;
 use super::feed::Feed;
-use super::{save_at, Evaluator, Event, Observer, Position, Summary, TrainConfig};
+use super::{Evaluator, Observer, Position, Summary, TrainConfig};
 use crate::data::{num_batches, Splits};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
@@ -95,12 +96,7 @@ pub fn train_data_parallel(
     let samplers: Vec<Mutex<_>> = (0..n).map(|w| Mutex::new(delays.sampler(w, cfg.seed, base))).collect();
     let host_grads: Vec<Mutex<Vec<Vec<f32>>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
 
-    obs(&Event::Start {
-        steps_per_epoch: spe,
-        total_steps: total,
-        start_step: first,
-        params: replicas[0].0.num_params(),
-    })?;
+    let books = Books::start(cfg, spe, total, first, replicas[0].0.num_params(), obs)?;
     let shared = Shared::new(Feed::new(&data.train, cfg.batch, cfg.seed, spe, first, total), first);
     let barrier = Barrier::new(n);
     let halt = AtomicBool::new(false);
@@ -145,12 +141,11 @@ pub fn train_data_parallel(
             finish: &mut finish,
             periodic: None,
         };
-        coordinate(shared, cfg, &data.test, &mut evaluator, hooks, Position { step: first, ..start }, obs)
+        coordinate(shared, cfg, &data.test, &mut evaluator, hooks, books, obs)
     })?;
     summary.steps /= n as u64;
     summary.model_checksum = replicas[0].0.checksum()?;
-    obs(&Event::Done(summary.clone()))?;
-    Ok(summary)
+    report_done(summary, obs)
 }
 
 fn record(dev: &Device, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {

@@ -23,11 +23,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::books::{report_done, save_at, Books};
 use super::coordinator::{coordinate, Hooks, Shared};
 use super::delay::{DelaySampler, DelaySpec};
 use super::feed::Feed;
 use super::staleness::Staleness;
-use super::{save_at, Evaluator, Event, Observer, Position, Summary, TrainConfig, UpdateCounts};
+use super::{Evaluator, Observer, Position, Summary, TrainConfig, UpdateCounts};
 use crate::data::{num_batches, Splits};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
@@ -545,12 +546,7 @@ pub fn train_decoupled_with(
         });
     }
 
-    obs(&Event::Start {
-        steps_per_epoch: spe,
-        total_steps: total,
-        start_step: start.step,
-        params: replicas[0].0.num_params(),
-    })?;
+    let books = Books::start(cfg, spe, total, start.step, replicas[0].0.num_params(), obs)?;
     let shared = Shared::new(Feed::sharded(train, cfg.batch, cfg.seed, spe, start.step, total, cfg.shard), start.step);
     let mut devices: Vec<Device> = Vec::new();
     for (m, _) in replicas {
@@ -599,7 +595,7 @@ pub fn train_decoupled_with(
             finish: &mut finish,
             periodic: periodic.map(|p| p as &mut dyn super::coordinator::Periodic),
         };
-        coordinate(shared_ref, cfg, &data.test, &mut evaluator, hooks, start, obs)
+        coordinate(shared_ref, cfg, &data.test, &mut evaluator, hooks, books, obs)
     })?;
 
     let mut staleness = Staleness::default();
@@ -614,6 +610,5 @@ pub fn train_decoupled_with(
         layers_with_params: groups.len() as u64,
     });
     summary.model_checksum = replicas[0].0.checksum()?;
-    obs(&Event::Done(summary.clone()))?;
-    Ok(summary)
+    report_done(summary, obs)
 }

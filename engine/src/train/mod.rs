@@ -5,6 +5,7 @@
 //! progress bar and JSON Lines metrics, a library user into whatever it likes.
 
 mod barrier;
+mod books;
 mod checkpoint;
 mod coordinator;
 mod data_parallel;
@@ -230,31 +231,6 @@ pub struct UpdateCounts {
     pub layers_with_params: u64,
 }
 
-/// Fails the run if the mean training loss of the last read-back (`loss` summed over `count`
-/// samples) is not finite: the error every training loop stops with when it diverges.
-pub(crate) fn check_loss(loss: f64, count: f64, step: u64) -> crate::Result<()> {
-    let mean = loss / count;
-    if mean.is_finite() {
-        Ok(())
-    } else {
-        Err(crate::EngineError::Diverged { step, loss: mean })
-    }
-}
-
-/// The test loss and accuracy, or NaNs on a process that does not evaluate
-/// ([`TrainConfig::evaluate`] false: every rank but 0).
-pub(crate) fn test_metrics(
-    cfg: &TrainConfig,
-    evaluator: &mut Evaluator,
-    test: &crate::data::Dataset,
-) -> crate::Result<(f64, f64)> {
-    if cfg.evaluate {
-        evaluator.run(test)
-    } else {
-        Ok((f64::NAN, f64::NAN))
-    }
-}
-
 /// Time of one undelayed training step on `plan` (forward, loss, backward; no update, so the
 /// model is unchanged), the mean of three after a warm-up, waiting for the GPU each time.
 /// Delay factors and ideal speedups are relative to it.
@@ -276,21 +252,6 @@ pub fn undelayed_step_time(plan: &crate::Plan) -> crate::Result<std::time::Durat
     }
     plan.take_totals()?;
     Ok(t0.elapsed() / 3)
-}
-
-/// Writes the run's checkpoint, if it has one, at `pos`; returns its path.
-pub(crate) fn save_at(
-    cfg: &TrainConfig,
-    model: &crate::Model,
-    optim: &dyn crate::optim::Optimizer,
-    pos: Position,
-) -> crate::Result<Option<PathBuf>> {
-    let Some(path) = &cfg.checkpoint else { return Ok(None) };
-    let mut meta = cfg.checkpoint_meta.clone();
-    meta.position = pos;
-    meta.seed = cfg.seed;
-    save_checkpoint(path, model, Some(optim), &meta)?;
-    Ok(Some(path.clone()))
 }
 
 impl Event {
@@ -346,39 +307,6 @@ impl Event {
 
 /// The observer a loop reports to; an error from it stops the run.
 pub type Observer<'a> = dyn FnMut(&Event) -> crate::Result<()> + 'a;
-
-/// Wall time since the start, and training time that excludes paused spans (evaluations).
-pub(crate) struct Clock {
-    start: Instant,
-    paused: f64,
-}
-
-impl Clock {
-    pub(crate) fn start() -> Self {
-        Self { start: Instant::now(), paused: 0.0 }
-    }
-
-    pub(crate) fn wall(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-
-    pub(crate) fn train(&self) -> f64 {
-        self.wall() - self.paused
-    }
-
-    /// Counts `d` as paused (not training) time.
-    pub(crate) fn add_pause(&mut self, d: std::time::Duration) {
-        self.paused += d.as_secs_f64();
-    }
-
-    /// Runs `f` without counting it as training time.
-    pub(crate) fn paused<T>(&mut self, f: impl FnOnce() -> T) -> T {
-        let t0 = Instant::now();
-        let out = f();
-        self.paused += t0.elapsed().as_secs_f64();
-        out
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -7,8 +7,9 @@
 //! command encoder. The loss is read back every `log_every` steps, not every step, so the CPU
 //! prepares the next batches while the GPU works.
 
-use super::{Clock, Evaluator, Event, Observer, Position, Summary, TrainConfig};
-use crate::data::{epoch_order, num_batches, Splits};
+use super::books::{report_done, save_at, test_metrics, Books, Ledger};
+use super::{Evaluator, Observer, Position, Summary, TrainConfig};
+use crate::data::{epoch_order, num_batches, Dataset, Splits};
 use crate::error::{EngineError, Result};
 use crate::model::Model;
 use crate::optim::{Optimizer, Updates};
@@ -117,45 +118,18 @@ pub fn train_steps(
     let total_steps = cfg.max_steps.map_or(horizon, |m| m.min(horizon));
     let plan = model.plan(cfg.batch, true)?;
     let updates = optim.updates(model, &plan)?;
-    let mut evaluator = Evaluator::new(model, cfg.eval_batch);
-    let log_every = cfg.log_every.max(1);
+    let mut ledger = StepLedger {
+        cfg,
+        model,
+        optim,
+        plan: &plan,
+        evaluator: Evaluator::new(model, cfg.eval_batch),
+        test: &data.test,
+    };
 
-    obs(&Event::Start { steps_per_epoch, total_steps, start_step: start.step, params: model.num_params() })?;
-    let mut clock = Clock::start();
-    let mut summary = Summary::default();
+    let mut books = Books::start(cfg, steps_per_epoch, total_steps, start.step, model.num_params(), obs)?;
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     let mut step = start.step;
-    let mut window = (0u64, clock.train()); // samples and train time at the last log
-    let (mut epoch_loss, mut epoch_samples) = (0.0, 0.0);
-    let mut last_eval = None;
-
-    let evaluate = |clock: &mut Clock,
-                    evaluator: &mut Evaluator,
-                    epoch: usize,
-                    step: u64,
-                    summary: &mut Summary|
-     -> Result<(f64, f64, Event)> {
-        let (loss, acc) = clock.paused(|| super::test_metrics(cfg, evaluator, &data.test))?;
-        if let (Some(target), None) = (cfg.target_acc, summary.time_to_target_s) {
-            if acc >= target {
-                summary.time_to_target_s = Some(clock.train());
-            }
-        }
-        let e = Event::Eval {
-            epoch: epoch + 1,
-            step,
-            test_loss: loss,
-            test_acc: acc,
-            wall_s: clock.wall(),
-            train_s: clock.train(),
-        };
-        Ok((loss, acc, e))
-    };
-    let save = |clock: &mut Clock, pos: Position| -> Result<Option<Event>> {
-        let saved = clock.paused(|| super::save_at(cfg, model, optim, pos))?;
-        Ok(saved.map(|path| Event::Checkpoint { path, step: pos.step, wall_s: clock.wall() }))
-    };
-
     let mut written: Option<f32> = None;
     'epochs: for epoch in start.epoch..cfg.epochs {
         let order = epoch_order(train.len(), cfg.seed, epoch as u64);
@@ -176,88 +150,45 @@ pub fn train_steps(
             }
             algo.step(&StepContext { model, optim, plan: &plan, updates: &updates, step, lr })?;
             step += 1;
-            summary.samples += cfg.batch as u64;
-            obs(&Event::Tick { epoch: epoch + 1, step })?;
-
-            let end_of_epoch = bi + 1 == steps_per_epoch as usize;
-            let overdue = clock.train() - window.1 >= cfg.log_seconds;
-            if step.is_multiple_of(log_every) || end_of_epoch || step == total_steps || overdue {
-                let (loss, correct, count) = plan.take_totals()?;
-                let t = clock.train();
-                let rate = (summary.samples - window.0) as f64 / (t - window.1).max(1e-9);
-                window = (summary.samples, t);
-                epoch_loss += loss;
-                epoch_samples += count;
-                super::check_loss(loss, count, step)?;
-                obs(&Event::Log {
-                    epoch: epoch + 1,
-                    step,
-                    train_loss: loss / count,
-                    train_acc: correct / count,
-                    samples_per_s: rate,
-                    wall_s: clock.wall(),
-                })?;
-            }
-            if cfg.eval_every.is_some_and(|n| step.is_multiple_of(n)) && !end_of_epoch {
-                let (l, a, e) = evaluate(&mut clock, &mut evaluator, epoch, step, &mut summary)?;
-                last_eval = Some((l, a));
-                obs(&e)?;
-                if cfg.stop_at_target && summary.time_to_target_s.is_some() {
+            books.tick(step, obs)?;
+            let due = books.due(step, step == total_steps);
+            if due.any() {
+                books.record(step, due, &mut ledger, obs)?;
+                if books.should_stop() {
                     break 'epochs;
                 }
             }
-            if cfg.checkpoint_every.is_some_and(|n| step.is_multiple_of(n)) && !end_of_epoch {
-                let pos = Position { epoch, batch_in_epoch: bi + 1, step };
-                if let Some(e) = save(&mut clock, pos)? {
-                    obs(&e)?;
-                }
-            }
-        }
-        let (l, a, e) = evaluate(&mut clock, &mut evaluator, epoch, step, &mut summary)?;
-        last_eval = Some((l, a));
-        obs(&e)?;
-        let t = clock.train();
-        obs(&Event::Epoch {
-            epoch: epoch + 1,
-            step,
-            train_loss: epoch_loss / epoch_samples.max(1.0),
-            test_loss: l,
-            test_acc: a,
-            samples_per_s: summary.samples as f64 / t.max(1e-9),
-            wall_s: clock.wall(),
-        })?;
-        (epoch_loss, epoch_samples) = (0.0, 0.0);
-        if let Some(e) = save(&mut clock, Position { epoch: epoch + 1, batch_in_epoch: 0, step })? {
-            obs(&e)?;
-        }
-        if cfg.stop_at_target && summary.time_to_target_s.is_some() {
-            break;
         }
     }
     algo.finish(&StepContext { model, optim, plan: &plan, updates: &updates, step, lr: written.unwrap_or(cfg.lr) })?;
     // A run cut short by max_steps or the target mid-epoch still ends with an evaluation and,
     // if asked, a checkpoint of where it stopped.
-    let (test_loss, test_acc) = match last_eval {
-        Some(r) if step.is_multiple_of(steps_per_epoch) || cfg.stop_at_target => r,
-        _ => {
-            let epoch = (step / steps_per_epoch) as usize;
-            let (l, a, e) = evaluate(&mut clock, &mut evaluator, epoch, step, &mut summary)?;
-            obs(&e)?;
-            let pos = Position { epoch, batch_in_epoch: (step % steps_per_epoch) as usize, step };
-            if let Some(e) = save(&mut clock, pos)? {
-                obs(&e)?;
-            }
-            (l, a)
-        }
-    };
-    summary.steps = step - start.step;
-    summary.test_loss = test_loss;
-    summary.test_acc = test_acc;
-    summary.wall_s = clock.wall();
-    summary.train_s = clock.train();
-    summary.samples_per_s = summary.samples as f64 / summary.train_s.max(1e-9);
+    let mut summary = books.finish(step, &mut ledger, obs)?;
     summary.extra = algo.report();
     summary.model_checksum = model.checksum()?;
-    obs(&Event::Done(summary.clone()))?;
-    Ok(summary)
+    report_done(summary, obs)
+}
+
+/// What the books read from the step loop.
+struct StepLedger<'a> {
+    cfg: &'a TrainConfig,
+    model: &'a Model,
+    optim: &'a dyn Optimizer,
+    plan: &'a Plan,
+    evaluator: Evaluator<'a>,
+    test: &'a Dataset,
+}
+
+impl Ledger for StepLedger<'_> {
+    fn take_totals(&mut self) -> Result<(f64, f64, f64)> {
+        self.plan.take_totals()
+    }
+
+    fn evaluate(&mut self) -> Result<(f64, f64)> {
+        test_metrics(self.cfg, &mut self.evaluator, self.test)
+    }
+
+    fn save(&mut self, pos: Position) -> Result<Option<std::path::PathBuf>> {
+        save_at(self.cfg, self.model, self.optim, pos)
+    }
 }
