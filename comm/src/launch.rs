@@ -99,6 +99,11 @@ pub fn parse_master(s: &str) -> Result<(String, u16), LaunchError> {
         return Err(bad());
     }
     let port: u16 = port.parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(LaunchError::Invalid(format!(
+            "the master address {s:?} has port 0, which the other ranks could not know; give a free port (1-65535), or no address for a free loopback port"
+        )));
+    }
     Ok((host.to_owned(), port))
 }
 
@@ -302,6 +307,8 @@ mod tests {
             let e = parse_master(bad).unwrap_err().to_string();
             assert!(e.contains("HOST:PORT"), "{bad}: {e}");
         }
+        let e = parse_master("127.0.0.1:0").unwrap_err().to_string();
+        assert!(e.contains("port 0"), "{e}");
     }
 
     #[test]

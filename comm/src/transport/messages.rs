@@ -43,6 +43,9 @@ pub(crate) struct AbortNotice {
     pub suspect: u32,
     pub reporter: u32,
     pub op: Op,
+    /// The reporter received a frame from the suspect that failed its authentication tag:
+    /// the link between them is at fault, not the suspect's process.
+    pub tampered: bool,
     pub reason: String,
 }
 
@@ -179,10 +182,11 @@ impl AbortNotice {
             }
             reason = &reason[..cut];
         }
-        let mut out = Vec::with_capacity(13 + reason.len());
+        let mut out = Vec::with_capacity(14 + reason.len());
         out.extend_from_slice(&self.suspect.to_le_bytes());
         out.extend_from_slice(&self.reporter.to_le_bytes());
         out.push(self.op.code() as u8);
+        out.push(u8::from(self.tampered));
         out.extend_from_slice(&(reason.len() as u32).to_le_bytes());
         out.extend_from_slice(reason.as_bytes());
         out
@@ -193,10 +197,15 @@ impl AbortNotice {
         let suspect = r.u32()?;
         let reporter = r.u32()?;
         let op = Op::from_code(u32::from(r.u8()?)).ok_or(MessageError("unknown operation code"))?;
+        let tampered = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(MessageError("unknown kind of abort notice")),
+        };
         let len = r.u32()? as usize;
         let reason = String::from_utf8_lossy(r.take(len)?).into_owned();
         r.finish()?;
-        Ok(AbortNotice { suspect, reporter, op, reason })
+        Ok(AbortNotice { suspect, reporter, op, tampered, reason })
     }
 }
 
@@ -221,9 +230,9 @@ mod tests {
 
     #[test]
     fn abort_round_trips_and_long_reasons_are_cut() {
-        let a = AbortNotice { suspect: 1, reporter: 2, op: Op::AllReduce, reason: "é".repeat(600) };
+        let a = AbortNotice { suspect: 1, reporter: 2, op: Op::AllReduce, tampered: true, reason: "é".repeat(600) };
         let back = AbortNotice::decode(&a.encode()).unwrap();
-        assert_eq!((back.suspect, back.reporter, back.op), (1, 2, Op::AllReduce));
+        assert_eq!((back.suspect, back.reporter, back.op, back.tampered), (1, 2, Op::AllReduce, true));
         assert!(back.reason.len() <= MAX_REASON_BYTES && back.reason.chars().all(|c| c == 'é'));
     }
 
@@ -240,7 +249,8 @@ mod tests {
         let mut huge = 1_000_000_000u32.to_le_bytes().to_vec();
         huge.push(0);
         assert!(decode_table(&huge, 1_000_000_000).is_err());
-        let abort = AbortNotice { suspect: 0, reporter: 1, op: Op::Barrier, reason: "x".into() }.encode();
+        let abort =
+            AbortNotice { suspect: 0, reporter: 1, op: Op::Barrier, tampered: false, reason: "x".into() }.encode();
         for cut in 0..abort.len() {
             assert!(AbortNotice::decode(&abort[..cut]).is_err());
         }
