@@ -356,6 +356,66 @@ mod tests {
         assert_eq!((after_with, after_without), (0, 0));
     }
 
+    /// Property tests: a peer that sends arbitrary bytes, or a valid opening followed by
+    /// arbitrary bytes, never panics either side and never gets through.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Plays `bytes` at a handshake of `side` over loopback and returns its result.
+        fn feed(bytes: Vec<u8>, server: bool) -> Result<(), AuthFailure> {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let peer = std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let _ = s.write_all(&bytes);
+                // Close the write side so the handshake sees the end instead of waiting.
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                let mut sink = Vec::new();
+                let _ = s.read_to_end(&mut sink);
+            });
+            let (s, _) = listener.accept().unwrap();
+            let mut c = conn(s);
+            let secret = Secret::new("k").unwrap();
+            let result = if server {
+                server_handshake(&mut c, Some(&secret), true)
+            } else {
+                client_handshake(&mut c, Some(&secret), true)
+            };
+            drop(c);
+            peer.join().unwrap();
+            result
+        }
+
+        fn opening(kind: Kind, len: usize) -> Vec<u8> {
+            Frame::plain(kind, 0, vec![3; len]).encode(true).unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn garbage_never_gets_through_a_server(
+                tail in proptest::collection::vec(any::<u8>(), 0..120),
+                valid_opening in any::<bool>(),
+            ) {
+                let mut bytes = if valid_opening { opening(Kind::AuthHello, NONCE_LEN) } else { Vec::new() };
+                bytes.extend(tail);
+                prop_assert!(feed(bytes, true).is_err());
+            }
+
+            #[test]
+            fn garbage_never_gets_through_a_client(
+                tail in proptest::collection::vec(any::<u8>(), 0..120),
+                valid_challenge in any::<bool>(),
+            ) {
+                let mut bytes = if valid_challenge { opening(Kind::AuthChallenge, NONCE_LEN) } else { Vec::new() };
+                bytes.extend(tail);
+                prop_assert!(feed(bytes, false).is_err());
+            }
+        }
+    }
+
     #[test]
     fn proofs_differ_by_label_so_reflection_fails() {
         let k = Secret::new("k").unwrap();

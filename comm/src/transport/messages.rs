@@ -256,3 +256,61 @@ mod tests {
         }
     }
 }
+
+/// Property tests: arbitrary payloads never panic the control-message decoders, and whatever
+/// decodes is exactly what encodes to those bytes.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..80)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn hellos_decode_exactly_or_are_refused(buf in bytes()) {
+            if let Ok(hello) = Hello::decode(&buf) {
+                prop_assert_eq!(hello.encode(), buf);
+            }
+        }
+
+        #[test]
+        fn tables_decode_exactly_or_are_refused(buf in bytes(), world in 0usize..6) {
+            if let Ok(table) = decode_table(&buf, world) {
+                prop_assert_eq!(table.len(), world);
+                // An entry without an address encodes its port as 0, so compare decodes.
+                prop_assert_eq!(decode_table(&encode_table(&table), world), Ok(table));
+            }
+        }
+
+        #[test]
+        fn abort_notices_decode_or_are_refused(buf in bytes()) {
+            if let Ok(notice) = AbortNotice::decode(&buf) {
+                prop_assert_eq!(AbortNotice::decode(&notice.encode()), Ok(notice));
+            }
+        }
+
+        #[test]
+        fn valid_hellos_round_trip_and_any_cut_is_refused(
+            join in any::<bool>(), rank in any::<u32>(), world in any::<u32>(), port in any::<u16>(),
+            ip in proptest::option::of(any::<[u8; 16]>()), v4 in any::<bool>(),
+        ) {
+            let advertise = ip.map(|b| if v4 {
+                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+            } else {
+                IpAddr::V6(Ipv6Addr::from(b))
+            });
+            let purpose = if join { Purpose::Join } else { Purpose::Ring };
+            let hello = Hello { purpose, rank, world_size: world, port, advertise };
+            let bytes = hello.encode();
+            prop_assert_eq!(Hello::decode(&bytes), Ok(hello));
+            for cut in 0..bytes.len() {
+                prop_assert!(Hello::decode(&bytes[..cut]).is_err());
+            }
+        }
+    }
+}
