@@ -16,7 +16,26 @@ pub fn message(err: &anyhow::Error) -> String {
         Some(e @ EngineError::NoAdapter(_)) => return format!("{e} (--backend)"),
         _ => {}
     }
-    format!("{err:#}")
+    chain(err)
+}
+
+/// `err` and its causes joined by `: `, leaving out a cause whose text the message already
+/// holds: many errors put their source in their own sentence ("could not listen on ...:
+/// Permission denied (os error 13); ...") and also report it as their source, and the OS's
+/// words should appear once.
+fn chain(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 const DIVERGED: &str = "lower the learning rate (--lr) or the momentum (--momentum)";
@@ -65,5 +84,18 @@ mod tests {
         for e in [diverged, batch] {
             assert!(!e.to_string().contains("--"), "{e}");
         }
+    }
+
+    #[test]
+    fn an_os_error_is_printed_once() {
+        let denied = std::io::Error::from_raw_os_error(13);
+        let bind = asgd::comm::CommError::Bind { addr: "127.0.0.1:80".parse().unwrap(), source: denied };
+        let line = message(&anyhow::Error::from(bind));
+        assert_eq!(line.matches("os error 13").count(), 1, "{line}");
+        assert!(line.starts_with("could not listen on 127.0.0.1:80: ") && line.contains("MASTER_PORT"), "{line}");
+        // Context that does not repeat its cause still gets the cause appended.
+        let ctx = anyhow::Error::from(std::io::Error::from_raw_os_error(2)).context("could not read data.bin");
+        let line = message(&ctx);
+        assert!(line.starts_with("could not read data.bin: ") && line.contains("os error 2"), "{line}");
     }
 }
