@@ -135,7 +135,7 @@ pub(crate) fn admit(
         };
         // Cut whatever is still in flight so that its thread ends before the scope does.
         for f in in_flight {
-            let _ = f.cut.shutdown(Shutdown::Both);
+            f.cut(cfg, "the listener stopped before its handshake finished");
         }
         result
     })

@@ -104,6 +104,9 @@ fn impostor_and_garbage_are_dropped_and_the_job_goes_on() {
     // Something that is not asgd at all.
     let mut stranger = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stranger.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // Handshakes run side by side, so wait for this one to be turned away before rank 1 comes:
+    // once the job has formed, unfinished strangers are cut without a verdict.
+    assert!(r0.wait_for_stderr("bad magic", Duration::from_secs(10)), "{}", r0.stderr_text());
     let mut r1 = spawn_rank(1, 2, port, &["join"], &secret);
     let mut r0 = r0;
     for r in [&mut r0, &mut r1] {
@@ -111,8 +114,6 @@ fn impostor_and_garbage_are_dropped_and_the_job_goes_on() {
         assert!(status.success(), "rank {}: {}", r.rank, r.stderr_text());
         assert!(r.wait_for_stdout("joined", Duration::from_secs(1)));
     }
-    let log = r0.stderr_text();
-    assert!(log.contains("bad magic"), "the garbage connection was not logged: {log}");
 }
 
 #[test]
@@ -161,7 +162,8 @@ fn idle_and_garbage_connections_do_not_hold_up_the_job() {
     let mut garbage = connect_when_listening(port);
     garbage.write_all(&[0xff; 64]).unwrap();
     strangers.push(garbage);
-    std::thread::sleep(Duration::from_millis(200));
+    // The garbage is turned away while the silent ones are still waiting.
+    assert!(r0.wait_for_stderr("not the asgd handshake", Duration::from_secs(10)), "{}", r0.stderr_text());
 
     let started = Instant::now();
     let mut r1 = spawn_rank(1, 2, port, &["join"], &env);
@@ -172,7 +174,5 @@ fn idle_and_garbage_connections_do_not_hold_up_the_job() {
         // of what one stranger used to cost.
         assert!(at - started < Duration::from_secs(5), "rank {} took {:?}", r.rank, at - started);
     }
-    let log = r0.stderr_text();
-    assert!(log.contains("dropped a connection") && log.contains("not the asgd handshake"), "{log}");
     drop(strangers);
 }
