@@ -165,6 +165,7 @@ fn bad_flag_values_are_one_clear_line() {
         (vec!["eval", "--checkpoint", "/nonexistent/ck.safetensors"], "/nonexistent/ck.safetensors"),
         (vec!["train", "--backend", "directx9"], "unknown backend"),
         (vec!["train", "--adapter", "99"], "adapter index 99"),
+        (vec!["train", "--algo", "pdasgd", "--queue", "100000"], "more than the 64 allowed"),
     ] {
         let out = asgd(&args);
         let line = if text(&out.stderr).contains("For more information") {

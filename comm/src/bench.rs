@@ -14,6 +14,10 @@
 //! Run as a rank of a job (e.g. under `asgd launch`), it is an `allreduce` rank of that job
 //! and rank 0 prints the table itself.
 //!
+//! Each all-reduce run is made with frames sealed (ChaCha20-Poly1305), unsealed, or both, as
+//! [`BenchOptions::encryption`] says; both ranks of a pair of rows hold the same secret (the
+//! caller's `ASGD_SECRET`, or a random one for the run), so the rows differ only in sealing.
+//!
 //! Bus bandwidth is `2(n-1)/n * bytes / time`, the bytes each rank sends per second in a ring
 //! all-reduce, so it compares directly with the plain-TCP throughput per rank.
 
@@ -53,6 +57,39 @@ pub struct BenchOptions {
     /// the chunk size; `None` reuses one chunk-sized buffer, which stays in cache (as iperf
     /// does). A buffer as large as the all-reduce's shows what memory traffic costs.
     pub stream_buffer_bytes: Option<usize>,
+    /// Which all-reduce runs to make: frames sealed, unsealed, or one of each.
+    pub encryption: Encryption,
+}
+
+/// Whether the all-reduce runs seal their frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encryption {
+    /// Authenticated, frames unsealed (`ASGD_COMM_ENCRYPT=0`).
+    Off,
+    /// Authenticated, every frame sealed (the default whenever there is a secret).
+    On,
+    /// One run of each, to show what sealing costs.
+    Both,
+}
+
+impl Encryption {
+    /// Parses `off`, `on` or `both`. Errors: a sentence naming the value.
+    pub fn parse(s: &str) -> Result<Encryption, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "0" => Ok(Encryption::Off),
+            "on" | "1" => Ok(Encryption::On),
+            "both" => Ok(Encryption::Both),
+            _ => Err(format!("{s:?} is not an encryption choice; use off, on or both")),
+        }
+    }
+
+    fn modes(self) -> &'static [bool] {
+        match self {
+            Encryption::Off => &[false],
+            Encryption::On => &[true],
+            Encryption::Both => &[false, true],
+        }
+    }
 }
 
 impl BenchOptions {
@@ -71,6 +108,7 @@ impl BenchOptions {
             iters: None,
             stream_bytes: (4 * largest).clamp(64 * MIB, GIB),
             stream_buffer_bytes: None,
+            encryption: Encryption::Both,
         }
     }
 }
@@ -188,8 +226,15 @@ pub fn run(opts: &BenchOptions, program: &Path, args: &[OsString]) -> Result<(),
 
 /// Runs `n` ranks of this program in `role`; returns rank 0's JSON lines. Other output of the
 /// ranks goes to stderr, prefixed.
-fn run_ranks(n: usize, role: &str, program: &Path, args: &[OsString]) -> Result<Vec<String>, BenchError> {
+fn run_ranks(
+    n: usize,
+    role: &str,
+    env: &[(OsString, OsString)],
+    program: &Path,
+    args: &[OsString],
+) -> Result<Vec<String>, BenchError> {
     let mut spec = LaunchSpec::new(n, program, args.iter().cloned());
+    spec.env.extend(env.iter().cloned());
     spec.env.push((ROLE_ENV.into(), role.into()));
     let json = Arc::new(Mutex::new(Vec::new()));
     let store = Arc::clone(&json);
@@ -235,9 +280,14 @@ fn orchestrate(opts: &BenchOptions, program: &Path, args: &[OsString]) -> Result
     let cfg = CommConfig::from_env()?;
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "# asgd bench allreduce: loopback TCP, {cpus} CPUs, chunk {}, checksum {}, socket buffers {}, plain TCP from {}",
+        "# asgd bench allreduce: loopback TCP, {cpus} CPUs, chunk {}, checksum {} (unencrypted rows), encryption {}, socket buffers {}, plain TCP from {}",
         format_size(cfg.chunk_bytes),
         if cfg.checksum { "on" } else { "off" },
+        match opts.encryption {
+            Encryption::Off => "off",
+            Encryption::On => "on (ChaCha20-Poly1305)",
+            Encryption::Both => "off and on (ChaCha20-Poly1305)",
+        },
         cfg.socket_buffer_bytes.map_or_else(|| "kernel autotuning".to_owned(), format_size),
         opts.stream_buffer_bytes.map_or_else(|| "one chunk-sized buffer".to_owned(), |b| format!("a {} buffer", format_size(b))),
     );
@@ -246,14 +296,14 @@ fn orchestrate(opts: &BenchOptions, program: &Path, args: &[OsString]) -> Result
     }
     let mut json = Vec::new();
 
-    let stream = run_ranks(2, "tcp-stream", program, args)?;
+    let stream = run_ranks(2, "tcp-stream", &[], program, args)?;
     let stream_gbps = stream.first().and_then(|l| json_number(l, "gbps")).unwrap_or(f64::NAN);
     println!("plain TCP, one stream between 2 processes:     {stream_gbps:>6.3} GB/s");
     json.extend(stream);
 
     let mut ring_gbps = Vec::new();
     for &n in &opts.ranks {
-        let ring = run_ranks(n, "tcp-ring", program, args)?;
+        let ring = run_ranks(n, "tcp-ring", &[], program, args)?;
         let g = ring.first().and_then(|l| json_number(l, "gbps")).unwrap_or(f64::NAN);
         println!("plain TCP ring of {n} (send + receive at once): {g:>6.3} GB/s per rank");
         ring_gbps.push((n, g));
@@ -261,23 +311,32 @@ fn orchestrate(opts: &BenchOptions, program: &Path, args: &[OsString]) -> Result
     }
 
     println!();
-    println!("{TABLE_HEADER}  % of 1 stream  % of TCP ring");
+    let secret = match &cfg.secret {
+        Some(_) => None,
+        None => Some(("ASGD_SECRET".into(), random_secret()?.into())),
+    };
+    println!("{TABLE_HEADER}  % of 1 stream  % of TCP ring  encrypted");
     for &n in &opts.ranks {
         let ring = ring_gbps.iter().find(|(m, _)| *m == n).map_or(f64::NAN, |(_, g)| *g);
-        for line in run_ranks(n, "allreduce", program, args)? {
-            let (Some(bytes), Some(iters), Some(us)) =
-                (json_number(&line, "bytes"), json_number(&line, "iters"), json_number(&line, "latency_us"))
-            else {
-                continue;
-            };
-            let bus = json_number(&line, "busbw_gbps").unwrap_or(f64::NAN);
-            println!(
-                "{}  {:>12.0}%  {:>12.0}%",
-                table_row(n, bytes as usize, iters as usize, us / 1e6),
-                100.0 * bus / stream_gbps,
-                100.0 * bus / ring
-            );
-            json.push(line);
+        for &sealed in opts.encryption.modes() {
+            let mut env: Vec<(OsString, OsString)> = secret.iter().cloned().collect();
+            env.push(("ASGD_COMM_ENCRYPT".into(), if sealed { "1" } else { "0" }.into()));
+            for line in run_ranks(n, "allreduce", &env, program, args)? {
+                let (Some(bytes), Some(iters), Some(us)) =
+                    (json_number(&line, "bytes"), json_number(&line, "iters"), json_number(&line, "latency_us"))
+                else {
+                    continue;
+                };
+                let bus = json_number(&line, "busbw_gbps").unwrap_or(f64::NAN);
+                println!(
+                    "{}  {:>12.0}%  {:>12.0}%  {:>9}",
+                    table_row(n, bytes as usize, iters as usize, us / 1e6),
+                    100.0 * bus / stream_gbps,
+                    100.0 * bus / ring,
+                    if sealed { "yes" } else { "no" }
+                );
+                json.push(line);
+            }
         }
     }
     println!();
@@ -285,6 +344,14 @@ fn orchestrate(opts: &BenchOptions, program: &Path, args: &[OsString]) -> Result
         println!("{line}");
     }
     Ok(())
+}
+
+/// A secret for the benchmark's own ranks, when the caller gave none: 32 random hex digits.
+fn random_secret() -> Result<String, BenchError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| BenchError::Invalid(format!("the OS gave no random bytes for the benchmark's secret: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Iterations that move about 512 MiB, between 3 and 1000.
@@ -331,12 +398,13 @@ fn allreduce_rank(opts: &BenchOptions, table: bool) -> Result<(), BenchError> {
                 println!("{}", table_row(n, bytes, iters, seconds));
             }
             println!(
-                "{{\"bench\":\"allreduce\",\"ranks\":{n},\"bytes\":{bytes},\"iters\":{iters},\"latency_us\":{:.3},\"algbw_gbps\":{:.4},\"busbw_gbps\":{:.4},\"chunk_bytes\":{},\"checksum\":{}}}",
+                "{{\"bench\":\"allreduce\",\"ranks\":{n},\"bytes\":{bytes},\"iters\":{iters},\"latency_us\":{:.3},\"algbw_gbps\":{:.4},\"busbw_gbps\":{:.4},\"chunk_bytes\":{},\"checksum\":{},\"encrypted\":{}}}",
                 seconds * 1e6,
                 gbps(bytes as f64, seconds),
                 gbps(bus * bytes as f64, seconds),
                 cfg.chunk_bytes,
-                cfg.checksum
+                cfg.checksum,
+                cfg.seals()
             );
             let _ = io::stdout().flush();
         }
@@ -492,6 +560,14 @@ mod tests {
         assert_eq!(size_ladder(4 * KIB, 64 * KIB), vec![4 * KIB, 16 * KIB, 64 * KIB]);
         assert_eq!(size_ladder(4 * KIB, 32 * KIB), vec![4 * KIB, 16 * KIB, 32 * KIB]);
         assert_eq!(size_ladder(4 * KIB, 4 * KIB), vec![4 * KIB]);
+    }
+
+    #[test]
+    fn encryption_choices_parse() {
+        assert_eq!(Encryption::parse("both"), Ok(Encryption::Both));
+        assert_eq!(Encryption::parse("OFF"), Ok(Encryption::Off));
+        assert_eq!(Encryption::Both.modes(), &[false, true]);
+        assert!(Encryption::parse("maybe").unwrap_err().contains("off, on or both"));
     }
 
     #[test]

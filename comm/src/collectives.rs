@@ -220,17 +220,31 @@ impl Ring {
     /// faster than timeouts would. Best effort: the successor may be the one that died.
     pub(crate) fn send_abort(&mut self, err: &CommError, op: Op) {
         let notice = match err {
-            CommError::PeerFailed { rank, op, reporter, reason } => {
-                AbortNotice { suspect: *rank as u32, reporter: *reporter as u32, op: *op, reason: reason.clone() }
-            }
+            CommError::PeerFailed { rank, op, reporter, reason } => AbortNotice {
+                suspect: *rank as u32,
+                reporter: *reporter as u32,
+                op: *op,
+                tampered: false,
+                reason: reason.clone(),
+            },
+            CommError::Tampered { from, to, op } => AbortNotice {
+                suspect: *from as u32,
+                reporter: to.unwrap_or(self.rank) as u32,
+                op: *op,
+                tampered: true,
+                reason: err.to_string(),
+            },
             other => AbortNotice {
                 suspect: other.suspect_rank().unwrap_or(self.rank) as u32,
                 reporter: self.rank as u32,
                 op,
+                tampered: false,
                 reason: other.to_string(),
             },
         };
-        if notice.suspect as usize == self.next_rank() || self.next.is_broken() {
+        // A suspect that is the successor has usually died, so telling it is pointless; but a
+        // tampered link leaves both of its ends alive, and the sender must hear of it too.
+        if (notice.suspect as usize == self.next_rank() && !notice.tampered) || self.next.is_broken() {
             return;
         }
         // A short write timeout: a successor that does not read must not hold up the error.

@@ -12,7 +12,8 @@
 //! | `ASGD_ALLOW_INSECURE` | `1` to listen beyond loopback without a secret | off |
 //! | `ASGD_COMM_TIMEOUT_S` | seconds any blocking step may wait | 300 |
 //! | `ASGD_COMM_CHUNK_BYTES` | bytes per data frame in the ring pipeline | 1 MiB |
-//! | `ASGD_COMM_CHECKSUM` | `0` to skip CRC-32 on data frames | on |
+//! | `ASGD_COMM_CHECKSUM` | `0` to skip CRC-32 on data frames (frames that are sealed need none) | on |
+//! | `ASGD_COMM_ENCRYPT` | `0` to send frames after the handshake unsealed, on a network you trust; with a secret they are otherwise encrypted and authenticated (ChaCha20-Poly1305) | on with a secret |
 //! | `ASGD_SOCKET_BUFFER_BYTES` | SO_SNDBUF/SO_RCVBUF; unset leaves the kernel's autotuning | unset |
 //! | `ASGD_NET_DELAY_MS` | emulated delay added before every frame sent | 0 |
 //! | `ASGD_NET_RATE_MBPS` | emulated link rate in MB/s (10^6 bytes) for sending | unlimited |
@@ -90,8 +91,12 @@ pub struct CommConfig {
     pub chunk_bytes: usize,
     /// Largest payload accepted from a peer, in bytes.
     pub max_frame_bytes: usize,
-    /// CRC-32 every data frame.
+    /// CRC-32 every data frame that is not sealed.
     pub checksum: bool,
+    /// With a secret, seal every frame after the handshake (ChaCha20-Poly1305 under keys of
+    /// that handshake). Ignored without a secret, which gives nothing to derive keys from.
+    /// Every rank must agree.
+    pub encrypt: bool,
     /// SO_SNDBUF and SO_RCVBUF in bytes; `None` keeps the kernel's autotuning.
     pub socket_buffer_bytes: Option<usize>,
     /// Emulated network delay, slept before each frame is sent.
@@ -117,6 +122,7 @@ impl CommConfig {
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             checksum: true,
+            encrypt: true,
             socket_buffer_bytes: None,
             net_delay: Duration::ZERO,
             net_rate_mbps: None,
@@ -157,7 +163,14 @@ impl CommConfig {
         };
         let master_addr = get("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".to_owned());
         let master_port = match get("MASTER_PORT") {
-            Some(v) => parse_num::<u16>("MASTER_PORT", &v, "a TCP port (1-65535)")?,
+            Some(v) => match parse_num::<u16>("MASTER_PORT", &v, "a TCP port (1-65535)")? {
+                0 => {
+                    return Err(CommError::Config(
+                        "MASTER_PORT is 0, which would make rank 0 listen on a port the other ranks cannot know; set it to a free TCP port (1-65535), the same on every rank".into(),
+                    ))
+                }
+                port => port,
+            },
             None => DEFAULT_MASTER_PORT,
         };
         let mut cfg = CommConfig::new(rank, world_size, master_addr, master_port);
@@ -185,6 +198,14 @@ impl CommConfig {
         }
         if let Some(v) = get("ASGD_COMM_CHECKSUM") {
             cfg.checksum = parse_bool("ASGD_COMM_CHECKSUM", &v)?;
+        }
+        if let Some(v) = get("ASGD_COMM_ENCRYPT") {
+            cfg.encrypt = parse_bool("ASGD_COMM_ENCRYPT", &v)?;
+            if cfg.encrypt && cfg.secret.is_none() {
+                return Err(CommError::Config(
+                    "ASGD_COMM_ENCRYPT is on but no shared secret is set, and the keys come from the secret; set ASGD_SECRET (or ASGD_SECRET_FILE) on every rank, or unset ASGD_COMM_ENCRYPT".into(),
+                ));
+            }
         }
         if let Some(v) = get("ASGD_SOCKET_BUFFER_BYTES") {
             cfg.socket_buffer_bytes = Some(parse_num::<usize>("ASGD_SOCKET_BUFFER_BYTES", &v, "a number of bytes")?);
@@ -219,6 +240,11 @@ impl CommConfig {
                 self.world_size
             )));
         }
+        if self.world_size > 1 && self.master_port == 0 {
+            return Err(CommError::Config(
+                "MASTER_PORT is 0, which would make rank 0 listen on a port the other ranks cannot know; set it to a free TCP port (1-65535), the same on every rank".into(),
+            ));
+        }
         if self.timeout.is_zero() {
             return Err(CommError::Config(
                 "the comm timeout is 0; set ASGD_COMM_TIMEOUT_S to a positive number of seconds".into(),
@@ -238,6 +264,11 @@ impl CommConfig {
             }
         }
         Ok(())
+    }
+
+    /// Whether frames after the handshake are sealed: a secret and encryption on.
+    pub(crate) fn seals(&self) -> bool {
+        self.encrypt && self.secret.is_some()
     }
 
     /// Elements of f32 per data frame.
@@ -337,6 +368,10 @@ mod tests {
         assert!(e.contains("ASGD_BIND_ADDR") && e.contains("not an IP address"), "{e}");
         let e = cfg(&[("ASGD_NET_RATE_MBPS", "0")]).unwrap_err().to_string();
         assert!(e.contains("ASGD_NET_RATE_MBPS"), "{e}");
+        let e = cfg(&[("MASTER_PORT", "0")]).unwrap_err().to_string();
+        assert!(e.contains("MASTER_PORT is 0") && e.contains("1-65535"), "{e}");
+        let e = cfg(&[("ASGD_COMM_ENCRYPT", "1")]).unwrap_err().to_string();
+        assert!(e.contains("ASGD_COMM_ENCRYPT") && e.contains("ASGD_SECRET"), "{e}");
     }
 
     #[test]
@@ -349,6 +384,7 @@ mod tests {
             ("ASGD_COMM_TIMEOUT_S", "2.5"),
             ("ASGD_COMM_CHUNK_BYTES", "65536"),
             ("ASGD_COMM_CHECKSUM", "0"),
+            ("ASGD_COMM_ENCRYPT", "off"),
             ("ASGD_NET_DELAY_MS", "3"),
             ("ASGD_NET_RATE_MBPS", "125"),
         ])
@@ -356,7 +392,9 @@ mod tests {
         assert_eq!(c.secret.as_ref().map(|s| s.bytes().to_vec()), Some(b"s3cret".to_vec()));
         assert_eq!(c.bind_addr, Some("::1".parse().unwrap()));
         assert_eq!(c.advertise_addr, Some("192.168.1.7".parse().unwrap()));
-        assert!(c.allow_insecure && !c.checksum);
+        assert!(c.allow_insecure && !c.checksum && !c.encrypt && !c.seals());
+        assert!(cfg(&[("ASGD_SECRET", "k")]).unwrap().seals(), "a secret seals by default");
+        assert!(!cfg(&[]).unwrap().seals());
         assert_eq!(c.timeout, Duration::from_millis(2500));
         assert_eq!(c.chunk_bytes, 65536);
         assert_eq!(c.net_delay, Duration::from_millis(3));

@@ -115,13 +115,26 @@ pub enum CommError {
         detail: String,
     },
 
-    /// The peer could not prove it knows the shared secret, or refused us.
-    #[error("authentication with {peer} failed: {reason}; give every rank the same ASGD_SECRET (or ASGD_SECRET_FILE)")]
+    /// The handshake with a peer failed: it did not answer in time, it holds another
+    /// secret, or it does not speak this protocol. The reason says which, and the fix.
+    #[error("authentication with {peer} failed: {reason}")]
     Auth {
         /// The peer's address (and rank, when known).
         peer: String,
-        /// Why it failed.
+        /// Why it failed and what to do, one clause.
         reason: String,
+    },
+
+    /// A sealed frame failed its authentication tag: something on the network path between
+    /// two ranks altered, replayed, reordered or dropped data.
+    #[error("{}", tampered_message(*from, *to, *op))]
+    Tampered {
+        /// The rank that sent the frame.
+        from: usize,
+        /// The rank that received it, when another rank reported it; `None` when this rank did.
+        to: Option<usize>,
+        /// The collective in progress.
+        op: Op,
     },
 
     /// No byte moved for the whole timeout.
@@ -214,6 +227,18 @@ pub enum CommError {
     },
 }
 
+fn tampered_message(from: usize, to: Option<usize>, op: Op) -> String {
+    let link = match to {
+        Some(to) => format!("the link from rank {from} to rank {to}"),
+        None => format!("the link from rank {from} to this rank"),
+    };
+    format!(
+        "{link} delivered a frame during {op} that fails its authentication tag, so something between \
+         the two ranks altered, replayed, reordered or dropped data; stop trusting this run's results \
+         and check the network path between them (proxies, middleboxes, faulty hardware)"
+    )
+}
+
 impl CommError {
     /// The rank this error blames, if any: the one that timed out, closed, or was reported
     /// failed by another rank.
@@ -225,6 +250,7 @@ impl CommError {
             | CommError::PeerFailed { rank, .. }
             | CommError::Protocol { rank, .. }
             | CommError::Frame { rank, .. } => Some(*rank),
+            CommError::Tampered { from, .. } => Some(*from),
             _ => None,
         }
     }

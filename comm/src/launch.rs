@@ -2,12 +2,18 @@
 //! `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT`; every line
 //! it prints goes through a sink (by default prefixed with `[rank K]`); when one rank fails,
 //! the others are stopped and the failure names that rank.
+//!
+//! Stopping is in steps, so that ranks can exit cleanly: first a few seconds to exit by
+//! themselves (a rank whose peer died notices and says so), then SIGTERM, then after another
+//! grace period SIGKILL. A stop flag ([`LaunchSpec::stop`], set by a Ctrl-C handler) skips
+//! the first step.
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,8 +23,10 @@ const POLL: Duration = Duration::from_millis(10);
 /// How long output from stopped ranks may keep draining after a failure.
 const PUMP_GRACE: Duration = Duration::from_secs(1);
 /// How long the other ranks may take to exit by themselves after one failed, before they are
-/// killed.
+/// sent SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How long ranks may take to exit after SIGTERM before they are killed (SIGKILL).
+const TERM_GRACE: Duration = Duration::from_secs(3);
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -33,6 +41,9 @@ pub struct LaunchSpec {
     pub args: Vec<OsString>,
     /// Extra environment variables for every rank.
     pub env: Vec<(OsString, OsString)>,
+    /// When set (e.g. by a SIGINT handler), the launch stops every rank and returns
+    /// [`LaunchError::Interrupted`].
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl LaunchSpec {
@@ -44,6 +55,7 @@ impl LaunchSpec {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
+            stop: None,
         }
     }
 }
@@ -76,6 +88,9 @@ pub enum LaunchError {
         /// What the OS said.
         source: io::Error,
     },
+    /// The stop flag was set (Ctrl-C); every rank was stopped.
+    #[error("interrupted; stopped every rank (SIGTERM, then SIGKILL for those still running after {TERM_GRACE:?})")]
+    Interrupted,
     /// A rank exited unsuccessfully; the others were stopped.
     #[error("rank {rank} {status}; stopped the other ranks")]
     RankFailed {
@@ -99,6 +114,11 @@ pub fn parse_master(s: &str) -> Result<(String, u16), LaunchError> {
         return Err(bad());
     }
     let port: u16 = port.parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(LaunchError::Invalid(format!(
+            "the master address {s:?} has port 0, which the other ranks could not know; give a free port (1-65535), or no address for a free loopback port"
+        )));
+    }
     Ok((host.to_owned(), port))
 }
 
@@ -203,7 +223,7 @@ pub fn launch(
         match child {
             Ok(c) => children.push(c),
             Err(source) => {
-                stop_all(&mut children);
+                stop_all(&mut children, true);
                 return Err(LaunchError::Spawn { rank, program: spec.program.display().to_string(), source });
             }
         }
@@ -221,9 +241,9 @@ pub fn launch(
             pumps.push(thread::spawn(move || pump(rank, Stream::Stderr, err, &*sink)));
         }
     }
-    let result = supervise(&mut children);
-    if result.is_err() {
-        stop_all(&mut children);
+    let result = supervise(&mut children, spec.stop.as_deref());
+    if let Err(e) = &result {
+        stop_all(&mut children, !matches!(e, LaunchError::Interrupted));
         // A grandchild may still hold a pipe open; give the output a moment, not forever.
         let start = Instant::now();
         while pumps.iter().any(|p| !p.is_finished()) && start.elapsed() < PUMP_GRACE {
@@ -238,9 +258,12 @@ pub fn launch(
 }
 
 /// Waits until every child has exited successfully, or one has failed.
-fn supervise(children: &mut [Child]) -> Result<(), LaunchError> {
+fn supervise(children: &mut [Child], stop: Option<&AtomicBool>) -> Result<(), LaunchError> {
     let mut done = vec![false; children.len()];
     loop {
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return Err(LaunchError::Interrupted);
+        }
         let mut failed: Vec<(usize, ExitStatus)> = Vec::new();
         for (rank, child) in children.iter_mut().enumerate() {
             if done[rank] {
@@ -271,14 +294,20 @@ fn supervise(children: &mut [Child]) -> Result<(), LaunchError> {
     }
 }
 
-/// Gives the children still running [`STOP_GRACE`] to exit by themselves (a rank whose peer
-/// died notices within milliseconds and exits with an error naming the peer and the operation,
-/// which is worth keeping), then kills the rest and reaps them all.
-fn stop_all(children: &mut [Child]) {
-    let start = Instant::now();
-    while start.elapsed() < STOP_GRACE && children.iter_mut().any(|c| matches!(c.try_wait(), Ok(None))) {
-        thread::sleep(POLL);
+/// Stops the children still running: with `wait_first`, gives them [`STOP_GRACE`] to exit by
+/// themselves (a rank whose peer died notices within milliseconds and exits with an error
+/// naming the peer and the operation, which is worth keeping); then sends SIGTERM, waits up
+/// to [`TERM_GRACE`], kills the rest and reaps them all.
+fn stop_all(children: &mut [Child], wait_first: bool) {
+    if wait_first {
+        wait_while_running(children, STOP_GRACE);
     }
+    for child in children.iter_mut() {
+        if let Ok(None) = child.try_wait() {
+            terminate(child);
+        }
+    }
+    wait_while_running(children, TERM_GRACE);
     for child in children.iter_mut() {
         if let Ok(None) = child.try_wait() {
             let _ = child.kill();
@@ -286,6 +315,25 @@ fn stop_all(children: &mut [Child]) {
     }
     for child in children.iter_mut() {
         let _ = child.wait();
+    }
+}
+
+fn wait_while_running(children: &mut [Child], limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit && children.iter_mut().any(|c| matches!(c.try_wait(), Ok(None))) {
+        thread::sleep(POLL);
+    }
+}
+
+/// Asks a child to exit: SIGTERM where there are signals, else the only stop std offers.
+fn terminate(child: &mut Child) {
+    #[cfg(unix)]
+    {
+        let _ = rustix::process::kill_process(rustix::process::Pid::from_child(child), rustix::process::Signal::TERM);
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = child.kill();
     }
 }
 
@@ -302,6 +350,8 @@ mod tests {
             let e = parse_master(bad).unwrap_err().to_string();
             assert!(e.contains("HOST:PORT"), "{bad}: {e}");
         }
+        let e = parse_master("127.0.0.1:0").unwrap_err().to_string();
+        assert!(e.contains("port 0"), "{e}");
     }
 
     #[test]
@@ -332,5 +382,72 @@ mod tests {
         let err = launch(&spec, |_, _, _| {}).unwrap_err();
         assert!(matches!(&err, LaunchError::RankFailed { rank: 1, status } if status == "exited with code 3"), "{err}");
         assert!(start.elapsed() < Duration::from_secs(10), "the sleeping ranks were not stopped");
+    }
+
+    /// A rank that hangs after another failed: rank 0 cleans up on SIGTERM (and records it),
+    /// rank 2 ignores SIGTERM and must be killed after the grace period.
+    #[cfg(unix)]
+    fn stubborn_world(marks: &std::path::Path) -> LaunchSpec {
+        let script = r#"
+            case $RANK in
+                0) trap 'echo term > "$MARKS/0"; exit 0' TERM ;;
+                1) sleep 0.3; exit 3 ;;
+                2) trap '' TERM ;;
+            esac
+            while true; do sleep 0.05; done
+        "#;
+        let mut spec = LaunchSpec::new(3, "sh", ["-c", script]);
+        spec.env.push(("MARKS".into(), marks.into()));
+        spec
+    }
+
+    #[cfg(unix)]
+    fn marks_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("asgd-launch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn failed_launch_sends_sigterm_first_then_sigkill() {
+        let dir = marks_dir("term");
+        let start = Instant::now();
+        let err = launch(&stubborn_world(&dir), |_, _, _| {}).unwrap_err();
+        let took = start.elapsed();
+        assert!(matches!(&err, LaunchError::RankFailed { rank: 1, .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.join("0")).ok().as_deref(), Some("term\n"), "rank 0 got no SIGTERM");
+        // Rank 2 ignored SIGTERM: it was killed once the grace period ran out, not before.
+        assert!(took >= STOP_GRACE + TERM_GRACE, "SIGKILL came after {took:?}");
+        assert!(took < STOP_GRACE + TERM_GRACE + Duration::from_secs(4), "stopping took {took:?}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_stop_flag_terminates_every_rank_at_once() {
+        let dir = marks_dir("stop");
+        let mut spec = stubborn_world(&dir);
+        // No rank fails by itself: the flag (what Ctrl-C sets) is the only reason to stop.
+        spec.args = vec![
+            "-c".into(),
+            "trap 'echo term > \"$MARKS/$RANK\"; exit 0' TERM; while true; do sleep 0.05; done".into(),
+        ];
+        let flag = Arc::new(AtomicBool::new(false));
+        spec.stop = Some(Arc::clone(&flag));
+        let setter = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(300));
+            flag.store(true, Ordering::Relaxed);
+        });
+        let start = Instant::now();
+        let err = launch(&spec, |_, _, _| {}).unwrap_err();
+        setter.join().unwrap();
+        assert!(matches!(err, LaunchError::Interrupted), "{err}");
+        assert!(start.elapsed() < STOP_GRACE, "the ranks were given time to exit first: {:?}", start.elapsed());
+        for rank in 0..3 {
+            assert!(dir.join(rank.to_string()).exists(), "rank {rank} got no SIGTERM");
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -20,14 +20,20 @@
 //! ```
 //!
 //! Security: every connection is mutually authenticated with HMAC-SHA256 when a shared secret
-//! is set (`ASGD_SECRET` or `ASGD_SECRET_FILE`); without one the job listens on loopback only,
-//! unless `ASGD_ALLOW_INSECURE=1`. Data is authenticated per connection, not encrypted.
+//! is set (`ASGD_SECRET` or `ASGD_SECRET_FILE`), and every frame after the handshake is then
+//! sealed with ChaCha20-Poly1305 under keys derived from that handshake, one per direction,
+//! with the frame's position as nonce: an altered, replayed, reordered or dropped frame is an
+//! error on both ends naming the link (`ASGD_COMM_ENCRYPT=0` turns sealing off on trusted
+//! networks). Without a secret the job listens on loopback only, unless
+//! `ASGD_ALLOW_INSECURE=1`. Listeners run handshakes concurrently with a deadline each, so
+//! connections that never authenticate do not hold the job up, and they learn nothing.
 
 #![warn(missing_docs)]
 
 #[cfg(not(target_endian = "little"))]
 compile_error!("asgd-comm sends f32 buffers in their in-memory byte order, which must be little-endian");
 
+mod admission;
 mod auth;
 mod collectives;
 mod communicator;

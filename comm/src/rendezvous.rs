@@ -2,14 +2,17 @@
 //! authenticates and says where it listens; rank 0 answers with everyone's address; then each
 //! rank dials its successor and accepts its predecessor, which forms the ring.
 //!
-//! Connections that fail authentication or introduce themselves wrongly are logged to stderr
-//! and dropped, and the listener keeps waiting for the right peer until the deadline.
+//! Listeners admit connections concurrently ([`crate::admission`]): one that fails
+//! authentication, sends nothing or introduces itself wrongly is logged to stderr and dropped
+//! without holding up the others, and the listener keeps waiting for the right peer until the
+//! deadline. A rank whose connection is cut before the listener answered it dials again.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::admission::{self, Admitted, Next, HANDSHAKE_TIMEOUT};
 use crate::auth;
 use crate::collectives::Ring;
 use crate::config::CommConfig;
@@ -17,11 +20,10 @@ use crate::error::{CommError, Op};
 use crate::frame::Kind;
 use crate::transport::connection::{Connection, LinkError, Pacer};
 use crate::transport::messages::{decode_table, encode_table, AbortNotice, Hello, Purpose};
-use crate::transport::socket::{accept_until, connect_until, listen, tune};
+use crate::transport::socket::{connect_until, listen, tune};
 
-/// Longest a single incoming connection may take to authenticate and introduce itself, so
-/// that a silent stranger cannot stall the listener for the whole rendezvous.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause before dialling again a listener that cut this rank's connection unanswered.
+const REDIAL_PAUSE: Duration = Duration::from_millis(50);
 
 /// Joins the job described by `cfg`; `None` for a world of one, which needs no socket.
 ///
@@ -80,7 +82,9 @@ fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
 }
 
-/// Dials `addrs`, authenticates as the client and sends `hello`.
+/// Dials `addrs`, authenticates as the client and sends `hello`. A connection that the
+/// listener cut or left unanswered (it may be busy with strangers) is dialled again until
+/// the deadline.
 fn dial(
     cfg: &CommConfig,
     addrs: &[SocketAddr],
@@ -88,38 +92,37 @@ fn dial(
     hello: &Hello,
     deadline: Instant,
 ) -> Result<Connection, CommError> {
-    let stream = connect_until(addrs, cfg.socket_buffer_bytes, deadline)
-        .map_err(|e| timeout_error(cfg, format!("could not reach rank {peer_rank} at {}: {e}", addrs[0])))?;
     let peer = format!("rank {peer_rank} at {}", addrs[0]);
-    let io_err = |e: std::io::Error| CommError::Auth { peer: peer.clone(), reason: e.to_string() };
-    tune(&stream, remaining(deadline).min(HANDSHAKE_TIMEOUT)).map_err(io_err)?;
-    let mut conn = Connection::new(stream, cfg.max_frame_bytes, cfg.checksum, pacer(cfg)).map_err(io_err)?;
-    auth::client_handshake(&mut conn, cfg.secret.as_ref())
-        .map_err(|f| CommError::Auth { peer: peer.clone(), reason: f.0 })?;
-    conn.write_frame(Kind::Hello, 0, &hello.encode())
-        .map_err(|e| e.into_comm(peer_rank, Op::Rendezvous, cfg.timeout))?;
-    Ok(conn)
-}
-
-/// Authenticates an accepted connection as the server and reads its hello.
-fn admit(cfg: &CommConfig, stream: TcpStream, deadline: Instant) -> Result<(Connection, Hello), String> {
-    tune(&stream, remaining(deadline).min(HANDSHAKE_TIMEOUT)).map_err(|e| e.to_string())?;
-    let mut conn = Connection::new(stream, cfg.max_frame_bytes, cfg.checksum, pacer(cfg)).map_err(|e| e.to_string())?;
-    auth::server_handshake(&mut conn, cfg.secret.as_ref()).map_err(|f| f.0)?;
-    let frame = conn.expect_frame(Kind::Hello).map_err(|e| auth::AuthFailure::from(e).0)?;
-    let hello = Hello::decode(&frame.payload).map_err(|e| format!("its hello does not decode: {e}"))?;
-    Ok((conn, hello))
+    loop {
+        let stream = connect_until(addrs, cfg.socket_buffer_bytes, deadline)
+            .map_err(|e| timeout_error(cfg, format!("could not reach rank {peer_rank} at {}: {e}", addrs[0])))?;
+        let io_err = |e: std::io::Error| CommError::Auth { peer: peer.clone(), reason: e.to_string() };
+        tune(&stream, remaining(deadline).min(HANDSHAKE_TIMEOUT)).map_err(io_err)?;
+        let mut conn = Connection::new(stream, cfg.max_frame_bytes, cfg.checksum, pacer(cfg)).map_err(io_err)?;
+        match auth::client_handshake(&mut conn, cfg.secret.as_ref(), cfg.seals()) {
+            Ok(()) => {
+                conn.write_frame(Kind::Hello, 0, &hello.encode())
+                    .map_err(|e| e.into_comm(peer_rank, Op::Rendezvous, cfg.timeout))?;
+                return Ok(conn);
+            }
+            Err(f) if f.retry && Instant::now() + REDIAL_PAUSE < deadline => thread::sleep(REDIAL_PAUSE),
+            Err(f) if f.retry => {
+                return Err(timeout_error(
+                    cfg,
+                    format!("rank {peer_rank} at {} never completed a handshake: {}", addrs[0], f.reason),
+                ))
+            }
+            Err(f) => return Err(CommError::Auth { peer, reason: f.reason }),
+        }
+    }
 }
 
 /// Tells an authenticated peer why it is refused, and logs it.
 fn refuse(cfg: &CommConfig, mut conn: Connection, hello_rank: u32, reason: String) {
     eprintln!("asgd-comm: rank {} refused rank {hello_rank} at {}: {reason}", cfg.rank, conn.peer_addr());
-    let notice = AbortNotice { suspect: hello_rank, reporter: cfg.rank as u32, op: Op::Rendezvous, reason };
+    let notice =
+        AbortNotice { suspect: hello_rank, reporter: cfg.rank as u32, op: Op::Rendezvous, tampered: false, reason };
     let _ = conn.write_frame(Kind::Abort, 0, &notice.encode());
-}
-
-fn log_stranger(cfg: &CommConfig, from: SocketAddr, reason: &str) {
-    eprintln!("asgd-comm: rank {} dropped a connection from {from}: {reason}", cfg.rank);
 }
 
 /// Checks a hello against this job; `Err` holds the sentence for the refused peer.
@@ -146,33 +149,30 @@ fn run_master(cfg: &CommConfig, bind_ip: IpAddr, deadline: Instant) -> Result<Ri
     let mut table: Vec<Option<SocketAddr>> = vec![None; n];
     let mut members: Vec<Option<Connection>> = (0..n).map(|_| None).collect();
     let mut missing = n - 1;
-    while missing > 0 {
-        let accepted = accept_until(&listener, deadline, None)
-            .map_err(|e| timeout_error(cfg, format!("the rendezvous listener failed: {e}")))?;
-        let Some((stream, from)) = accepted else {
-            let absent: Vec<usize> = (1..n).filter(|&r| members[r].is_none()).collect();
-            return Err(timeout_error(cfg, format!("rank 0 is still waiting for ranks {absent:?}")));
-        };
-        let (conn, hello) = match admit(cfg, stream, deadline) {
-            Ok(ok) => ok,
-            Err(reason) => {
-                log_stranger(cfg, from, &reason);
-                continue;
-            }
-        };
+    let listened = admission::admit(cfg, &listener, deadline, None, |Admitted { conn, hello, from }| {
         if let Err(reason) = check_hello(cfg, &hello, Purpose::Join) {
             refuse(cfg, conn, hello.rank, reason);
-            continue;
+            return Next::Listen;
         }
         let rank = hello.rank as usize;
         if rank == 0 || members[rank].is_some() {
             refuse(cfg, conn, hello.rank, format!("rank {rank} has already joined; give every process its own RANK"));
-            continue;
+            return Next::Listen;
         }
         let ip = hello.advertise.unwrap_or_else(|| from.ip().to_canonical());
         table[rank] = Some(SocketAddr::new(ip, hello.port));
         members[rank] = Some(conn);
         missing -= 1;
+        if missing == 0 {
+            Next::Done
+        } else {
+            Next::Listen
+        }
+    });
+    let complete = listened.map_err(|e| timeout_error(cfg, format!("the rendezvous listener failed: {e}")))?;
+    if !complete {
+        let absent: Vec<usize> = (1..n).filter(|&r| members[r].is_none()).collect();
+        return Err(timeout_error(cfg, format!("rank 0 is still waiting for ranks {absent:?}")));
     }
     let payload = encode_table(&table);
     for (rank, conn) in members.iter_mut().enumerate() {
@@ -257,29 +257,24 @@ fn accept_prev(
     deadline: Instant,
     give_up: &AtomicBool,
 ) -> Result<Connection, CommError> {
-    loop {
-        let accepted = accept_until(listener, deadline, Some(give_up))
-            .map_err(|e| timeout_error(cfg, format!("the ring listener failed: {e}")))?;
-        let Some((stream, from)) = accepted else {
-            return Err(timeout_error(
-                cfg,
-                format!("rank {} never heard from its predecessor, rank {prev_rank}", cfg.rank),
-            ));
-        };
-        match admit(cfg, stream, deadline) {
-            Ok((conn, hello)) => match check_hello(cfg, &hello, Purpose::Ring) {
-                Ok(()) if hello.rank as usize == prev_rank => return Ok(conn),
-                Ok(()) => refuse(
-                    cfg,
-                    conn,
-                    hello.rank,
-                    format!("rank {} expects its predecessor, rank {prev_rank}", cfg.rank),
-                ),
-                Err(reason) => refuse(cfg, conn, hello.rank, reason),
-            },
-            Err(reason) => log_stranger(cfg, from, &reason),
+    let mut prev = None;
+    let listened = admission::admit(cfg, listener, deadline, Some(give_up), |Admitted { conn, hello, .. }| {
+        match check_hello(cfg, &hello, Purpose::Ring) {
+            Ok(()) if hello.rank as usize == prev_rank => {
+                prev = Some(conn);
+                return Next::Done;
+            }
+            Ok(()) => {
+                refuse(cfg, conn, hello.rank, format!("rank {} expects its predecessor, rank {prev_rank}", cfg.rank))
+            }
+            Err(reason) => refuse(cfg, conn, hello.rank, reason),
         }
-    }
+        Next::Listen
+    });
+    listened.map_err(|e| timeout_error(cfg, format!("the ring listener failed: {e}")))?;
+    prev.ok_or_else(|| {
+        timeout_error(cfg, format!("rank {} never heard from its predecessor, rank {prev_rank}", cfg.rank))
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use asgd_comm::bench::{self, BenchOptions};
+use asgd_comm::bench::{self, BenchOptions, Encryption};
 
 /// Ring all-reduce latency and bus bandwidth for 2, 4 and 8 local ranks, 4 KiB to 256 MiB,
 /// with plain TCP throughput as the ceiling. Prints a table, then one JSON line per result.
@@ -31,6 +31,10 @@ pub struct BenchAllreduceArgs {
     /// Memory the plain-TCP runs cycle through (default: one chunk, which stays in cache).
     #[arg(long, value_parser = bench::parse_size)]
     stream_buffer: Option<usize>,
+    /// All-reduce runs with frames sealed (on), unsealed (off), or one of each (both), to show
+    /// what encryption costs; both use a shared secret.
+    #[arg(long, default_value = "both", value_parser = Encryption::parse)]
+    encrypt: Encryption,
 }
 
 pub fn run(args: BenchAllreduceArgs) -> anyhow::Result<ExitCode> {
@@ -47,6 +51,7 @@ pub fn run(args: BenchAllreduceArgs) -> anyhow::Result<ExitCode> {
         opts.stream_bytes = bytes;
     }
     opts.stream_buffer_bytes = args.stream_buffer;
+    opts.encryption = args.encrypt;
     let program = std::env::current_exe().context("could not find the asgd executable to start the ranks")?;
     // The ranks re-run this same command line, with a variable that gives each its part.
     let rerun: Vec<_> = std::env::args_os().skip(1).collect();

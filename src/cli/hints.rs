@@ -12,11 +12,26 @@ pub fn message(err: &anyhow::Error) -> String {
             return line;
         }
     }
-    let causes: Vec<String> = err
-        .chain()
-        .map(|cause| cause.downcast_ref::<EngineError>().and_then(engine_error).unwrap_or_else(|| cause.to_string()))
-        .collect();
-    causes.join(": ")
+    chain(err)
+}
+
+/// `err` and its causes joined by `: `, each worded for the CLI, leaving out a cause whose
+/// text the message already holds: many errors put their source in their own sentence ("could
+/// not listen on ...: Permission denied (os error 13); ...") and also report it as their
+/// source, and the OS's words should appear once.
+fn chain(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.downcast_ref::<EngineError>().and_then(engine_error).unwrap_or_else(|| cause.to_string());
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 const DIVERGED: &str = "lower the learning rate (--lr) or the momentum (--momentum)";
@@ -167,5 +182,18 @@ mod tests {
             "adapter index 3 does not exist: there are 2 adapter(s) (indices 0..1); run `asgd devices` to list them"
         );
         assert!(adapter.to_string().ends_with("`list_adapters` lists them"), "{adapter}");
+    }
+
+    #[test]
+    fn an_os_error_is_printed_once() {
+        let denied = std::io::Error::from_raw_os_error(13);
+        let bind = asgd::comm::CommError::Bind { addr: "127.0.0.1:80".parse().unwrap(), source: denied };
+        let line = message(&anyhow::Error::from(bind));
+        assert_eq!(line.matches("os error 13").count(), 1, "{line}");
+        assert!(line.starts_with("could not listen on 127.0.0.1:80: ") && line.contains("MASTER_PORT"), "{line}");
+        // Context that does not repeat its cause still gets the cause appended.
+        let ctx = anyhow::Error::from(std::io::Error::from_raw_os_error(2)).context("could not read data.bin");
+        let line = message(&ctx);
+        assert!(line.starts_with("could not read data.bin: ") && line.contains("os error 2"), "{line}");
     }
 }

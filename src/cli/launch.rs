@@ -2,6 +2,8 @@
 
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use asgd_comm::launch::{self, LaunchError, LaunchSpec};
@@ -28,17 +30,32 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<ExitCode> {
     let program = std::env::current_exe().context("could not find the asgd executable to start the ranks")?;
     let mut spec = LaunchSpec::new(args.nproc, program, args.command);
     spec.master = match args.master.as_deref() {
-        Some(m) => Some(
-            launch::parse_master(m)
-                .map_err(|_| anyhow!("--master {m:?} is not HOST:PORT (e.g. 127.0.0.1:29500 or [::1]:29500)"))?,
-        ),
+        Some(m) => Some(launch::parse_master(m).map_err(|e| anyhow!("--master: {e}"))?),
         None => None,
     };
-    launch::launch(&spec, launch::print_prefixed).map_err(|e| match e {
-        LaunchError::NoFreePort(io) => {
-            anyhow!("could not find a free port on 127.0.0.1 for rank 0: {io}; pass --master HOST:PORT")
+    spec.stop = Some(stop_on_signals());
+    match launch::launch(&spec, launch::print_prefixed) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(LaunchError::Interrupted) => {
+            eprintln!("asgd launch: {}", LaunchError::Interrupted);
+            // 128 + SIGINT, as a shell reports a command stopped by Ctrl-C.
+            Ok(ExitCode::from(130))
         }
-        e => e.into(),
-    })?;
-    Ok(ExitCode::SUCCESS)
+        Err(LaunchError::NoFreePort(io)) => {
+            bail!("could not find a free port on 127.0.0.1 for rank 0: {io}; pass --master HOST:PORT")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A flag that Ctrl-C (SIGINT) or SIGTERM sets instead of ending the launcher at once, so that
+/// it can stop the ranks in order (SIGTERM, then SIGKILL) and not leave them running.
+fn stop_on_signals() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    #[cfg(unix)]
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Without the handler the launcher still dies on the signal, as before.
+        let _ = signal_hook::flag::register(signal, Arc::clone(&flag));
+    }
+    flag
 }

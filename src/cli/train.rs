@@ -84,8 +84,8 @@ pub struct WorkerArgs {
     pub bwd_threads: Option<usize>,
     /// Batches that may wait between a worker's forward and backward threads (0: a forward
     /// pass waits for a free backward thread; with one of each, staleness is at most 1)
-    /// [default: 1; lasgd 0].
-    #[arg(long)]
+    /// [default: 1; lasgd 0; at most 64, since each waiting batch holds its activations on the GPU].
+    #[arg(long, value_parser = queue_depth)]
     pub queue: Option<usize>,
     /// Map lanes to one shared device or to a device per worker.
     #[arg(long, value_enum, default_value = "shared")]
@@ -552,4 +552,16 @@ pub fn model_for_checkpoint(given: Option<&str>, meta: &CheckpointMeta, path: &P
         }
     }
     Ok(saved)
+}
+
+/// `--queue`: a depth up to [`asgd::engine::train::MAX_QUEUE`].
+fn queue_depth(s: &str) -> Result<usize, String> {
+    let max = asgd::engine::train::MAX_QUEUE;
+    match s.parse::<usize>() {
+        Ok(v) if v <= max => Ok(v),
+        Ok(v) => Err(format!(
+            "{v} batches is more than the {max} allowed; each waiting batch holds a full set of activations on the GPU, so a deeper queue only costs memory and adds staleness"
+        )),
+        Err(_) => Err(format!("'{s}' is not a whole number")),
+    }
 }

@@ -1,5 +1,6 @@
 //! A framed TCP connection: reads and writes frames from [`crate::frame`], streams f32
-//! buffers without copying them, and emulates a slower network when asked to.
+//! buffers without copying them, seals every frame once the handshake gave it keys, and
+//! emulates a slower network when asked to.
 
 use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -8,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CommError, Op};
 use crate::frame::{
-    decode_header, encode_header, encode_header_with_crc, Frame, FrameError, FrameHasher, Header, Kind,
-    PayloadVerifier, HEADER_LEN,
+    decode_header, encode_header, encode_header_with_crc, encode_sealed_header, Frame, FrameError, FrameHasher, Header,
+    Kind, PayloadVerifier, HEADER_LEN, SEAL_TAG_LEN,
 };
 use crate::transport::messages::AbortNotice;
+use crate::transport::seal::{Direction, SessionKeys};
 
 /// Elements read per piece when receiving a data frame: the piece is hashed and reduced while
 /// it is still in cache (256 KiB).
@@ -43,6 +45,14 @@ pub(crate) enum LinkError {
     Bye,
     /// A valid frame that does not belong here.
     Unexpected(String),
+    /// A sealed frame whose tag does not verify: altered, replayed, reordered, or one before
+    /// it was dropped.
+    Forged,
+    /// The peer seals its frames and this end does not, or the other way round.
+    SealMismatch {
+        /// Whether the frame that arrived was sealed.
+        peer_seals: bool,
+    },
 }
 
 impl From<io::Error> for LinkError {
@@ -75,6 +85,9 @@ impl LinkError {
                 _ => CommError::Io { rank, op, source: e },
             },
             LinkError::Frame(source) => CommError::Frame { rank, op, source },
+            LinkError::Abort(n) if n.tampered => {
+                CommError::Tampered { from: n.suspect as usize, to: Some(n.reporter as usize), op: n.op }
+            }
             LinkError::Abort(n) => CommError::PeerFailed {
                 rank: n.suspect as usize,
                 op: n.op,
@@ -87,6 +100,17 @@ impl LinkError {
                 detail: "it shut its communicator down while this rank still expected data; every rank must call the same collectives in the same order".into(),
             },
             LinkError::Unexpected(detail) => CommError::Protocol { rank, op, detail },
+            LinkError::Forged => CommError::Tampered { from: rank, to: None, op },
+            LinkError::SealMismatch { peer_seals } => CommError::Protocol {
+                rank,
+                op,
+                detail: if peer_seals {
+                    "it encrypts its frames and this rank does not; set the same ASGD_COMM_ENCRYPT on every rank".into()
+                } else {
+                    "it does not encrypt its frames and this rank does; set the same ASGD_COMM_ENCRYPT on every rank"
+                        .into()
+                },
+            },
         }
     }
 }
@@ -122,8 +146,19 @@ impl Pacer {
     }
 }
 
+/// The cipher state of a sealed connection and the buffers sealing needs.
+struct Sealing {
+    tx: Direction,
+    rx: Direction,
+    /// A sent payload is copied here and encrypted in place, so the caller's data stays as is.
+    out: Vec<u8>,
+    /// Received data frames to be added are opened here before they touch the destination.
+    sum: Vec<f32>,
+}
+
 /// One TCP connection carrying frames. Reads go through a small buffer; large payloads are
-/// read and written straight from and to the caller's memory.
+/// read and written straight from and to the caller's memory, except that sealed payloads
+/// are encrypted in a copy.
 pub(crate) struct Connection {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
@@ -133,6 +168,8 @@ pub(crate) struct Connection {
     pacer: Pacer,
     /// A write failed part-way, so the stream may end in half a frame: write nothing more.
     broken: bool,
+    /// Set once the handshake derived keys; from then on every frame each way is sealed.
+    seal: Option<Sealing>,
 }
 
 impl Connection {
@@ -148,7 +185,23 @@ impl Connection {
             checksum,
             pacer,
             broken: false,
+            seal: None,
         })
+    }
+
+    /// Seals every frame from now on, both ways, with the keys of this connection's handshake.
+    pub(crate) fn start_sealing(&mut self, keys: &SessionKeys) {
+        self.seal = Some(Sealing {
+            tx: Direction::new(&keys.send),
+            rx: Direction::new(&keys.recv),
+            out: Vec::new(),
+            sum: Vec::new(),
+        });
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.seal.is_some()
     }
 
     pub(crate) fn peer_addr(&self) -> SocketAddr {
@@ -205,8 +258,29 @@ impl Connection {
 
     /// Sends one control frame.
     pub(crate) fn write_frame(&mut self, kind: Kind, tag: u32, payload: &[u8]) -> Result<(), LinkError> {
+        if self.seal.is_some() {
+            return self.write_sealed(kind, tag, payload);
+        }
         let head = encode_header(kind, tag, payload, true)?;
         self.write_parts(&head, payload)
+    }
+
+    /// Copies `payload`, encrypts the copy, and sends it with its tag.
+    fn write_sealed(&mut self, kind: Kind, tag: u32, payload: &[u8]) -> Result<(), LinkError> {
+        let Some(seal) = self.seal.as_mut() else {
+            return Err(LinkError::Unexpected("a sealed write on a connection without keys".into()));
+        };
+        let head = encode_sealed_header(kind, tag, payload.len() + SEAL_TAG_LEN)?;
+        let mut out = std::mem::take(&mut seal.out);
+        out.clear();
+        out.extend_from_slice(payload);
+        let mac = seal.tx.seal(&head, &mut out);
+        out.extend_from_slice(&mac);
+        let result = self.write_parts(&head, &out);
+        if let Some(seal) = self.seal.as_mut() {
+            seal.out = out;
+        }
+        result
     }
 
     /// Sends `data` as one data frame, straight from the caller's memory. `crc` is the
@@ -214,6 +288,9 @@ impl Connection {
     /// checksums on, it is computed here.
     pub(crate) fn write_data(&mut self, tag: u32, data: &[f32], crc: Option<u32>) -> Result<(), LinkError> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
+        if self.seal.is_some() {
+            return self.write_sealed(Kind::Data, tag, bytes);
+        }
         let head = match (self.checksum, crc) {
             (true, Some(crc)) => encode_header_with_crc(Kind::Data, tag, bytes.len(), Some(crc))?,
             (checksum, _) => encode_header(Kind::Data, tag, bytes, checksum)?,
@@ -221,8 +298,10 @@ impl Connection {
         self.write_parts(&head, bytes)
     }
 
-    /// Reads a frame header. `Ok(None)` is a clean close before any byte of it.
-    fn read_header(&mut self) -> Result<Option<Header>, LinkError> {
+    /// Reads a frame header and checks that it is sealed exactly when this connection is;
+    /// returns it with its raw bytes, which a sealed payload is bound to. `Ok(None)` is a
+    /// clean close before any byte of it.
+    fn read_header(&mut self) -> Result<Option<(Header, [u8; HEADER_LEN])>, LinkError> {
         let mut head = [0u8; HEADER_LEN];
         let mut got = 0;
         while got < HEADER_LEN {
@@ -234,21 +313,42 @@ impl Connection {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Some(decode_header(&head, self.max_frame)?))
+        let header = decode_header(&head, self.max_frame)?;
+        if header.sealed != self.seal.is_some() {
+            return Err(LinkError::SealMismatch { peer_seals: header.sealed });
+        }
+        Ok(Some((header, head)))
+    }
+
+    /// Reads the payload that `header` announces, opening it when sealed.
+    fn read_payload(&mut self, header: &Header, head: &[u8; HEADER_LEN]) -> Result<Vec<u8>, LinkError> {
+        let mut payload = vec![0u8; header.len];
+        self.reader.read_exact(&mut payload)?;
+        match self.seal.as_mut() {
+            Some(seal) => {
+                // decode_header refused sealed payloads shorter than a tag.
+                let (body, mac) = payload.split_at_mut(header.len - SEAL_TAG_LEN);
+                let mac: &[u8; SEAL_TAG_LEN] = (&*mac).try_into().map_err(|_| LinkError::Forged)?;
+                seal.rx.open(head, body, mac).map_err(|_| LinkError::Forged)?;
+                payload.truncate(header.len - SEAL_TAG_LEN);
+            }
+            None => {
+                let mut verifier = PayloadVerifier::new(header);
+                verifier.update(&payload);
+                verifier.finish()?;
+            }
+        }
+        Ok(payload)
     }
 
     /// Reads one whole frame; `Ok(None)` on a clean close, an error on a close mid-frame.
     /// Allocation happens only after the header has passed the size limit.
     pub(crate) fn read_frame(&mut self) -> Result<Option<Frame>, LinkError> {
-        let Some(header) = self.read_header()? else {
+        let Some((header, head)) = self.read_header()? else {
             return Ok(None);
         };
-        let mut payload = vec![0u8; header.len];
-        self.reader.read_exact(&mut payload)?;
-        let mut verifier = PayloadVerifier::new(&header);
-        verifier.update(&payload);
-        verifier.finish()?;
-        Ok(Some(Frame { kind: header.kind, tag: header.tag, payload }))
+        let payload = self.read_payload(&header, &head)?;
+        Ok(Some(Frame::plain(header.kind, header.tag, payload)))
     }
 
     /// Reads the next frame, which must be of `kind`. An abort notice or a goodbye in its place
@@ -279,25 +379,34 @@ impl Connection {
         scratch: &mut [f32],
         forward: bool,
     ) -> Result<Option<u32>, LinkError> {
-        let header = self.read_header()?.ok_or(LinkError::Closed)?;
-        match header.kind {
-            Kind::Data => {}
+        let (header, head) = self.read_header()?.ok_or(LinkError::Closed)?;
+        let want = std::mem::size_of_val(dst);
+        let overhead = if header.sealed { SEAL_TAG_LEN } else { 0 };
+        let misfit = match header.kind {
+            Kind::Data if header.tag != tag => Some(LinkError::Unexpected(describe_tag_mismatch(header.tag, tag))),
+            Kind::Data if header.len != want + overhead => Some(LinkError::Unexpected(format!(
+                "a piece of {} bytes arrived where {want} were expected; every rank must pass buffers of the same length and use the same ASGD_COMM_CHUNK_BYTES",
+                header.len.saturating_sub(overhead)
+            ))),
+            Kind::Data => None,
             Kind::Abort | Kind::Bye => {
-                let mut payload = vec![0u8; header.len];
-                self.reader.read_exact(&mut payload)?;
+                let payload = self.read_payload(&header, &head)?;
                 return Err(if header.kind == Kind::Bye { LinkError::Bye } else { abort_error(&payload) });
             }
-            other => return Err(LinkError::Unexpected(format!("expected data, got a {other:?} message"))),
+            other => Some(LinkError::Unexpected(format!("expected data, got a {other:?} message"))),
+        };
+        if let Some(misfit) = misfit {
+            // A sealed frame that is not the one expected may be a replayed or reordered one:
+            // if it does not open, that is what it is, and the mismatch is only a symptom.
+            if header.sealed {
+                self.read_payload(&header, &head)?;
+            }
+            return Err(misfit);
         }
-        if header.tag != tag {
-            return Err(LinkError::Unexpected(describe_tag_mismatch(header.tag, tag)));
-        }
-        let want = std::mem::size_of_val(dst);
-        if header.len != want {
-            return Err(LinkError::Unexpected(format!(
-                "a piece of {} bytes arrived where {want} were expected; every rank must pass buffers of the same length and use the same ASGD_COMM_CHUNK_BYTES",
-                header.len
-            )));
+        if header.sealed {
+            self.read_sealed_data(&head, dst, mode)?;
+            // A sealed frame has no CRC to hand on: the next hop seals it afresh.
+            return Ok(None);
         }
         let mut verifier = PayloadVerifier::new(&header);
         // A copied payload that arrived checksummed is forwarded unchanged, so its CRC is
@@ -336,6 +445,37 @@ impl Connection {
             return Ok(header.crc);
         }
         Ok(onward.map(FrameHasher::finish))
+    }
+}
+
+impl Connection {
+    /// Receives a sealed data payload of `dst`'s size. A copy is opened in `dst` itself (on a
+    /// failure `dst` holds garbage, which the caller's error allows); a sum is opened aside
+    /// and added only once its tag has verified.
+    fn read_sealed_data(&mut self, head: &[u8; HEADER_LEN], dst: &mut [f32], mode: Mode) -> Result<(), LinkError> {
+        let Some(seal) = self.seal.as_mut() else {
+            return Err(LinkError::SealMismatch { peer_seals: true });
+        };
+        let mut mac = [0u8; SEAL_TAG_LEN];
+        match mode {
+            Mode::Copy => {
+                let bytes: &mut [u8] = bytemuck::cast_slice_mut(dst);
+                self.reader.read_exact(bytes)?;
+                self.reader.read_exact(&mut mac)?;
+                seal.rx.open(head, bytes, &mac).map_err(|_| LinkError::Forged)?;
+            }
+            Mode::Add => {
+                seal.sum.resize(dst.len(), 0.0);
+                let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut seal.sum[..]);
+                self.reader.read_exact(bytes)?;
+                self.reader.read_exact(&mut mac)?;
+                seal.rx.open(head, bytes, &mac).map_err(|_| LinkError::Forged)?;
+                for (d, s) in dst.iter_mut().zip(seal.sum.iter()) {
+                    *d += *s;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -379,7 +519,7 @@ mod tests {
         assert!(matches!(conn.read_frame(), Ok(None)));
 
         let (mut conn, mut client) = pair();
-        let bytes = Frame { kind: Kind::Hello, tag: 1, payload: vec![1, 2, 3] }.encode(true).unwrap();
+        let bytes = Frame::plain(Kind::Hello, 1, vec![1, 2, 3]).encode(true).unwrap();
         client.write_all(&bytes[..HEADER_LEN + 1]).unwrap();
         drop(client);
         assert!(matches!(conn.read_frame(), Err(LinkError::Cut)));
@@ -442,6 +582,50 @@ mod tests {
             matches!(&err, LinkError::Unexpected(m) if m.contains("broadcast") && m.contains("all_reduce")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn sealed_data_frames_add_copy_and_refuse_a_mismatched_peer() {
+        let (mut conn, client) = pair();
+        let mut sender = Connection::new(client, 1 << 20, true, Pacer::new(Duration::ZERO, None)).unwrap();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        sender.start_sealing(&SessionKeys { send: a, recv: b });
+        conn.start_sealing(&SessionKeys { send: b, recv: a });
+        let src: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        let mut scratch = vec![0.0; 64];
+        for _ in 0..2 {
+            sender.write_data(9, &src, None).unwrap();
+        }
+        let mut dst = vec![1.0f32; 1000];
+        assert_eq!(conn.read_data(9, &mut dst, Mode::Add, &mut scratch, true).unwrap(), None);
+        assert!(dst.iter().enumerate().all(|(i, &v)| v == i as f32 + 1.0));
+        conn.read_data(9, &mut dst, Mode::Copy, &mut scratch, false).unwrap();
+        assert_eq!(dst, src);
+        // The caller's buffer is sent from a copy, so it is left as it was.
+        assert!(src.iter().enumerate().all(|(i, &v)| v == i as f32));
+        sender.write_frame(Kind::Bye, 0, &[]).unwrap();
+        assert!(matches!(conn.read_data(9, &mut dst, Mode::Copy, &mut scratch, false), Err(LinkError::Bye)));
+
+        // One end sealing and the other not is named, not misread.
+        let (mut conn, client) = pair();
+        let mut sender = Connection::new(client, 1 << 20, true, Pacer::new(Duration::ZERO, None)).unwrap();
+        sender.write_data(9, &src, None).unwrap();
+        conn.start_sealing(&SessionKeys { send: b, recv: a });
+        let err = conn.read_data(9, &mut dst, Mode::Copy, &mut scratch, false).unwrap_err();
+        assert!(matches!(err, LinkError::SealMismatch { peer_seals: false }), "{err:?}");
+        let msg = err.into_comm(1, Op::AllReduce, Duration::from_secs(1)).to_string();
+        assert!(msg.contains("ASGD_COMM_ENCRYPT"), "{msg}");
+
+        // Keys that do not match are a forged frame.
+        let (mut conn, client) = pair();
+        let mut sender = Connection::new(client, 1 << 20, true, Pacer::new(Duration::ZERO, None)).unwrap();
+        sender.start_sealing(&SessionKeys { send: a, recv: b });
+        conn.start_sealing(&SessionKeys { send: b, recv: b });
+        sender.write_data(9, &src, None).unwrap();
+        let mut before = vec![5.0f32; 1000];
+        let err = conn.read_data(9, &mut before, Mode::Add, &mut scratch, false).unwrap_err();
+        assert!(matches!(err, LinkError::Forged), "{err:?}");
+        assert!(before.iter().all(|&v| v == 5.0), "a forged sum must not touch the destination");
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub(crate) struct AbortNotice {
     pub suspect: u32,
     pub reporter: u32,
     pub op: Op,
+    /// The reporter received a frame from the suspect that failed its authentication tag:
+    /// the link between them is at fault, not the suspect's process.
+    pub tampered: bool,
     pub reason: String,
 }
 
@@ -179,10 +182,11 @@ impl AbortNotice {
             }
             reason = &reason[..cut];
         }
-        let mut out = Vec::with_capacity(13 + reason.len());
+        let mut out = Vec::with_capacity(14 + reason.len());
         out.extend_from_slice(&self.suspect.to_le_bytes());
         out.extend_from_slice(&self.reporter.to_le_bytes());
         out.push(self.op.code() as u8);
+        out.push(u8::from(self.tampered));
         out.extend_from_slice(&(reason.len() as u32).to_le_bytes());
         out.extend_from_slice(reason.as_bytes());
         out
@@ -193,10 +197,15 @@ impl AbortNotice {
         let suspect = r.u32()?;
         let reporter = r.u32()?;
         let op = Op::from_code(u32::from(r.u8()?)).ok_or(MessageError("unknown operation code"))?;
+        let tampered = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(MessageError("unknown kind of abort notice")),
+        };
         let len = r.u32()? as usize;
         let reason = String::from_utf8_lossy(r.take(len)?).into_owned();
         r.finish()?;
-        Ok(AbortNotice { suspect, reporter, op, reason })
+        Ok(AbortNotice { suspect, reporter, op, tampered, reason })
     }
 }
 
@@ -221,9 +230,9 @@ mod tests {
 
     #[test]
     fn abort_round_trips_and_long_reasons_are_cut() {
-        let a = AbortNotice { suspect: 1, reporter: 2, op: Op::AllReduce, reason: "é".repeat(600) };
+        let a = AbortNotice { suspect: 1, reporter: 2, op: Op::AllReduce, tampered: true, reason: "é".repeat(600) };
         let back = AbortNotice::decode(&a.encode()).unwrap();
-        assert_eq!((back.suspect, back.reporter, back.op), (1, 2, Op::AllReduce));
+        assert_eq!((back.suspect, back.reporter, back.op, back.tampered), (1, 2, Op::AllReduce, true));
         assert!(back.reason.len() <= MAX_REASON_BYTES && back.reason.chars().all(|c| c == 'é'));
     }
 
@@ -240,9 +249,68 @@ mod tests {
         let mut huge = 1_000_000_000u32.to_le_bytes().to_vec();
         huge.push(0);
         assert!(decode_table(&huge, 1_000_000_000).is_err());
-        let abort = AbortNotice { suspect: 0, reporter: 1, op: Op::Barrier, reason: "x".into() }.encode();
+        let abort =
+            AbortNotice { suspect: 0, reporter: 1, op: Op::Barrier, tampered: false, reason: "x".into() }.encode();
         for cut in 0..abort.len() {
             assert!(AbortNotice::decode(&abort[..cut]).is_err());
+        }
+    }
+}
+
+/// Property tests: arbitrary payloads never panic the control-message decoders, and whatever
+/// decodes is exactly what encodes to those bytes.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..80)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn hellos_decode_exactly_or_are_refused(buf in bytes()) {
+            if let Ok(hello) = Hello::decode(&buf) {
+                prop_assert_eq!(hello.encode(), buf);
+            }
+        }
+
+        #[test]
+        fn tables_decode_exactly_or_are_refused(buf in bytes(), world in 0usize..6) {
+            if let Ok(table) = decode_table(&buf, world) {
+                prop_assert_eq!(table.len(), world);
+                // An entry without an address encodes its port as 0, so compare decodes.
+                prop_assert_eq!(decode_table(&encode_table(&table), world), Ok(table));
+            }
+        }
+
+        #[test]
+        fn abort_notices_decode_or_are_refused(buf in bytes()) {
+            if let Ok(notice) = AbortNotice::decode(&buf) {
+                prop_assert_eq!(AbortNotice::decode(&notice.encode()), Ok(notice));
+            }
+        }
+
+        #[test]
+        fn valid_hellos_round_trip_and_any_cut_is_refused(
+            join in any::<bool>(), rank in any::<u32>(), world in any::<u32>(), port in any::<u16>(),
+            ip in proptest::option::of(any::<[u8; 16]>()), v4 in any::<bool>(),
+        ) {
+            let advertise = ip.map(|b| if v4 {
+                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+            } else {
+                IpAddr::V6(Ipv6Addr::from(b))
+            });
+            let purpose = if join { Purpose::Join } else { Purpose::Ring };
+            let hello = Hello { purpose, rank, world_size: world, port, advertise };
+            let bytes = hello.encode();
+            prop_assert_eq!(Hello::decode(&bytes), Ok(hello));
+            for cut in 0..bytes.len() {
+                prop_assert!(Hello::decode(&bytes[..cut]).is_err());
+            }
         }
     }
 }

@@ -2,4 +2,5 @@
 
 pub(crate) mod connection;
 pub(crate) mod messages;
+pub(crate) mod seal;
 pub(crate) mod socket;

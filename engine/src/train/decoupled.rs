@@ -48,6 +48,11 @@ pub enum Decoupling {
     WholeModel,
 }
 
+/// Most batches that may wait between a replica's forward and backward threads: each one
+/// holds a whole set of activations on the device, so a deeper queue costs memory (and adds
+/// staleness) long before it could help.
+pub const MAX_QUEUE: usize = 64;
+
 /// Threads and queueing of the decoupled algorithms. The default is one forward and two
 /// backward threads (a backward costs about two forwards) with one batch queued between them:
 /// staleness costs accuracy, and with a queue of 2 PD-ASGD diverged on the MNIST MLP, while with
@@ -472,6 +477,12 @@ pub fn train_decoupled_with(
         return Err(EngineError::InvalidArgument(
             "asynchronous training needs at least one worker with one forward and one backward thread".into(),
         ));
+    }
+    if acfg.queue > MAX_QUEUE {
+        return Err(EngineError::InvalidArgument(format!(
+            "a queue of {} batches between forward and backward threads is more than the {MAX_QUEUE} allowed; each waiting batch holds a full set of activations on the device",
+            acfg.queue
+        )));
     }
     acfg.delays.check_workers(replicas.len())?;
     let train = &data.train;

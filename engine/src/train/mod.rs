@@ -22,7 +22,7 @@ use std::time::Instant;
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, CheckpointMeta};
 pub use coordinator::{Pauser, Periodic};
 pub use data_parallel::train_data_parallel;
-pub use decoupled::{train_decoupled, train_decoupled_with, AsyncConfig, Decoupling, StaleLr, Weights};
+pub use decoupled::{train_decoupled, train_decoupled_with, AsyncConfig, Decoupling, StaleLr, Weights, MAX_QUEUE};
 pub use delay::DelaySpec;
 pub use eval::{evaluate, Evaluator};
 pub use staleness::Staleness;
