@@ -13,10 +13,20 @@ pub fn message(err: &anyhow::Error) -> String {
     }
     match err.downcast_ref::<EngineError>() {
         Some(e @ EngineError::Diverged { .. }) => return format!("{e}; {DIVERGED}"),
+        Some(e @ EngineError::TooLarge { batch, .. }) => return format!("{e}; {}", too_large(*batch)),
         Some(e @ EngineError::NoAdapter(_)) => return format!("{e} (--backend)"),
         _ => {}
     }
     format!("{err:#}")
+}
+
+/// What to lower for a tensor the device cannot hold: the batch when it grows with the
+/// batch, the model otherwise.
+fn too_large(batch: Option<usize>) -> &'static str {
+    match batch {
+        Some(_) => "use a smaller --batch",
+        None => "use smaller --hidden sizes or a smaller --model",
+    }
 }
 
 const DIVERGED: &str = "lower the learning rate (--lr) or the momentum (--momentum)";
@@ -40,6 +50,7 @@ fn train_error(e: &TrainError) -> Option<String> {
             format!("--avg-delay {delay} must be smaller than --avg-period {period} (and the period at least 1)")
         }
         TrainError::Engine(EngineError::NoAdapter(_)) => format!("{e} (--backend)"),
+        TrainError::Engine(EngineError::TooLarge { batch, .. }) => format!("{e}; {}", too_large(*batch)),
         TrainError::Comm(_) | TrainError::Engine(_) => return None,
     })
 }

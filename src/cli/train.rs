@@ -378,6 +378,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         }
     }
     let model = &replicas[0].model;
+    // A batch the device cannot hold is reported now, before anything is printed or a
+    // metrics file truncated; the buffers go back to the pool for the run to reuse.
+    drop(model.plan(batch, true)?);
 
     let mut metrics = match &metrics_path {
         Some(p) if args.resume.is_some() => Some(MetricsWriter::append(p)?),
