@@ -7,6 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use asgd::engine::io::checkpoint::{load_safetensors, save_safetensors};
 use common::{asgd, assert_clean_failure, assert_success, files, fresh_dir};
 
 fn dir(name: &str) -> PathBuf {
@@ -86,4 +87,75 @@ fn eval_splits_a_batch_too_large_for_the_device() {
     assert_eq!(whole["test_acc"], parts["test_acc"], "{whole} vs {parts}");
     let (a, b) = (whole["test_loss"].as_f64().unwrap(), parts["test_loss"].as_f64().unwrap());
     assert!((a - b).abs() < 1e-5, "{whole} vs {parts}");
+}
+
+/// A short MLP checkpoint on digits.
+fn digits_checkpoint(d: &Path) -> PathBuf {
+    let ck = d.join("mlp.safetensors");
+    assert_success(&asgd(&[
+        "train",
+        "--hidden",
+        "16",
+        "--batch",
+        "64",
+        "--max-steps",
+        "3",
+        "-q",
+        "--checkpoint",
+        p(&ck),
+    ]));
+    ck
+}
+
+/// A copy of checkpoint `ck` at `name` with `edit` applied to its tensors and metadata.
+fn edited(
+    ck: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut Vec<asgd::engine::io::NamedTensor>, &mut std::collections::BTreeMap<String, String>),
+) -> PathBuf {
+    let (mut tensors, mut meta) = load_safetensors(ck).unwrap();
+    edit(&mut tensors, &mut meta);
+    let out = ck.with_file_name(name);
+    save_safetensors(&out, &tensors, &meta).unwrap();
+    out
+}
+
+#[test]
+fn a_checkpoint_with_non_finite_weights_is_refused_naming_the_tensor() {
+    let d = dir("nan");
+    let ck = digits_checkpoint(&d);
+    let nan = edited(&ck, "nan.safetensors", |t, _| {
+        t.iter_mut().find(|t| t.name == "fc1.weight").unwrap().data.fill(f32::NAN);
+    });
+    let line = refused(&["eval", "--checkpoint", p(&nan)]);
+    assert!(line.contains("tensor `fc1.weight` holds 1024 non-finite value(s) of 1024"), "{line}");
+    let out = d.join("out.safetensors");
+    let line = refused(&["train", "--resume", p(&nan), "--max-steps", "5", "-q", "--checkpoint", p(&out)]);
+    assert!(line.contains("`fc1.weight`"), "{line}");
+    assert!(!out.exists(), "nothing written");
+    let inf = edited(&ck, "inf.safetensors", |t, _| {
+        t.iter_mut().find(|t| t.name == "fc2.bias").unwrap().data[3] = f32::INFINITY;
+    });
+    let line = refused(&["eval", "--checkpoint", p(&inf)]);
+    assert!(line.contains("`fc2.bias` holds 1 non-finite value(s) of 10 (the first, inf, at index 3)"), "{line}");
+}
+
+#[test]
+fn model_sizes_too_large_to_allocate_are_refused_before_allocating() {
+    let line = refused(&["train", "--hidden", "100000,100000", "-q"]);
+    assert!(line.contains("would have 10007600010 parameters") && line.contains("--hidden"), "{line}");
+    let d = dir("huge_meta");
+    let ck = digits_checkpoint(&d);
+    let huge = edited(&ck, "huge.safetensors", |_, m| {
+        m.insert("model".into(), "mlp:99999999999,1".into());
+    });
+    let line = refused(&["eval", "--checkpoint", p(&huge)]);
+    assert!(line.contains("mlp:99999999999,1") && line.contains("parameters, more than"), "{line}");
+    let line = refused(&["train", "--resume", p(&huge), "-q"]);
+    assert!(line.contains("mlp:99999999999,1") && line.contains("parameters, more than"), "{line}");
+    let classes = edited(&ck, "classes.safetensors", |_, m| {
+        m.insert("classes".into(), "1000000000000".into());
+    });
+    let line = refused(&["eval", "--checkpoint", p(&classes)]);
+    assert!(line.contains("1000000000000 classes"), "{line}");
 }

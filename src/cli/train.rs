@@ -307,6 +307,14 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         }
     }
 
+    if let Err(e) = model_cfg.check_size(splits.train.shape, splits.train.classes) {
+        match (&model_cfg, args.resume.as_ref()) {
+            (_, Some(path)) => bail!("checkpoint {}: {e}", path.display()),
+            (ModelConfig::Mlp { .. }, None) => bail!("{e} (--hidden)"),
+            _ => return Err(e.into()),
+        }
+    }
+
     let optim = args.optim.config(algorithm.kind().default_sgd_lr(&model_cfg), algorithm.default_momentum())?;
 
     if args.net_delay.is_some_and(|d| !(d >= 0.0 && d.is_finite()))

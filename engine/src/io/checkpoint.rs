@@ -158,6 +158,28 @@ pub fn load_safetensors(path: &Path) -> Result<(Vec<NamedTensor>, BTreeMap<Strin
     Ok((tensors, metadata))
 }
 
+/// Refuses tensors holding NaN or an infinity, naming the first such tensor: weights of a run
+/// that diverged evaluate to chance and train into more NaN, silently.
+pub fn check_finite(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
+    for t in tensors {
+        let bad = t.data.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            let first = t.data.iter().position(|v| !v.is_finite()).expect("counted");
+            return Err(ckpt_err(
+                path,
+                format!(
+                    "tensor `{}` holds {bad} non-finite value(s) of {} (the first, {}, at index {first}); \
+                     the run that wrote it diverged: use an earlier checkpoint or start a new run",
+                    t.name,
+                    t.data.len(),
+                    t.data[first]
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn tensor<'a>(st: &SafeTensors<'a>, name: &str, path: &Path) -> Result<TensorView<'a>> {
     st.tensor(name).map_err(|_| {
         let mut have: Vec<&str> = st.names();
