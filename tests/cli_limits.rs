@@ -159,3 +159,27 @@ fn model_sizes_too_large_to_allocate_are_refused_before_allocating() {
     let line = refused(&["eval", "--checkpoint", p(&classes)]);
     assert!(line.contains("1000000000000 classes"), "{line}");
 }
+
+#[cfg(unix)]
+#[test]
+fn checkpoint_and_metrics_paths_that_are_not_files_are_refused_and_links_written_through() {
+    let d = dir("paths");
+    let fifo = d.join("pipe");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let line = refused(&["train", "--max-steps", "1", "-q", "--checkpoint", p(&fifo)]);
+    assert!(line.contains("named pipe (FIFO), not a regular file"), "{line}");
+    let line = refused(&["train", "--max-steps", "1", "-q", "--metrics", p(&fifo)]);
+    assert!(line.contains("cannot write metrics to"), "{line}");
+    let line = refused(&["eval", "--checkpoint", p(&fifo)]);
+    assert!(line.contains("named pipe (FIFO), not a file"), "{line}");
+    let line = refused(&["train", "--max-steps", "1", "-q", "--checkpoint", p(&d)]);
+    assert!(line.contains("it is a folder"), "{line}");
+
+    // Through a link: the link stays, its target gets the checkpoint.
+    std::fs::create_dir(d.join("real")).unwrap();
+    let link = d.join("link.safetensors");
+    std::os::unix::fs::symlink("real/ck.safetensors", &link).unwrap();
+    assert_success(&asgd(&["train", "--hidden", "8", "--max-steps", "2", "-q", "--checkpoint", p(&link)]));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(!load_safetensors(&d.join("real/ck.safetensors")).unwrap().0.is_empty());
+}

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use asgd::engine::io::atomic;
 use asgd::engine::io::metrics::MetricsWriter;
 use asgd::engine::optim::OptimConfig;
 use asgd::engine::train::{DelaySpec, StaleLr, Summary, Weights};
@@ -272,6 +273,12 @@ impl TrainArgs {
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let mut model_cfg = args.arch.config()?;
+    if let Some(path) = &args.checkpoint {
+        // Refused now rather than at the first checkpoint, after an epoch of training.
+        let target = atomic::resolve_target(path, "a checkpoint")?;
+        atomic::require_parent(&target, "a checkpoint")?;
+        atomic::remove_stale_temps(&target);
+    }
     let mut splits = args.data.load()?;
     if let Some(n) = args.train_samples {
         splits.train.truncate(n);

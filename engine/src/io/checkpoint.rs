@@ -8,7 +8,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::atomic::write_atomic;
+use super::atomic::{kind_of, write_atomic};
 use crate::error::{EngineError, Result};
 
 /// A host tensor with its name: `data` is row-major with `shape` (`data.len()` is the product of
@@ -109,7 +109,15 @@ pub fn save_safetensors(path: &Path, tensors: &[NamedTensor], metadata: &BTreeMa
     write_entries(path, &entries, metadata)
 }
 
+/// The file's bytes; a path that is not a regular file (reading a FIFO would block) is refused.
 fn read(path: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(ckpt_err(
+            path,
+            format!("it is {}, not a file; pass the path of a safetensors file", kind_of(&meta)),
+        ));
+    }
     std::fs::read(path).map_err(|e| EngineError::io(path, e))
 }
 
