@@ -183,3 +183,42 @@ fn checkpoint_and_metrics_paths_that_are_not_files_are_refused_and_links_written
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     assert!(!load_safetensors(&d.join("real/ck.safetensors")).unwrap().0.is_empty());
 }
+
+/// `asgd train` resuming from `ck` on digits, with `extra` flags.
+fn resume_from(ck: &Path, extra: &[&str]) -> Vec<String> {
+    let fixed = ["train", "--hidden", "8", "-q", "--epochs", "1", "--max-steps", "5", "--resume", p(ck)];
+    fixed.iter().chain(extra).map(|s| s.to_string()).collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn a_resume_with_another_batch_seed_or_dataset_is_refused_unless_forced() {
+    let d = dir("resume_config");
+    let ck = d.join("ck.safetensors");
+    let first = ["train", "--hidden", "8", "-q", "--epochs", "1", "--batch", "64", "--seed", "3", "--max-steps", "3"];
+    assert_success(&asgd(&[&first[..], &["--checkpoint", p(&ck)]].concat()));
+    let line = refused(&strs(&resume_from(&ck, &["--batch", "32"])));
+    assert!(
+        line.contains("was written with --batch 64, not 32; drop --batch") && line.contains("--force-resume"),
+        "{line}"
+    );
+    let line = refused(&strs(&resume_from(&ck, &["--seed", "4"])));
+    assert!(line.contains("--seed 3, not 4"), "{line}");
+    let line = refused(&strs(&resume_from(&ck, &["--train-samples", "500"])));
+    assert!(line.contains("1437 training samples, not 500 training samples"), "{line}");
+    let mnist = d.join("mnist");
+    files::write_mnist_like(&mnist, 70, 10);
+    let line = refused(&strs(&resume_from(&ck, &["--data", "mnist", "--data-dir", p(&mnist)])));
+    assert!(line.contains("--data digits, not mnist"), "{line}");
+
+    // Without the flags, the checkpoint's settings; with --force-resume, the flags'.
+    let (same, forced) = (d.join("same.safetensors"), d.join("forced.safetensors"));
+    assert_success(&asgd(&strs(&resume_from(&ck, &["--checkpoint", p(&same)]))));
+    let meta = load_safetensors(&same).unwrap().1;
+    assert_eq!((meta["batch"].as_str(), meta["seed"].as_str()), ("64", "3"));
+    assert_success(&asgd(&strs(&resume_from(&ck, &["--batch", "32", "--force-resume", "--checkpoint", p(&forced)]))));
+    assert_eq!(load_safetensors(&forced).unwrap().1["batch"], "32");
+}
