@@ -65,14 +65,14 @@ impl ModelConfig {
 
     /// The CIFAR ResNet of `depth` layers, which must be 6n + 2 with n at least 1.
     pub fn resnet(depth: usize) -> Result<Self> {
-        if depth > MAX_RESNET_DEPTH {
-            return Err(EngineError::InvalidArgument(format!(
-                "a CIFAR ResNet of {depth} layers is deeper than the {MAX_RESNET_DEPTH} asgd builds; use a smaller depth"
-            )));
-        }
         if depth < 8 || !(depth - 2).is_multiple_of(6) {
             return Err(EngineError::InvalidArgument(format!(
                 "a CIFAR ResNet has 6n+2 layers (8, 14, 20, 32, 44, 56, 110...); {depth} is not one"
+            )));
+        }
+        if depth > MAX_RESNET_DEPTH {
+            return Err(EngineError::InvalidArgument(format!(
+                "a CIFAR ResNet of {depth} layers is deeper than the {MAX_RESNET_DEPTH} asgd builds; use a smaller depth"
             )));
         }
         Ok(Self::Resnet { depth })
