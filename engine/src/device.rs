@@ -4,7 +4,7 @@
 //! wgpu gives exactly one queue per device. Several devices can be opened from the same adapter
 //! ([`Device::open_sibling`]); that is how lanes get queues of their own.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{EngineError, Result};
 use crate::kernel::PipelineCache;
@@ -133,6 +133,12 @@ struct Inner {
     pipelines: PipelineCache,
     pool: BufferPool,
     tuner: Arc<Tuner>,
+    /// The limits the device was opened with; buffers and grids are checked against them
+    /// before wgpu sees them, so a size too large is an error and not a validation panic.
+    limits: wgpu::Limits,
+    /// The first validation or out-of-memory error wgpu reported outside an error scope
+    /// (wgpu's default handler panics); [`Device::check_errors`] turns it into an error.
+    uncaptured: Arc<Mutex<Option<String>>>,
 }
 
 /// One opened GPU: device, queue, its compiled pipelines and its buffer pool. Cheap to clone
@@ -189,11 +195,36 @@ impl Device {
         Self::from_adapter(adapter, index, tuner)
     }
 
+    /// Opens the adapter that `opts` names with at most `bytes` per storage buffer (binding
+    /// and buffer): a small device, so that tests can reach the limits without gigabytes.
+    pub fn open_with_buffer_limit(opts: &DeviceOptions, bytes: u64) -> Result<Self> {
+        let dev = Self::open(opts)?;
+        Self::from_adapter_limited(
+            dev.inner.adapter.clone(),
+            dev.inner.info.index,
+            dev.inner.tuner.clone(),
+            Some(bytes),
+        )
+    }
+
     fn from_adapter(adapter: wgpu::Adapter, index: usize, tuner: Arc<Tuner>) -> Result<Self> {
+        Self::from_adapter_limited(adapter, index, tuner, None)
+    }
+
+    fn from_adapter_limited(
+        adapter: wgpu::Adapter,
+        index: usize,
+        tuner: Arc<Tuner>,
+        buffer_limit: Option<u64>,
+    ) -> Result<Self> {
         let info = adapter.get_info();
         // Ask for everything the adapter offers: storage-buffer sizes and workgroup counts
         // matter for large batches, and defaults are far below what drivers give.
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(bytes) = buffer_limit {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(bytes);
+            limits.max_buffer_size = limits.max_buffer_size.min(bytes);
+        }
         let desc = wgpu::DeviceDescriptor {
             label: Some("asgd"),
             required_features: wgpu::Features::empty(),
@@ -204,6 +235,14 @@ impl Device {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .map_err(|e| EngineError::Device(format!("could not open a device on {}: {e}", info.name)))?;
+        // wgpu's default handler panics on any error not caught by a scope; keep the first
+        // one instead, for the next check to report.
+        let uncaptured = Arc::new(Mutex::new(None::<String>));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut first = sink.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert_with(|| one_line(&e));
+        }));
         let is_cpu = info.device_type == wgpu::DeviceType::Cpu;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -212,6 +251,8 @@ impl Device {
                 pipelines: PipelineCache::default(),
                 pool: BufferPool::default(),
                 tuner,
+                limits: desc.required_limits.clone(),
+                uncaptured,
                 adapter,
                 device,
                 queue,
@@ -258,17 +299,107 @@ impl Device {
         &self.inner.pool
     }
 
-    /// Blocks until all submitted work has finished.
+    /// Blocks until all submitted work has finished; fails if wgpu reported an error since
+    /// the device was opened.
     pub fn wait_idle(&self) -> Result<()> {
         self.inner
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
-            .map_err(|e| EngineError::Device(format!("waiting for the GPU failed: {e}")))
+            .map_err(|e| EngineError::Device(format!("waiting for the GPU failed: {e}")))?;
+        self.check_errors()
+    }
+
+    /// The limits the device was opened with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    /// The largest storage buffer a kernel can bind on this device, in bytes.
+    pub fn max_buffer_bytes(&self) -> u64 {
+        self.inner.limits.max_storage_buffer_binding_size.min(self.inner.limits.max_buffer_size)
+    }
+
+    /// Checks that a tensor `what` of `shape` (4-byte elements) fits in one storage buffer
+    /// of this device, before anything is allocated for it.
+    pub fn check_tensor(&self, what: &str, shape: &[usize]) -> Result<()> {
+        let bytes = shape.iter().try_fold(4u64, |acc, &d| acc.checked_mul(d as u64));
+        let limit = self.max_buffer_bytes();
+        match bytes {
+            Some(b) if b <= limit => Ok(()),
+            _ => Err(EngineError::TooLarge {
+                what: format!("{what} of shape {shape:?}"),
+                bytes,
+                limit,
+                device: self.inner.info.name.clone(),
+                batch: None,
+            }),
+        }
+    }
+
+    /// Checks a grid of workgroups against the device's per-dimension limit; `what` names
+    /// the kernel.
+    pub fn check_grid(&self, what: &str, groups: [u32; 3]) -> Result<()> {
+        let max = self.inner.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().all(|&g| g <= max) {
+            return Ok(());
+        }
+        Err(EngineError::Device(format!(
+            "kernel {what} needs a grid of {groups:?} workgroups, more than the {max} per dimension that {} allows; \
+             use a smaller batch or layer",
+            self.inner.info.name
+        )))
+    }
+
+    /// An error wgpu reported outside any error scope, if there was one (reported once).
+    pub fn check_errors(&self) -> Result<()> {
+        let first = self.inner.uncaptured.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match first {
+            Some(e) => Err(EngineError::Device(format!("the GPU driver refused work: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` with wgpu's validation and out-of-memory errors caught: an error wgpu
+    /// reports while `f` creates buffers, pipelines or bind groups (on this thread) comes
+    /// back as an error instead of a panic. `what` names what was being built.
+    pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let oom = self.inner.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.inner.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let invalid = pollster::block_on(validation.pop());
+        let no_memory = pollster::block_on(oom.pop());
+        let out = out?;
+        if let Some(e) = no_memory {
+            self.inner.pool.clear();
+            return Err(EngineError::Device(format!(
+                "the GPU ran out of memory while building {what}: {}; use a smaller batch or model",
+                one_line(&e)
+            )));
+        }
+        if let Some(e) = invalid {
+            return Err(EngineError::Device(format!("the GPU driver refused {what}: {}", one_line(&e))));
+        }
+        Ok(out)
     }
 
     /// True when two handles are the same device (clones of one `open`).
     pub fn same_as(&self, other: &Device) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
+}
+
+/// A wgpu error on one line: its message and the chain of its sources.
+fn one_line(e: &wgpu::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -31,6 +31,22 @@ pub enum EngineError {
     /// A checkpoint is unreadable or belongs to another model.
     #[error("{0}")]
     Checkpoint(String),
+    /// A tensor larger than one buffer of the device may be, refused before it is allocated.
+    /// `batch` is the batch size when the tensor grows with it (activations, scratch), `None`
+    /// for a parameter: the caller knows which setting to lower.
+    #[error("{}", too_large(what, *bytes, *limit, device, *batch))]
+    TooLarge {
+        /// The tensor, e.g. `layer fc1: parameter weight of shape [9000, 9000]`.
+        what: String,
+        /// Its size in bytes; `None` when that overflows 64 bits.
+        bytes: Option<u64>,
+        /// The most bytes one storage buffer may hold on the device.
+        limit: u64,
+        /// The adapter's name.
+        device: String,
+        /// The batch size the tensor was sized for, if it grows with the batch.
+        batch: Option<usize>,
+    },
     /// The training loss stopped being a finite number: the run diverged. The caller knows
     /// what to change (a lower learning rate or momentum, a warm-up) and says so.
     #[error("the training loss became {loss} at step {step}")]
@@ -54,10 +70,36 @@ pub enum EngineError {
     },
 }
 
+/// `bytes` in the largest binary unit that keeps a number of at least 1 (`64.0 KiB`).
+fn human(bytes: u64) -> String {
+    let units = [(30, "GiB"), (20, "MiB"), (10, "KiB")];
+    match units.iter().find(|(shift, _)| bytes >= 1u64 << shift) {
+        Some((shift, unit)) => format!("{:.1} {unit}", bytes as f64 / (1u64 << shift) as f64),
+        None => format!("{bytes} bytes"),
+    }
+}
+
+fn too_large(what: &str, bytes: Option<u64>, limit: u64, device: &str, batch: Option<usize>) -> String {
+    let size = bytes.map_or("more than 2^64 bytes".to_string(), human);
+    let batch = batch.map_or(String::new(), |b| format!(" for a batch of {b}"));
+    format!("{what}{batch} needs {size}, more than the {} one buffer may hold on {device}", human(limit))
+}
+
 /// The engine's result type.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 impl EngineError {
+    /// This error with `context` (e.g. `layer conv1`) before the tensor it names and the
+    /// batch size it was sized for; other errors unchanged.
+    pub fn sized_for(self, context: &str, batch: Option<usize>) -> Self {
+        match self {
+            Self::TooLarge { what, bytes, limit, device, batch: b } => {
+                Self::TooLarge { what: format!("{context}: {what}"), bytes, limit, device, batch: batch.or(b) }
+            }
+            other => other,
+        }
+    }
+
     /// An I/O error about `path`.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         Self::Io { path: path.as_ref().display().to_string(), source }

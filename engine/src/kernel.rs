@@ -17,6 +17,7 @@ use asgd_shaders::Shader;
 use wgpu::util::DeviceExt;
 
 use crate::device::Device;
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// Largest workgroup count in one dimension that every WebGPU device accepts.
@@ -137,13 +138,17 @@ pub struct Dispatch {
 impl Dispatch {
     /// Binds `params` (a `#[repr(C)]` Pod struct matching the shader's uniform block, binding 0)
     /// and `tensors` (bindings 1, 2, ...) to `kernel`, to run on a grid of `groups` workgroups.
+    ///
+    /// Errors: a grid larger than the device allows (checked here, since wgpu would only
+    /// report it when the pass is recorded). Tensor sizes were checked when they were made.
     pub fn new<P: bytemuck::Pod>(
         dev: &Device,
         kernel: Arc<Kernel>,
         params: &P,
         tensors: &[&Tensor],
         groups: [u32; 3],
-    ) -> Self {
+    ) -> Result<Self> {
+        dev.check_grid(kernel.label(), groups)?;
         // Uniform blocks are padded to 16 bytes; pad the contents so every driver is happy.
         let mut contents = bytemuck::bytes_of(params).to_vec();
         contents.resize(contents.len().div_ceil(16).max(1) * 16, 0);
@@ -162,7 +167,13 @@ impl Dispatch {
             layout: &kernel.layout,
             entries: &entries,
         });
-        Self { kernel, bind_group, groups, _params: params_buf, _tensors: tensors.iter().map(|&t| t.clone()).collect() }
+        Ok(Self {
+            kernel,
+            bind_group,
+            groups,
+            _params: params_buf,
+            _tensors: tensors.iter().map(|&t| t.clone()).collect(),
+        })
     }
 
     /// Replaces the uniform parameters (queued: takes effect for work submitted after this

@@ -179,7 +179,7 @@ pub struct Sgd {
 impl Sgd {
     /// Zero velocity for every parameter of `model`.
     pub fn new(model: &Model, hyper: SgdParams) -> Self {
-        Self { hyper, velocity: per_param(model, |p| Tensor::zeros(model.device(), p.shape())) }
+        Self { hyper, velocity: per_param(model, Tensor::zeros_like) }
     }
 
     pub fn hyper(&self) -> SgdParams {
@@ -230,13 +230,14 @@ pub struct Adam {
 impl Adam {
     /// Zero moments and counts for every parameter of `model`.
     pub fn new(model: &Model, hyper: AdamParams) -> Self {
-        let zeros = |shape: &[usize]| Tensor::zeros(model.device(), shape);
+        // A count of 4 bytes fits every device.
+        let count = || Tensor::zeros(model.device(), &[]).expect("a scalar fits");
         Self {
             hyper,
-            exp_avg: per_param(model, |p| zeros(p.shape())),
-            exp_avg_sq: per_param(model, |p| zeros(p.shape())),
-            step: per_param(model, |_| zeros(&[])),
-            direction: per_param(model, |p| zeros(p.shape())),
+            exp_avg: per_param(model, Tensor::zeros_like),
+            exp_avg_sq: per_param(model, Tensor::zeros_like),
+            step: per_param(model, |_| count()),
+            direction: per_param(model, Tensor::zeros_like),
         }
     }
 }

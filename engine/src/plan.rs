@@ -36,31 +36,49 @@ pub struct Plan {
 impl Plan {
     /// A plan whose kernels read `values[i][j]` as parameter `j` of layer `i` (shapes as the
     /// model's), or the model's own parameters with `None`.
+    ///
+    /// Errors: [`EngineError::TooLarge`] naming the layer and the batch when a buffer the
+    /// batch needs does not fit the device (checked before it is allocated), or a wgpu
+    /// error caught while building.
     pub(crate) fn new(model: &Model, batch: usize, training: bool, values: Option<&[Vec<Tensor>]>) -> Result<Self> {
         if batch == 0 {
             return Err(EngineError::InvalidArgument("the batch size must be at least 1".into()));
         }
         let dev = model.device();
+        let what = format!("the buffers of a batch of {batch}");
+        let plan = dev.scoped(&what, || Self::build(model, batch, training, values));
+        if plan.is_err() {
+            // What was allocated before the failure went back to the pool: release it.
+            dev.pool().clear();
+        }
+        plan
+    }
+
+    fn build(model: &Model, batch: usize, training: bool, values: Option<&[Vec<Tensor>]>) -> Result<Self> {
+        let dev = model.device();
+        let sized = |what: String| move |e: EngineError| e.sized_for(&what, Some(batch));
         let shapes = model.activation_shapes();
         let with_batch = |s: &[usize]| [&[batch][..], s].concat();
         let matmul = MatmulKernel::Auto;
 
         // Activations: a view layer (flatten) shares its input's buffer.
-        let mut acts: Vec<Tensor> = vec![Tensor::empty(dev, &with_batch(&shapes[0]), DType::F32)];
+        let mut acts: Vec<Tensor> =
+            vec![Tensor::empty(dev, &with_batch(&shapes[0]), DType::F32).map_err(sized("the input".into()))?];
         let mut dacts: Vec<Option<Tensor>> = vec![None];
         for (i, layer) in model.layers().iter().enumerate() {
             let shape = with_batch(&shapes[i + 1]);
+            let output = || sized(format!("the output of layer {}", layer.name()));
             if layer.is_view() {
                 acts.push(acts[i].reshape(&shape)?);
                 let d = match &dacts[i] {
                     Some(d) => Some(d.reshape(&shape)?),
-                    None if training => Some(Tensor::empty(dev, &shape, DType::F32)),
+                    None if training => Some(Tensor::empty(dev, &shape, DType::F32).map_err(output())?),
                     None => None,
                 };
                 dacts.push(d);
             } else {
-                acts.push(Tensor::empty(dev, &shape, DType::F32));
-                dacts.push(training.then(|| Tensor::empty(dev, &shape, DType::F32)));
+                acts.push(Tensor::empty(dev, &shape, DType::F32).map_err(output())?);
+                dacts.push(training.then(|| Tensor::empty(dev, &shape, DType::F32)).transpose().map_err(output())?);
             }
         }
         // The first layers need no input gradient; a view that shares the input's gradient
@@ -71,7 +89,7 @@ impl Plan {
         let mut layers = Vec::new();
         for (i, layer) in model.layers().iter().enumerate() {
             let g: Vec<Tensor> = if training {
-                layer.params().iter().map(|p| Tensor::empty(dev, p.value.shape(), DType::F32)).collect()
+                layer.params().iter().map(|p| Tensor::empty_like(&p.value)).collect()
             } else {
                 Vec::new()
             };
@@ -104,7 +122,7 @@ impl Plan {
                 matmul,
                 mode: if training { Mode::Train } else { Mode::Eval },
             };
-            layers.push(layer.build(&io)?);
+            layers.push(layer.build(&io).map_err(sized(format!("layer {}", layer.name())))?);
             grads.push(g);
         }
 
@@ -114,12 +132,12 @@ impl Plan {
         // goes to a scratch buffer.
         let dlogits = match dacts.last().expect("not empty") {
             Some(d) => d.clone(),
-            None => Tensor::empty(dev, &[batch, classes], DType::F32),
+            None => Tensor::empty(dev, &[batch, classes], DType::F32).map_err(sized("the loss".into()))?,
         };
-        let labels = Tensor::empty(dev, &[batch], DType::U32);
-        let loss = Tensor::empty(dev, &[batch], DType::F32);
-        let correct = Tensor::empty(dev, &[batch], DType::F32);
-        let totals = Tensor::zeros(dev, &[3]);
+        let labels = Tensor::empty(dev, &[batch], DType::U32)?;
+        let loss = Tensor::empty(dev, &[batch], DType::F32)?;
+        let correct = Tensor::empty(dev, &[batch], DType::F32)?;
+        let totals = Tensor::zeros(dev, &[3])?;
         let loss_dispatches = vec![
             softmax_xent(dev, &dlogits, &loss, &correct, &logits, &labels, batch, classes, 1.0 / batch as f32)?,
             accumulate(dev, &totals, &loss, &correct, batch)?,

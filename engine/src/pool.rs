@@ -27,6 +27,11 @@ impl BufferPool {
         free.entry(key).or_default().push(buf);
     }
 
+    /// Drops every free buffer (after a failed build, so that what it allocated is released).
+    pub fn clear(&self) {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Bytes held by free buffers (not in use).
     pub fn free_bytes(&self) -> u64 {
         let free = self.free.lock().expect("buffer pool lock poisoned");
@@ -42,13 +47,18 @@ pub struct PooledBuffer {
 }
 
 impl PooledBuffer {
-    /// Takes a buffer of at least `bytes` bytes from `dev`'s pool, or creates one.
-    pub fn new(dev: &Device, bytes: u64, usage: wgpu::BufferUsages) -> Self {
-        let size = bytes.max(4).div_ceil(GRANULE) * GRANULE;
+    /// Takes a buffer of at least `bytes` bytes from `dev`'s pool, or creates one. The
+    /// rounded size must fit the device's buffer limit ([`Device::max_buffer_bytes`]):
+    /// checked here, where every tensor's buffer is made, so that wgpu never sees one too large.
+    pub fn new(dev: &Device, bytes: u64, usage: wgpu::BufferUsages) -> Option<Self> {
+        let size = bytes.max(4).div_ceil(GRANULE).checked_mul(GRANULE)?;
+        if size > dev.max_buffer_bytes() {
+            return None;
+        }
         let buf = dev.pool().take(size, usage).unwrap_or_else(|| {
             dev.wgpu().create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false })
         });
-        Self { buf: Some(buf), dev: dev.clone() }
+        Some(Self { buf: Some(buf), dev: dev.clone() })
     }
 
     /// The wgpu buffer.

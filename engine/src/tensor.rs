@@ -34,29 +34,48 @@ impl std::fmt::Debug for Tensor {
 
 impl Tensor {
     /// An uninitialised tensor (contents undefined: it may be a recycled buffer).
-    pub fn empty(dev: &Device, shape: &[usize], dtype: DType) -> Self {
-        let n: usize = shape.iter().product();
-        let buf = PooledBuffer::new(dev, (n as u64) * 4, USAGE);
-        Self { buf: Arc::new(buf), shape: shape.to_vec(), dtype }
+    ///
+    /// Errors: [`EngineError::TooLarge`] when the tensor does not fit in one storage buffer
+    /// of the device (callers add which layer and batch it was for).
+    pub fn empty(dev: &Device, shape: &[usize], dtype: DType) -> Result<Self> {
+        // Checked with overflow-free arithmetic first: the product below then fits.
+        dev.check_tensor("a tensor", shape)?;
+        let bytes = shape.iter().product::<usize>() as u64 * 4;
+        let buf = PooledBuffer::new(dev, bytes, USAGE).ok_or_else(|| rounded_too_large(dev, shape, bytes))?;
+        Ok(Self { buf: Arc::new(buf), shape: shape.to_vec(), dtype })
+    }
+
+    /// An uninitialised tensor of `t`'s shape and type on its device. Infallible: a buffer
+    /// the size of one that exists fits the device.
+    pub fn empty_like(t: &Tensor) -> Self {
+        let buf = PooledBuffer::new(t.device(), t.buf.raw().size(), USAGE).expect("an existing buffer's size fits");
+        Self { buf: Arc::new(buf), shape: t.shape.clone(), dtype: t.dtype }
+    }
+
+    /// A tensor of zeros of `t`'s shape on its device (infallible, as [`Tensor::empty_like`]).
+    pub fn zeros_like(t: &Tensor) -> Self {
+        let z = Self::empty_like(t);
+        z.fill_zero();
+        z
     }
 
     /// A tensor of zeros.
-    pub fn zeros(dev: &Device, shape: &[usize]) -> Self {
-        let t = Self::empty(dev, shape, DType::F32);
+    pub fn zeros(dev: &Device, shape: &[usize]) -> Result<Self> {
+        let t = Self::empty(dev, shape, DType::F32)?;
         t.fill_zero();
-        t
+        Ok(t)
     }
 
     /// Uploads `data` (row-major) into a new f32 tensor of `shape`.
     pub fn from_f32(dev: &Device, shape: &[usize], data: &[f32]) -> Result<Self> {
-        let t = Self::empty(dev, shape, DType::F32);
+        let t = Self::empty(dev, shape, DType::F32)?;
         t.write_f32(data)?;
         Ok(t)
     }
 
     /// Uploads `data` into a new u32 tensor of `shape`.
     pub fn from_u32(dev: &Device, shape: &[usize], data: &[u32]) -> Result<Self> {
-        let t = Self::empty(dev, shape, DType::U32);
+        let t = Self::empty(dev, shape, DType::U32)?;
         t.check_len(data.len())?;
         dev.queue().write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
         Ok(t)
@@ -157,6 +176,17 @@ impl Tensor {
     /// True when both share one buffer.
     pub fn same_buffer(&self, other: &Tensor) -> bool {
         Arc::ptr_eq(&self.buf, &other.buf)
+    }
+}
+
+/// A tensor whose exact size fits the limit but whose pooled size (rounded up) does not.
+fn rounded_too_large(dev: &Device, shape: &[usize], bytes: u64) -> EngineError {
+    EngineError::TooLarge {
+        what: format!("a tensor of shape {shape:?}"),
+        bytes: Some(bytes.div_ceil(256) * 256),
+        limit: dev.max_buffer_bytes(),
+        device: dev.info().name.clone(),
+        batch: None,
     }
 }
 

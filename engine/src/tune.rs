@@ -237,9 +237,9 @@ pub fn candidates(dev: &Device, spec: &MatmulSpec) -> Vec<MatmulKernel> {
 
 /// Times every candidate for `spec` and returns the fastest.
 fn measure(dev: &Device, spec: &MatmulSpec) -> Result<MatmulKernel> {
-    let a = Tensor::zeros(dev, &[spec.m * spec.k]);
-    let b = Tensor::zeros(dev, &[spec.k * spec.n]);
-    let c = Tensor::zeros(dev, &[spec.m * spec.n]);
+    let a = Tensor::zeros(dev, &[spec.m * spec.k])?;
+    let b = Tensor::zeros(dev, &[spec.k * spec.n])?;
+    let c = Tensor::zeros(dev, &[spec.m * spec.n])?;
     let mut best: Option<(f64, MatmulKernel)> = None;
     for kernel in candidates(dev, spec) {
         let d = matmul(dev, &c, &a, &b, *spec, kernel)?;

@@ -5,7 +5,8 @@ mod support;
 use std::path::Path;
 
 use asgd_engine::data::idx::{
-    check_pair, gunzip_if_gzip, is_gzip, parse_idx_images, parse_idx_labels, IdxImages, IMAGES_MAGIC, LABELS_MAGIC,
+    check_pair, gunzip_if_gzip, is_gzip, parse_idx_images, parse_idx_labels, read_idx_images, read_idx_labels,
+    IdxImages, IMAGES_MAGIC, LABELS_MAGIC,
 };
 use support::{gzip, idx_bytes};
 
@@ -99,4 +100,41 @@ fn pair_checks_dims_count_and_label_range() {
 
     let msg = check_pair(&images(3, 28, 28), ip, &[0, 10, 2], lp, 28, 28, 10).unwrap_err().to_string();
     assert!(msg.starts_with(LBL) && msg.contains("label 10 at index 1") && msg.contains("0..=9"), "{msg}");
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_after_what_its_header_declares() {
+    let dir = support::fresh_dir("data_idx", "bomb");
+    // 10 images of 28x28 declared, 64 MiB of zeros behind them: about 64 KiB gzipped.
+    let mut raw = idx_bytes(IMAGES_MAGIC, &[10, 28, 28], &[]);
+    raw.resize(raw.len() + (64 << 20), 0);
+    let path = dir.join("train-images-idx3-ubyte.gz");
+    std::fs::write(&path, gzip(&raw)).unwrap();
+    drop(raw);
+    let msg = read_idx_images(&path).unwrap_err().to_string();
+    assert!(
+        msg.contains("declares [10, 28, 28] (7840 bytes of data) but more follow (the rest was not read)"),
+        "{msg}"
+    );
+
+    // A header declaring more than any MNIST-style set is refused before reading on.
+    let huge = dir.join("huge-idx3-ubyte");
+    std::fs::write(&huge, idx_bytes(IMAGES_MAGIC, &[4_000_000, 28, 28], &[0; 16])).unwrap();
+    let msg = read_idx_images(&huge).unwrap_err().to_string();
+    assert!(msg.contains("more than the 1073741824 bytes"), "{msg}");
+
+    // Well-formed files read the same gzipped or not; short ones are named as truncated.
+    let labels = idx_bytes(LABELS_MAGIC, &[3], &[7, 0, 9]);
+    std::fs::write(dir.join("l.gz"), gzip(&labels)).unwrap();
+    std::fs::write(dir.join("l"), &labels).unwrap();
+    assert_eq!(read_idx_labels(&dir.join("l.gz")).unwrap(), [7, 0, 9]);
+    assert_eq!(read_idx_labels(&dir.join("l")).unwrap(), [7, 0, 9]);
+    std::fs::write(dir.join("short"), &labels[..10]).unwrap();
+    let msg = read_idx_labels(&dir.join("short")).unwrap_err().to_string();
+    assert!(msg.contains("but only 2 bytes follow"), "{msg}");
+    let mut gz = gzip(&idx_bytes(LABELS_MAGIC, &[1000], &[1; 1000]));
+    gz.truncate(gz.len() / 2);
+    std::fs::write(dir.join("cut.gz"), gz).unwrap();
+    let msg = read_idx_labels(&dir.join("cut.gz")).unwrap_err().to_string();
+    assert!(msg.contains("corrupt or cut short"), "{msg}");
 }

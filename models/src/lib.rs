@@ -8,6 +8,17 @@ use asgd_engine::{Device, EngineError, Model, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+/// The most parameters a model may have (2^30, 4 GiB of f32 before gradients and optimiser
+/// state): a bound far above every model here (ResNet-18 has 11M) that keeps a mistyped size
+/// from reaching an allocation that aborts the process.
+pub const MAX_PARAMS: u64 = 1 << 30;
+
+/// The most classes a model may output: labels are u32 and counted in f32, exact to 2^24.
+pub const MAX_CLASSES: usize = 1 << 24;
+
+/// The deepest CIFAR ResNet asgd builds (He et al.'s deepest, 1202 layers).
+pub const MAX_RESNET_DEPTH: usize = 1202;
+
 /// The architectures asgd can build.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModelConfig {
@@ -57,6 +68,11 @@ impl ModelConfig {
         if depth < 8 || !(depth - 2).is_multiple_of(6) {
             return Err(EngineError::InvalidArgument(format!(
                 "a CIFAR ResNet has 6n+2 layers (8, 14, 20, 32, 44, 56, 110...); {depth} is not one"
+            )));
+        }
+        if depth > MAX_RESNET_DEPTH {
+            return Err(EngineError::InvalidArgument(format!(
+                "a CIFAR ResNet of {depth} layers is deeper than the {MAX_RESNET_DEPTH} asgd builds; use a smaller depth"
             )));
         }
         Ok(Self::Resnet { depth })
@@ -110,9 +126,53 @@ impl ModelConfig {
         }
     }
 
+    /// The parameters of the fully connected layers for `input` and `classes` (for the MLP,
+    /// every parameter; for the others, the classifier), or `None` when that overflows 64
+    /// bits. Computed without allocating, to refuse sizes that cannot be built.
+    pub fn dense_params(&self, input: [usize; 3], classes: usize) -> Option<u64> {
+        let dense = |widths: &[u64]| {
+            widths.windows(2).try_fold(0u64, |acc, w| acc.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?))
+        };
+        let classes = classes as u64;
+        match self {
+            Self::Mlp { hidden } => {
+                let features = input.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))?;
+                let widths: Vec<u64> =
+                    std::iter::once(features).chain(hidden.iter().map(|&h| h as u64)).chain([classes]).collect();
+                dense(&widths)
+            }
+            Self::Lenet => dense(&[400, 120, 84, classes]),
+            Self::Resnet { .. } => dense(&[64, classes]),
+            Self::Resnet18 => dense(&[512, classes]),
+        }
+    }
+
+    /// Refuses, before anything is allocated, a model that asgd cannot build: more than
+    /// [`MAX_CLASSES`] classes or more than [`MAX_PARAMS`] parameters.
+    pub fn check_size(&self, input: [usize; 3], classes: usize) -> Result<()> {
+        if classes == 0 || classes > MAX_CLASSES {
+            return Err(EngineError::InvalidArgument(format!(
+                "model {} cannot have {classes} classes: asgd builds classifiers of 1 to {MAX_CLASSES} classes",
+                self.description()
+            )));
+        }
+        match self.dense_params(input, classes) {
+            Some(n) if n <= MAX_PARAMS => Ok(()),
+            n => Err(EngineError::InvalidArgument(format!(
+                "model {} on inputs of {input:?} would have {} parameters, more than the {MAX_PARAMS} asgd builds; \
+                 use smaller layers",
+                self.description(),
+                n.map_or("more than 2^64".to_string(), |n| n.to_string())
+            ))),
+        }
+    }
+
     /// Builds the model for images of `input` = (channels, height, width) and `classes`
     /// outputs, with parameters initialised as PyTorch does from a generator seeded by `seed`.
+    /// Sizes are checked first ([`ModelConfig::check_size`], then each tensor against the
+    /// device's limit).
     pub fn build(&self, dev: &Device, input: [usize; 3], classes: usize, seed: u64) -> Result<Model> {
+        self.check_size(input, classes)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut layers: Vec<Box<dyn Layer>> = Vec::new();
         match self {

@@ -88,7 +88,7 @@ fn bench_one(dev: &Device, label: &str, spec: MatmulSpec, kernel: KernelArg, min
     };
     let a = Tensor::from_f32(dev, &[m * k], &vec![0.5; m * k])?;
     let b = Tensor::from_f32(dev, &[k * n], &vec![0.25; k * n])?;
-    let c = Tensor::zeros(dev, &[m * n]);
+    let c = Tensor::zeros(dev, &[m * n])?;
     let d = matmul(dev, &c, &a, &b, spec, kernel)?;
     // Warm-up (compiles the pipeline), then size the repetitions to fill min_time.
     let once = time_dispatch(dev, &d, 1)?.max(1e-6);

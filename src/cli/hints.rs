@@ -34,6 +34,15 @@ fn chain(err: &anyhow::Error) -> String {
     line
 }
 
+/// What to lower for a tensor the device cannot hold: the batch when it grows with the
+/// batch, the model otherwise.
+fn too_large(batch: Option<usize>) -> &'static str {
+    match batch {
+        Some(_) => "use a smaller --batch",
+        None => "use smaller --hidden sizes or a smaller --model",
+    }
+}
+
 const DIVERGED: &str = "lower the learning rate (--lr) or the momentum (--momentum)";
 
 /// The CLI's sentence for a [`TrainError`] that names a setting; `None` for those that say
@@ -65,6 +74,7 @@ fn engine_error(e: &EngineError) -> Option<String> {
     Some(match e {
         EngineError::Diverged { .. } => format!("{e}; {DIVERGED}"),
         EngineError::NoAdapter(_) => format!("{e} (--backend)"),
+        EngineError::TooLarge { batch, .. } => format!("{e}; {}", too_large(*batch)),
         EngineError::NoSuchAdapter { index, count } => format!(
             "adapter index {index} does not exist: there are {count} adapter(s) (indices 0..{}); run `asgd devices` to list them",
             count.saturating_sub(1)

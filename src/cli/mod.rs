@@ -12,4 +12,5 @@ pub mod hints;
 pub mod launch;
 pub mod optim;
 pub mod plot;
+pub mod resume;
 pub mod train;

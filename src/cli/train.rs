@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use asgd::engine::io::atomic;
 use asgd::engine::io::metrics::MetricsWriter;
 use asgd::engine::optim::OptimConfig;
 use asgd::engine::train::{DelaySpec, StaleLr, Summary, Weights};
@@ -17,6 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::common::{accuracy, positive, secs, sizes, DataArgs, DeviceArgs, Sizes};
 use super::optim::OptimArgs;
+use super::resume;
 
 /// `--algo`: one of the library's algorithms, under the library's name (see the README for
 /// what each does).
@@ -178,9 +180,9 @@ pub struct TrainArgs {
     pub warmup: Option<u64>,
     #[command(flatten)]
     pub optim: OptimArgs,
-    /// Seed of the initialisation and the epoch order.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of the initialisation and the epoch order [default: 0, or the checkpoint's with --resume].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Report `time_to_target_s` when test accuracy first reaches this (0.97 or 97).
     #[arg(long, allow_negative_numbers = true, value_parser = accuracy)]
     pub target_acc: Option<f64>,
@@ -208,9 +210,13 @@ pub struct TrainArgs {
     /// Also checkpoint every this many steps.
     #[arg(long, value_parser = positive, requires = "checkpoint")]
     pub checkpoint_every: Option<usize>,
-    /// Continue from this checkpoint (model, optimiser state and position in the data).
+    /// Continue from this checkpoint (model, optimiser state and position in the data), with
+    /// its batch size, seed and dataset; flags that name others are refused.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Resume even though --batch, --seed or the dataset differ from the checkpoint's.
+    #[arg(long, requires = "resume")]
+    pub force_resume: bool,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -272,6 +278,12 @@ impl TrainArgs {
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let mut model_cfg = args.arch.config()?;
+    if let Some(path) = &args.checkpoint {
+        // Refused now rather than at the first checkpoint, after an epoch of training.
+        let target = atomic::resolve_target(path, "a checkpoint")?;
+        atomic::require_parent(&target, "a checkpoint")?;
+        atomic::remove_stale_temps(&target);
+    }
     let mut splits = args.data.load()?;
     if let Some(n) = args.train_samples {
         splits.train.truncate(n);
@@ -296,14 +308,26 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             );
         }
         model_cfg = saved;
-        if ck.meta.data != args.data.data.name() {
-            bail!(
-                "checkpoint {} was trained on {}, not {}; pass --data {}",
-                args.resume.as_ref().unwrap().display(),
-                ck.meta.data,
-                args.data.data.name(),
-                ck.meta.data
-            );
+    }
+    // With --resume, the checkpoint's batch size and seed unless the flags name others.
+    let (batch_flag, seed) = match (&resume, &args.resume) {
+        (Some(ck), Some(path)) => resume::settings(
+            path,
+            &ck.meta,
+            args.batch,
+            args.seed,
+            &args.data.data.name(),
+            &splits.train,
+            args.force_resume,
+        )?,
+        _ => (args.batch, args.seed.unwrap_or(0)),
+    };
+
+    if let Err(e) = model_cfg.check_size(splits.train.shape, splits.train.classes) {
+        match (&model_cfg, args.resume.as_ref()) {
+            (_, Some(path)) => bail!("checkpoint {}: {e}", path.display()),
+            (ModelConfig::Mlp { .. }, None) => bail!("{e} (--hidden)"),
+            _ => return Err(e.into()),
         }
     }
 
@@ -320,18 +344,13 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let (rank, world) = (job.rank(), job.world());
     // Across processes, --inject-delay worker=N names rank N.
     let delays = args.workers.delays(if world > 1 { world } else { args.workers.workers })?;
-    let mut start = Position::default();
-    let mut seed = args.seed;
-    if let Some(ck) = &resume {
-        start = ck.meta.position;
-        seed = ck.meta.seed;
-    }
+    let start = resume.as_ref().map_or_else(Position::default, |ck| ck.meta.position);
 
     let epochs = args.epochs.unwrap_or(if digits { 20 } else { 3 });
     // Every rank writes its own metrics; only rank 0 evaluates and writes the checkpoint
     // (the library sees to that).
     let metrics_path = args.metrics.as_ref().map(|p| rank_path(p, rank));
-    let batch = args.batch.unwrap_or(if digits { 32 } else { 128 });
+    let batch = batch_flag.unwrap_or(if digits { 32 } else { 128 });
     let mut extra = std::collections::BTreeMap::new();
     extra.insert("algo".to_string(), algorithm.name().to_string());
     extra.insert("workers".to_string(), args.workers.workers.to_string());
@@ -342,6 +361,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         extra.insert("world_size".to_string(), world.to_string());
     }
     extra.insert("batch".to_string(), batch.to_string());
+    resume::record_data(&mut extra, &splits.train);
     extra.insert("lr".to_string(), optim.lr().to_string());
     let cfg = TrainConfig {
         epochs,
@@ -371,13 +391,16 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     spec.check(&splits, &job)?;
     let dev = args.device.open()?;
     // The initialisation is seeded with --seed; a resumed run then loads its checkpoint.
-    let replicas = spec.build_replicas(&dev, &model_cfg, &splits, args.seed)?;
+    let replicas = spec.build_replicas(&dev, &model_cfg, &splits, seed)?;
     if let Some(ck) = &resume {
         for r in &replicas {
             r.restore(ck)?;
         }
     }
     let model = &replicas[0].model;
+    // A batch the device cannot hold is reported now, before anything is printed or a
+    // metrics file truncated; the buffers go back to the pool for the run to reuse.
+    drop(model.plan(batch, true)?);
 
     let mut metrics = match &metrics_path {
         Some(p) if args.resume.is_some() => Some(MetricsWriter::append(p)?),

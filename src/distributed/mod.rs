@@ -38,7 +38,7 @@ impl AddToParams {
         let mut deltas = Vec::new();
         let mut adds = Vec::new();
         for (_, p) in model.averaged() {
-            let d = Tensor::zeros(model.device(), p.shape());
+            let d = Tensor::zeros_like(p);
             adds.push(scale_add(model.device(), p, &d, 1.0, 1.0)?);
             deltas.push(d);
         }

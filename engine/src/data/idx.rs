@@ -74,9 +74,14 @@ pub fn find_idx_file(dir: &Path, stem: &str) -> Option<PathBuf> {
     [format!("{stem}.gz"), stem.to_string()].into_iter().map(|name| dir.join(name)).find(|p| p.is_file())
 }
 
-/// Checks the magic and the dimension count and returns the dimensions and the body.
+/// The most bytes of data one idx file may declare: 1 GiB (MNIST's training images are 47 MB,
+/// EMNIST's largest split 547 MB). A header declaring more is refused before anything is read.
+pub const MAX_IDX_BYTES: usize = 1 << 30;
+
+/// Checks the magic and the dimension count of the header at the start of `bytes`, and
+/// returns the dimensions, the header's length and the bytes of data it declares.
 /// `ndims` is 1 for labels and 3 for images.
-fn parse_header<'a>(bytes: &'a [u8], path: &Path, magic: u32, ndims: usize) -> Result<(Vec<usize>, &'a [u8])> {
+fn check_header(bytes: &[u8], path: &Path, magic: u32, ndims: usize) -> Result<(Vec<usize>, usize, usize)> {
     let header_len = 4 + 4 * ndims;
     let what = if ndims == 1 { "label" } else { "image" };
     if bytes.len() < 4 {
@@ -109,28 +114,94 @@ fn parse_header<'a>(bytes: &'a [u8], path: &Path, magic: u32, ndims: usize) -> R
     }
     let dims: Vec<usize> =
         bytes[4..header_len].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
-    let body = &bytes[header_len..];
-    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-    match expected {
-        Some(n) if body.len() < n => Err(data_err(
+    match dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) {
+        Some(n) if n <= MAX_IDX_BYTES => Ok((dims, header_len, n)),
+        Some(n) => Err(data_err(
             path,
             format!(
-                "the header declares {dims:?} ({n} bytes of data) but only {} bytes follow; \
-                 the file is truncated, download it again",
-                body.len()
+                "the header declares {dims:?} ({n} bytes of data), more than the {MAX_IDX_BYTES} bytes \
+                 asgd reads from one idx file; the file is corrupt or not an MNIST-style set"
             ),
         )),
-        Some(n) if body.len() > n => Err(data_err(
-            path,
-            format!(
-                "the header declares {dims:?} ({n} bytes of data) but {} bytes follow; \
-                 the file is not a well-formed idx file, download it again",
-                body.len()
-            ),
-        )),
-        Some(_) => Ok((dims, body)),
         None => Err(data_err(path, format!("the header declares impossible dimensions {dims:?}; the file is corrupt"))),
     }
+}
+
+/// Checks that the data after the header is exactly the `n` bytes `dims` declare; `body`
+/// is its length, or `None` when more than `n` bytes follow (a stream read no further).
+fn check_body(path: &Path, dims: &[usize], n: usize, body: Option<usize>) -> Result<()> {
+    match body {
+        Some(len) if len < n => Err(data_err(
+            path,
+            format!(
+                "the header declares {dims:?} ({n} bytes of data) but only {len} bytes follow; \
+                 the file is truncated, download it again"
+            ),
+        )),
+        Some(len) if len > n => Err(data_err(
+            path,
+            format!(
+                "the header declares {dims:?} ({n} bytes of data) but {len} bytes follow; \
+                 the file is not a well-formed idx file, download it again"
+            ),
+        )),
+        Some(_) => Ok(()),
+        None => Err(data_err(
+            path,
+            format!(
+                "the header declares {dims:?} ({n} bytes of data) but more follow (the rest was not read); \
+                 the file is not a well-formed idx file, download it again"
+            ),
+        )),
+    }
+}
+
+/// Checks the magic and the dimension count and returns the dimensions and the body.
+fn parse_header<'a>(bytes: &'a [u8], path: &Path, magic: u32, ndims: usize) -> Result<(Vec<usize>, &'a [u8])> {
+    let (dims, header_len, n) = check_header(bytes, path, magic, ndims)?;
+    let body = &bytes[header_len..];
+    check_body(path, &dims, n, Some(body.len()))?;
+    Ok((dims, body))
+}
+
+/// Reads an idx file from disk, gzipped or not, decompressing no more than its header
+/// declares: the header is read and checked first, then at most one byte past the data it
+/// declares, so a small file that inflates to gigabytes is refused after reading what the
+/// header promised. Returns the dimensions and the data.
+fn read_idx(path: &Path, magic: u32, ndims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?);
+    let gz = std::io::BufRead::fill_buf(&mut file).map_err(|e| EngineError::io(path, e))?.starts_with(&GZIP_MAGIC);
+    let mut reader: Box<dyn Read> = if gz { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
+    let stream_err = |e: std::io::Error| {
+        if gz {
+            data_err(
+                path,
+                format!("the gzip stream is corrupt or cut short ({e}); delete the file and download it again"),
+            )
+        } else {
+            EngineError::io(path, e)
+        }
+    };
+    let header_len = 4 + 4 * ndims;
+    let mut header = Vec::with_capacity(header_len);
+    (&mut reader).take(header_len as u64).read_to_end(&mut header).map_err(stream_err)?;
+    let (dims, _, n) = check_header(&header, path, magic, ndims)?;
+    let mut body = Vec::with_capacity(n);
+    reader.take(n as u64 + 1).read_to_end(&mut body).map_err(stream_err)?;
+    check_body(path, &dims, n, (body.len() <= n).then_some(body.len()))?;
+    Ok((dims, body))
+}
+
+/// Reads an idx3 image file (gzipped or not) without decompressing more than it declares
+/// (see [`read_idx`]'s bound).
+pub fn read_idx_images(path: &Path) -> Result<IdxImages> {
+    let (dims, pixels) = read_idx(path, IMAGES_MAGIC, 3)?;
+    Ok(IdxImages { count: dims[0], rows: dims[1], cols: dims[2], pixels })
+}
+
+/// Reads an idx1 label file (gzipped or not) without decompressing more than it declares.
+pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
+    Ok(read_idx(path, LABELS_MAGIC, 1)?.1)
 }
 
 /// Parses an (uncompressed) idx3 image file: magic `0x00000803`, then count, rows, cols.

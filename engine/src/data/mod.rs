@@ -345,8 +345,8 @@ fn load_idx_splits(kind: DataKind, given: &Path, default: bool) -> Result<Splits
     let shape = kind.shape();
     let split = |images_stem: &str, labels_stem: &str, split: &str| -> Result<Dataset> {
         let (images_path, labels_path) = (find(images_stem)?, find(labels_stem)?);
-        let images = idx::parse_idx_images(&idx::read_maybe_gzip(&images_path)?, &images_path)?;
-        let labels = idx::parse_idx_labels(&idx::read_maybe_gzip(&labels_path)?, &labels_path)?;
+        let images = idx::read_idx_images(&images_path)?;
+        let labels = idx::read_idx_labels(&labels_path)?;
         idx::check_pair(&images, &images_path, &labels, &labels_path, shape[1], shape[2], 10)?;
         let labels = labels.into_iter().map(u32::from).collect();
         Ok(Dataset::from_pixels(format!("{}/{split}", kind.name()), &images.pixels, labels, shape, norm))

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::atomic::write_atomic;
+use super::atomic::{kind_of, write_atomic};
 use crate::error::{EngineError, Result};
 
 /// A host tensor with its name: `data` is row-major with `shape` (`data.len()` is the product of
@@ -109,7 +109,15 @@ pub fn save_safetensors(path: &Path, tensors: &[NamedTensor], metadata: &BTreeMa
     write_entries(path, &entries, metadata)
 }
 
+/// The file's bytes; a path that is not a regular file (reading a FIFO would block) is refused.
 fn read(path: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(ckpt_err(
+            path,
+            format!("it is {}, not a file; pass the path of a safetensors file", kind_of(&meta)),
+        ));
+    }
     std::fs::read(path).map_err(|e| EngineError::io(path, e))
 }
 
@@ -156,6 +164,28 @@ pub fn load_safetensors(path: &Path) -> Result<(Vec<NamedTensor>, BTreeMap<Strin
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((tensors, metadata))
+}
+
+/// Refuses tensors holding NaN or an infinity, naming the first such tensor: weights of a run
+/// that diverged evaluate to chance and train into more NaN, silently.
+pub fn check_finite(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
+    for t in tensors {
+        let bad = t.data.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            let first = t.data.iter().position(|v| !v.is_finite()).expect("counted");
+            return Err(ckpt_err(
+                path,
+                format!(
+                    "tensor `{}` holds {bad} non-finite value(s) of {} (the first, {}, at index {first}); \
+                     the run that wrote it diverged: use an earlier checkpoint or start a new run",
+                    t.name,
+                    t.data.len(),
+                    t.data[first]
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn tensor<'a>(st: &SafeTensors<'a>, name: &str, path: &Path) -> Result<TensorView<'a>> {

@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::atomic::require_parent;
+use super::atomic::{require_parent, resolve_target};
 use crate::error::{EngineError, Result};
 
 /// Writes one JSON object a line to a file.
@@ -27,8 +27,10 @@ impl MetricsWriter {
         Self::open(path, OpenOptions::new().append(true).create(true))
     }
 
+    /// A path that exists and is not a regular file (a FIFO would block, a device would be
+    /// written to) is refused; a symbolic link is followed to its file.
     fn open(path: &Path, options: &OpenOptions) -> Result<Self> {
-        require_parent(path, "metrics")?;
+        require_parent(&resolve_target(path, "metrics")?, "metrics")?;
         let file = options.open(path).map_err(|e| EngineError::io(path, e))?;
         Ok(Self { path: path.to_path_buf(), file })
     }

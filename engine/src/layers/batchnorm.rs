@@ -38,12 +38,12 @@ impl BatchNorm2d {
             eps: 1e-5,
             params: vec![
                 Param::new("weight", Tensor::from_f32(dev, &[channels], &ones)?),
-                Param::new("bias", Tensor::zeros(dev, &[channels])),
+                Param::new("bias", Tensor::zeros(dev, &[channels])?),
             ],
             buffers: vec![
                 Buffer {
                     name: "running_mean".into(),
-                    value: Tensor::zeros(dev, &[channels]),
+                    value: Tensor::zeros(dev, &[channels])?,
                     kind: BufferKind::Statistic,
                 },
                 Buffer {
@@ -53,7 +53,7 @@ impl BatchNorm2d {
                 },
                 Buffer {
                     name: "num_batches_tracked".into(),
-                    value: Tensor::zeros(dev, &[]),
+                    value: Tensor::zeros(dev, &[])?,
                     kind: BufferKind::Counter,
                 },
             ],
@@ -118,8 +118,8 @@ impl Layer for BatchNorm2d {
                 io.batch * hw
             )));
         }
-        let mean = Tensor::empty(io.dev, &[c], DType::F32);
-        let invstd = Tensor::empty(io.dev, &[c], DType::F32);
+        let mean = Tensor::empty(io.dev, &[c], DType::F32)?;
+        let invstd = Tensor::empty(io.dev, &[c], DType::F32)?;
         #[rustfmt::skip]
         let forward = batchnorm_train_forward(
             io.dev, io.y, &mean, &invstd, running_mean, running_var, count, io.x, gamma, beta,

@@ -37,6 +37,8 @@ impl Conv2d {
         pad: usize,
         rng: &mut impl Rng,
     ) -> Result<Self> {
+        // Before the values are drawn on the host: a size too large is an error, not an abort.
+        dev.check_tensor(&format!("parameter {name}.weight"), &[cout, cin, kernel, kernel])?;
         let fan_in = cin * kernel * kernel;
         let w = uniform_init(rng, cout * fan_in, fan_in);
         let b = uniform_init(rng, cout, fan_in);

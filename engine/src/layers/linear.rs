@@ -21,6 +21,8 @@ pub struct Linear {
 impl Linear {
     /// A layer with PyTorch's default initialisation drawn from `rng`.
     pub fn new(dev: &Device, name: &str, inputs: usize, outputs: usize, rng: &mut impl Rng) -> Result<Self> {
+        // Before the values are drawn on the host: a size too large is an error, not an abort.
+        dev.check_tensor(&format!("parameter {name}.weight"), &[outputs, inputs])?;
         let w = uniform_init(rng, outputs * inputs, inputs);
         let b = uniform_init(rng, outputs, inputs);
         Ok(Self {
@@ -70,7 +72,7 @@ impl Layer for Linear {
             // rather than read transposed by the product: on lavapipe (Mesa 22.3) some
             // transposed-A products leak driver memory on every dispatch (512x784x32 lost
             // ~0.2 MB each), and the transpose costs B * out copies.
-            let dy_t = Tensor::empty(io.dev, &[o, b], DType::F32);
+            let dy_t = Tensor::empty(io.dev, &[o, b], DType::F32)?;
             backward.push(swap_outer(io.dev, &dy_t, dy, b, o, 1)?);
             backward.extend(matmul(io.dev, &io.grads[0], &dy_t, io.x, MatmulSpec::new(o, i, b), io.matmul)?);
             backward.push(channel_sum(io.dev, &io.grads[1], dy, b, 1)?);

@@ -42,7 +42,7 @@ impl Layer for MaxPool2d {
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
         let (c, h, w) = self.dims(io.in_shape)?;
         let s = PoolShape { planes: io.batch * c, h, w, k: self.k };
-        let argmax = Tensor::empty(io.dev, &[io.y.numel()], DType::U32);
+        let argmax = Tensor::empty(io.dev, &[io.y.numel()], DType::U32)?;
         let forward = vec![maxpool_forward(io.dev, io.y, &argmax, io.x, s)?];
         let backward = match (io.dy, io.dx) {
             (Some(dy), Some(dx)) => vec![maxpool_backward(io.dev, dx, dy, &argmax, s)?],

@@ -81,8 +81,8 @@ impl Residual {
         let mut acts = vec![x.clone()];
         let mut grads = vec![dx.cloned()];
         for (i, shape) in shapes.iter().enumerate().take(n).skip(1) {
-            acts.push(Tensor::empty(io.dev, &with_batch(shape), DType::F32));
-            grads.push(dy.map(|_| Tensor::empty(io.dev, &with_batch(&shapes[i]), DType::F32)));
+            acts.push(Tensor::empty(io.dev, &with_batch(shape), DType::F32)?);
+            grads.push(dy.map(|_| Tensor::empty(io.dev, &with_batch(&shapes[i]), DType::F32)).transpose()?);
         }
         acts.push(y.clone());
         grads.push(dy.cloned());
@@ -151,8 +151,8 @@ impl Layer for Residual {
         // The sum main(x) + shortcut(x), before the final ReLU. The main path's last layer
         // writes it; the shortcut is added in place (no inner layer reads its own output in
         // its backward pass, so overwriting it is safe).
-        let sum = Tensor::empty(io.dev, &out, DType::F32);
-        let dsum = io.dy.map(|_| Tensor::empty(io.dev, &out, DType::F32));
+        let sum = Tensor::empty(io.dev, &out, DType::F32)?;
+        let dsum = io.dy.map(|_| Tensor::empty(io.dev, &out, DType::F32)).transpose()?;
         let main = Self::build_chain(io, &self.main, 0, io.x, &sum, dsum.as_ref(), io.dx)?;
         let main_params: usize = self.main.iter().map(|l| l.params().len()).sum();
         let mut forward = main.forward;
@@ -167,8 +167,8 @@ impl Layer for Residual {
                 backward.push(scale_add(io.dev, dx, dsum, 1.0, 1.0)?);
             }
         } else {
-            let short = Tensor::empty(io.dev, &out, DType::F32);
-            let dx_short = io.dx.map(|dx| Tensor::empty(io.dev, dx.shape(), DType::F32));
+            let short = Tensor::empty(io.dev, &out, DType::F32)?;
+            let dx_short = io.dx.map(Tensor::empty_like);
             let s = Self::build_chain(io, &self.shortcut, main_params, io.x, &short, dsum.as_ref(), dx_short.as_ref())?;
             forward.extend(s.forward);
             forward.push(scale_add(io.dev, &sum, &short, 1.0, 1.0)?);

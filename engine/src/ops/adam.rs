@@ -99,9 +99,9 @@ pub fn adam(
     expect(dir, "Adam step direction", n, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::ADAM, "adam", &[]);
     let update =
-        Dispatch::new(dev, k, &Params::new(u32_of(n, "elements")?, h), &[w, m, v, step, grad, dir], grid_1d(n, 256));
+        Dispatch::new(dev, k, &Params::new(u32_of(n, "elements")?, h), &[w, m, v, step, grad, dir], grid_1d(n, 256))?;
     let k = Kernel::get(dev, &asgd_shaders::COUNTER, "count_add", &[]);
-    let count = Dispatch::new(dev, k, &CountParams { amount: 1.0 }, &[step], [1, 1, 1]);
+    let count = Dispatch::new(dev, k, &CountParams { amount: 1.0 }, &[step], [1, 1, 1])?;
     Ok(vec![update, count])
 }
 

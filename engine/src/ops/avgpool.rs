@@ -37,7 +37,7 @@ pub fn global_avg_pool(
     expect(y, "average pool output", planes, DType::F32)?;
     expect(x, "average pool input", planes * hw, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::AVGPOOL, "global_avg_pool", &[]);
-    Ok(Dispatch::new(dev, k, &params(batch, channels, hw, planes)?, &[y, x], grid_1d(planes, 256)))
+    Dispatch::new(dev, k, &params(batch, channels, hw, planes)?, &[y, x], grid_1d(planes, 256))
 }
 
 /// `dx[b, c, i] = dy[b, c] / HW`, overwriting `dx`.
@@ -54,7 +54,7 @@ pub fn global_avg_pool_backward(
     expect(dx, "average pool input gradient", n, DType::F32)?;
     expect(dy, "average pool output gradient", batch * channels, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::AVGPOOL, "global_avg_pool_backward", &[]);
-    Ok(Dispatch::new(dev, k, &params(batch, channels, hw, n)?, &[dx, dy], grid_1d(n, 256)))
+    Dispatch::new(dev, k, &params(batch, channels, hw, n)?, &[dx, dy], grid_1d(n, 256))
 }
 
 /// CPU references in f64.

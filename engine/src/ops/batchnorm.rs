@@ -87,9 +87,9 @@ pub fn batchnorm_train_forward(
     let p = params(batch, channels, hw, momentum, eps, false)?;
     let k = Kernel::get(dev, &asgd_shaders::BATCHNORM_STATS, "batchnorm_stats", &[]);
     let stats =
-        Dispatch::new(dev, k, &p, &[mean, invstd, running_mean, running_var, num_batches, x], grid_per_item(channels));
+        Dispatch::new(dev, k, &p, &[mean, invstd, running_mean, running_var, num_batches, x], grid_per_item(channels))?;
     let k = Kernel::get(dev, &asgd_shaders::BATCHNORM, "batchnorm_normalize", &[]);
-    let norm = Dispatch::new(dev, k, &p, &[y, x, mean, invstd, gamma, beta], grid_1d(n, 256));
+    let norm = Dispatch::new(dev, k, &p, &[y, x, mean, invstd, gamma, beta], grid_1d(n, 256))?;
     Ok(vec![stats, norm])
 }
 
@@ -123,7 +123,7 @@ pub fn batchnorm_eval_forward(
     }
     let p = params(batch, channels, hw, 0.0, eps, true)?;
     let k = Kernel::get(dev, &asgd_shaders::BATCHNORM, "batchnorm_normalize", &[]);
-    Ok(vec![Dispatch::new(dev, k, &p, &[y, x, running_mean, running_var, gamma, beta], grid_1d(n, 256))])
+    Ok(vec![Dispatch::new(dev, k, &p, &[y, x, running_mean, running_var, gamma, beta], grid_1d(n, 256))?])
 }
 
 /// Backward of the training-mode forward (batch statistics): with `xhat = (x - mean) invstd`,
@@ -161,11 +161,11 @@ pub fn batchnorm_backward(
     }
     let p = params(batch, channels, hw, 0.0, 0.0, false)?;
     let k = Kernel::get(dev, &asgd_shaders::BATCHNORM_BACKWARD, "batchnorm_backward_reduce", &[]);
-    let mut out = vec![Dispatch::new(dev, k, &p, &[dgamma, dbeta, dy, x, mean, invstd], grid_per_item(channels))];
+    let mut out = vec![Dispatch::new(dev, k, &p, &[dgamma, dbeta, dy, x, mean, invstd], grid_per_item(channels))?];
     if let Some(dx) = dx {
         expect(dx, "batch norm input gradient", n, DType::F32)?;
         let k = Kernel::get(dev, &asgd_shaders::BATCHNORM, "batchnorm_backward_dx", &[]);
-        out.push(Dispatch::new(dev, k, &p, &[dx, x, mean, invstd, gamma, dy, dgamma, dbeta], grid_1d(n, 256)));
+        out.push(Dispatch::new(dev, k, &p, &[dx, x, mean, invstd, gamma, dy, dgamma, dbeta], grid_1d(n, 256))?);
     }
     Ok(out)
 }

@@ -34,7 +34,7 @@ pub fn bias_add(dev: &Device, y: &Tensor, bias: &Tensor, outer: usize, inner: us
     expect(y, "bias_add tensor", outer * c * inner, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::BIAS, "bias_add", &[]);
     let p = params(outer, c, inner)?;
-    Ok(Dispatch::new(dev, k, &p, &[y, bias], grid_1d(outer * c * inner, 256)))
+    Dispatch::new(dev, k, &p, &[y, bias], grid_1d(outer * c * inner, 256))
 }
 
 /// Grid of one workgroup per item, folded into two dimensions past 65535.
@@ -50,7 +50,7 @@ pub fn channel_sum(dev: &Device, db: &Tensor, dy: &Tensor, outer: usize, inner: 
     expect(dy, "channel_sum input", outer * c * inner, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::BIAS, "channel_sum", &[]);
     let p = params(outer, c, inner)?;
-    Ok(Dispatch::new(dev, k, &p, &[db, dy], grid_per_item(c)))
+    Dispatch::new(dev, k, &p, &[db, dy], grid_per_item(c))
 }
 
 /// CPU references in f64.

@@ -111,7 +111,7 @@ pub fn im2col(dev: &Device, cols: &Tensor, x: &Tensor, s: &ConvShape) -> Result<
     expect(cols, "im2col output", r * c, DType::F32)?;
     expect(x, "im2col input", nx, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::CONV2D, "im2col", &[]);
-    Ok(Dispatch::new(dev, k, &params(s, r * c)?, &[cols, x], grid_1d(r * c, 256)))
+    Dispatch::new(dev, k, &params(s, r * c)?, &[cols, x], grid_1d(r * c, 256))
 }
 
 /// `dx = col2im(dcols)`: each input element sums the column entries of its taps.
@@ -122,7 +122,7 @@ pub fn col2im(dev: &Device, dx: &Tensor, dcols: &Tensor, s: &ConvShape) -> Resul
     expect(dx, "col2im output", nx, DType::F32)?;
     expect(dcols, "col2im input", r * c, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::CONV2D, "col2im", &[]);
-    Ok(Dispatch::new(dev, k, &params(s, nx)?, &[dx, dcols], grid_1d(nx, 256)))
+    Dispatch::new(dev, k, &params(s, nx)?, &[dx, dcols], grid_1d(nx, 256))
 }
 
 /// Scratch buffers of a convolution for one batch size: the im2col matrix (kept from the
@@ -141,11 +141,11 @@ impl ConvScratch {
         let [r, c] = s.cols_shape()?;
         let small = |b: bool, n: usize| Tensor::empty(dev, &[if b { n } else { 1 }], DType::F32);
         Ok(Self {
-            cols: Tensor::empty(dev, &[r, c], DType::F32),
-            y_t: Tensor::empty(dev, &[s.cout, c], DType::F32),
-            dy_t: small(backward, s.cout * c),
-            dcols: small(backward, r * c),
-            w_t: small(backward, s.cout * r),
+            cols: Tensor::empty(dev, &[r, c], DType::F32)?,
+            y_t: Tensor::empty(dev, &[s.cout, c], DType::F32)?,
+            dy_t: small(backward, s.cout * c)?,
+            dcols: small(backward, r * c)?,
+            w_t: small(backward, s.cout * r)?,
         })
     }
 }

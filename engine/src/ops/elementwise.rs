@@ -29,7 +29,7 @@ pub fn scale_add(dev: &Device, y: &Tensor, x: &Tensor, alpha: f32, beta: f32) ->
     let n = x.numel();
     expect(y, "scale_add output", n, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::ELEMENTWISE, "scale_add", &[]);
-    Ok(Dispatch::new(dev, k, &Params::new(n, alpha, beta)?, &[y, x], grid_1d(n, 256)))
+    Dispatch::new(dev, k, &Params::new(n, alpha, beta)?, &[y, x], grid_1d(n, 256))
 }
 
 /// Changes `alpha` and `beta` of a [`scale_add`] dispatch over `n` elements, for its runs in

@@ -245,10 +245,10 @@ pub fn matmul(
     };
     let groups = [gx as u32, gy as u32, splits as u32];
     if splits == 1 {
-        return Ok(vec![Dispatch::new(dev, kern, &params, &[c, a, b], groups)]);
+        return Ok(vec![Dispatch::new(dev, kern, &params, &[c, a, b], groups)?]);
     }
-    let part = Tensor::empty(dev, &[splits, m, n], DType::F32);
-    Ok(vec![Dispatch::new(dev, kern, &params, &[&part, a, b], groups), split_sum(dev, c, &part, spec)?])
+    let part = Tensor::empty(dev, &[splits, m, n], DType::F32)?;
+    Ok(vec![Dispatch::new(dev, kern, &params, &[&part, a, b], groups)?, split_sum(dev, c, &part, spec)?])
 }
 
 /// Adds the `(S, M, N)` partial products in `part` into `c` with the spec's alpha and
@@ -262,7 +262,7 @@ fn split_sum(dev: &Device, c: &Tensor, part: &Tensor, spec: MatmulSpec) -> Resul
         accumulate: spec.accumulate as u32,
     };
     let sum = Kernel::get(dev, &asgd_shaders::MATMUL_SPLIT, "split_sum", &[]);
-    Ok(Dispatch::new(dev, sum, &sp, &[c, part], grid_1d(mn, 256)))
+    Dispatch::new(dev, sum, &sp, &[c, part], grid_1d(mn, 256))
 }
 
 /// Terms of K per `matmul_kdot` workgroup at least (four per thread).
@@ -292,9 +292,9 @@ fn matmul_kdot(
         _pad: [0; 3],
     };
     let kern = Kernel::get(dev, &asgd_shaders::MATMUL_KDOT, "matmul_kdot", transposes);
-    let part = Tensor::empty(dev, &[splits, m, n], DType::F32);
+    let part = Tensor::empty(dev, &[splits, m, n], DType::F32)?;
     Ok(vec![
-        Dispatch::new(dev, kern, &params, &[&part, a, b], [gx as u32, gy as u32, splits as u32]),
+        Dispatch::new(dev, kern, &params, &[&part, a, b], [gx as u32, gy as u32, splits as u32])?,
         split_sum(dev, c, &part, spec)?,
     ])
 }

@@ -65,7 +65,7 @@ pub fn maxpool_forward(dev: &Device, y: &Tensor, argmax: &Tensor, x: &Tensor, s:
     expect(argmax, "maxpool argmax", ny, DType::U32)?;
     expect(x, "maxpool input", planes * h * w, DType::F32)?;
     let kern = Kernel::get(dev, &asgd_shaders::MAXPOOL, "maxpool_forward", &[]);
-    Ok(Dispatch::new(dev, kern, &params(h, w, k, ny)?, &[y, argmax, x], grid_1d(ny, 256)))
+    Dispatch::new(dev, kern, &params(h, w, k, ny)?, &[y, argmax, x], grid_1d(ny, 256))
 }
 
 /// `dx`: each element gets `dy` of its window if it was that window's maximum, else 0.
@@ -78,7 +78,7 @@ pub fn maxpool_backward(dev: &Device, dx: &Tensor, dy: &Tensor, argmax: &Tensor,
     expect(dy, "maxpool output gradient", planes * oh * ow, DType::F32)?;
     expect(argmax, "maxpool argmax", planes * oh * ow, DType::U32)?;
     let kern = Kernel::get(dev, &asgd_shaders::MAXPOOL_BACKWARD, "maxpool_backward", &[]);
-    Ok(Dispatch::new(dev, kern, &params(h, w, k, nx)?, &[dx, dy, argmax], grid_1d(nx, 256)))
+    Dispatch::new(dev, kern, &params(h, w, k, nx)?, &[dx, dy, argmax], grid_1d(nx, 256))
 }
 
 /// CPU references in f64.

@@ -21,5 +21,5 @@ pub fn accumulate(dev: &Device, totals: &Tensor, loss: &Tensor, correct: &Tensor
     expect(loss, "per-sample loss", batch, DType::F32)?;
     expect(correct, "per-sample correctness", batch, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::METRICS, "accumulate", &[]);
-    Ok(Dispatch::new(dev, k, &Params { batch: u32_of(batch, "batch")? }, &[totals, loss, correct], [1, 1, 1]))
+    Dispatch::new(dev, k, &Params { batch: u32_of(batch, "batch")? }, &[totals, loss, correct], [1, 1, 1])
 }

@@ -30,7 +30,7 @@ pub fn swap_outer(dev: &Device, dst: &Tensor, src: &Tensor, d0: usize, d1: usize
         n: u32_of(n, "elements")?,
     };
     let k = Kernel::get(dev, &asgd_shaders::PERMUTE, "swap_outer", &[]);
-    Ok(Dispatch::new(dev, k, &p, &[dst, src], grid_1d(n, 256)))
+    Dispatch::new(dev, k, &p, &[dst, src], grid_1d(n, 256))
 }
 
 /// CPU reference.

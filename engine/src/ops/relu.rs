@@ -20,7 +20,7 @@ pub fn relu_forward(dev: &Device, y: &Tensor, x: &Tensor) -> Result<Dispatch> {
     let n = x.numel();
     expect(y, "relu output", n, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::RELU, "relu_forward", &[]);
-    Ok(Dispatch::new(dev, k, &Params { n: u32_of(n, "elements")? }, &[y, x], grid_1d(n, 256)))
+    Dispatch::new(dev, k, &Params { n: u32_of(n, "elements")? }, &[y, x], grid_1d(n, 256))
 }
 
 /// `dx = dy * [x > 0]`, with `x` the forward input.
@@ -30,7 +30,7 @@ pub fn relu_backward(dev: &Device, dx: &Tensor, dy: &Tensor, x: &Tensor) -> Resu
     expect(dx, "relu input gradient", n, DType::F32)?;
     expect(dy, "relu output gradient", n, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::RELU, "relu_backward", &[]);
-    Ok(Dispatch::new(dev, k, &Params { n: u32_of(n, "elements")? }, &[dx, dy, x], grid_1d(n, 256)))
+    Dispatch::new(dev, k, &Params { n: u32_of(n, "elements")? }, &[dx, dy, x], grid_1d(n, 256))
 }
 
 /// CPU references in f64.

@@ -42,7 +42,7 @@ pub fn sgd_momentum(dev: &Device, w: &Tensor, v: &Tensor, grad: &Tensor, h: SgdP
     expect(v, "momentum buffer", n, DType::F32)?;
     expect(grad, "gradient", n, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::SGD, "sgd_momentum", &[]);
-    Ok(Dispatch::new(dev, k, &Params::new(u32_of(n, "elements")?, h), &[w, v, grad], grid_1d(n, 256)))
+    Dispatch::new(dev, k, &Params::new(u32_of(n, "elements")?, h), &[w, v, grad], grid_1d(n, 256))
 }
 
 /// CPU reference in f64.

@@ -41,7 +41,7 @@ pub fn softmax_xent(
     expect(labels, "labels", batch, DType::U32)?;
     let p = Params { batch: u32_of(batch, "batch")?, classes: u32_of(classes, "classes")?, scale, _pad: 0 };
     let k = Kernel::get(dev, &asgd_shaders::SOFTMAX_XENT, "softmax_xent", &[]);
-    Ok(Dispatch::new(dev, k, &p, &[dz, loss, correct, z, labels], grid_1d(batch, 64)))
+    Dispatch::new(dev, k, &p, &[dz, loss, correct, z, labels], grid_1d(batch, 64))
 }
 
 /// CPU reference in f64.

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::Position;
 use crate::error::{EngineError, Result};
-use crate::io::checkpoint::{load_safetensors, save_safetensors, NamedTensor};
+use crate::io::checkpoint::{check_finite, load_safetensors, save_safetensors, NamedTensor};
 use crate::model::Model;
 use crate::optim::Optimizer;
 
@@ -128,10 +128,12 @@ impl Checkpoint {
     }
 }
 
-/// Reads a checkpoint written by [`save_checkpoint`].
+/// Reads a checkpoint written by [`save_checkpoint`]. Refused: a file that is not one, and
+/// one holding a non-finite value in any tensor (parameters, buffers, optimiser state).
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     let (tensors, meta) = load_safetensors(path)?;
     let meta = CheckpointMeta::from_map(path, meta)?;
+    check_finite(path, &tensors)?;
     Ok(Checkpoint { meta, tensors, source: path.display().to_string() })
 }
 

@@ -25,7 +25,7 @@ use crate::model::Model;
 use crate::ops::elementwise::scale_add;
 use crate::optim::{Optimizer, Updates};
 use crate::plan::Plan;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 struct Worker<'m> {
     model: &'m Model,
@@ -72,10 +72,7 @@ pub fn train_data_parallel(
             let w0: &Worker = &workers[0];
             w0.avg.clone()
         } else {
-            plan.grads
-                .iter()
-                .map(|g| g.iter().map(|t| Tensor::empty(model.device(), t.shape(), DType::F32)).collect())
-                .collect()
+            plan.grads.iter().map(|g| g.iter().map(Tensor::empty_like).collect()).collect()
         };
         let updates = optim.updates_from(model, &avg)?;
         workers.push(Worker { model, plan, avg, updates });

@@ -37,7 +37,7 @@ use crate::model::Model;
 use crate::ops::elementwise::{scale_add, set_scale_add};
 use crate::optim::{Optimizer, Updates};
 use crate::plan::Plan;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 /// When a backward thread applies updates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -375,7 +375,7 @@ impl<'m> Replica<'m> {
             rates.push(lr);
         }
         let copy = |enc: &mut wgpu::CommandEncoder, v: &Tensor| {
-            let t = Tensor::empty(dev, v.shape(), DType::F32);
+            let t = Tensor::empty_like(v);
             enc.copy_buffer_to_buffer(v.buffer(), 0, t.buffer(), 0, (v.numel() * 4) as u64);
             t
         };
@@ -509,12 +509,7 @@ pub fn train_decoupled_with(
                     let copies: Vec<Vec<Tensor>> = model
                         .layers()
                         .iter()
-                        .map(|l| {
-                            l.params()
-                                .iter()
-                                .map(|p| Tensor::empty(model.device(), p.value.shape(), DType::F32))
-                                .collect()
-                        })
+                        .map(|l| l.params().iter().map(|p| Tensor::empty_like(&p.value)).collect())
                         .collect();
                     let plan = model.plan_reading(cfg.batch, true, &copies)?;
                     let mut pairs = Vec::new();

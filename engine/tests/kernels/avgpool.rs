@@ -10,7 +10,7 @@ fn global_avg_pool_forward_and_backward_match_reference() {
         let x = as_f32(&rand_vec(9000 + i as u64, b * c * hw));
         let dy = as_f32(&rand_vec(9100 + i as u64, b * c));
         let (tx, tdy) = (upload(&[b, c, hw], &x), upload(&[b, c], &dy));
-        let ty = Tensor::empty(dev(), &[b, c], DType::F32);
+        let ty = Tensor::empty(dev(), &[b, c], DType::F32).unwrap();
         // A recycled buffer may hold anything: the backward must overwrite every element.
         let tdx = upload(&[b, c, hw], &vec![f64::NAN; b * c * hw]);
         global_avg_pool(dev(), &ty, &tx, b, c, hw).unwrap().run(dev());
@@ -30,12 +30,12 @@ fn global_avg_pool_of_constant_planes_is_that_constant() {
     let (b, c, hw) = (2, 3, 49);
     let x: Vec<f64> = (0..b * c * hw).map(|i| (i / hw) as f64 - 2.5).collect();
     let tx = upload(&[b, c, hw], &x);
-    let ty = Tensor::empty(dev(), &[b, c], DType::F32);
+    let ty = Tensor::empty(dev(), &[b, c], DType::F32).unwrap();
     global_avg_pool(dev(), &ty, &tx, b, c, hw).unwrap().run(dev());
     let want: Vec<f64> = (0..b * c).map(|p| p as f64 - 2.5).collect();
     assert_close("avg pool of constants", &ty.to_vec_f32().unwrap(), &want, 1e-6);
     let tdy = upload(&[b, c], &vec![49.0; b * c]);
-    let tdx = Tensor::empty(dev(), &[b, c, hw], DType::F32);
+    let tdx = Tensor::empty(dev(), &[b, c, hw], DType::F32).unwrap();
     global_avg_pool_backward(dev(), &tdx, &tdy, b, c, hw).unwrap().run(dev());
     assert_close("avg pool backward of 49", &tdx.to_vec_f32().unwrap(), &vec![1.0; b * c * hw], 1e-6);
 }

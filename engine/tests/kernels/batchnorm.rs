@@ -32,8 +32,9 @@ fn train_forward_twice_matches_reference() {
         let (x1, x2) = (input(s, n), input(s + 1, n));
         let (gamma, beta) = (per_channel(s + 2, c, 1.0), per_channel(s + 3, c, 0.0));
         let (mut rm, mut rv) = (per_channel(s + 4, c, 0.0), per_channel(s + 5, c, 1.0));
-        let ty = Tensor::empty(dev(), &[b, c, hw], DType::F32);
-        let (tmean, tinvstd) = (Tensor::empty(dev(), &[c], DType::F32), Tensor::empty(dev(), &[c], DType::F32));
+        let ty = Tensor::empty(dev(), &[b, c, hw], DType::F32).unwrap();
+        let (tmean, tinvstd) =
+            (Tensor::empty(dev(), &[c], DType::F32).unwrap(), Tensor::empty(dev(), &[c], DType::F32).unwrap());
         let (trm, trv, tnb) = (upload(&[c], &rm), upload(&[c], &rv), upload(&[1], &[0.0]));
         let (tx, tg, tb) = (upload(&[b, c, hw], &x1), upload(&[c], &gamma), upload(&[c], &beta));
         let d = batchnorm_train_forward(
@@ -88,7 +89,7 @@ fn train_forward_twice_matches_reference() {
 #[test]
 fn train_forward_refuses_one_value_per_channel() {
     let (b, c, hw) = (1, 3, 1);
-    let t = |shape: &[usize]| Tensor::zeros(dev(), shape);
+    let t = |shape: &[usize]| Tensor::zeros(dev(), shape).unwrap();
     let (y, x, s) = (t(&[b, c, hw]), t(&[b, c, hw]), t(&[c]));
     let err = batchnorm_train_forward(dev(), &y, &s, &s, &s, &s, &t(&[1]), &x, &s, &s, b, c, hw, MOMENTUM, EPS)
         .err()
@@ -222,8 +223,9 @@ fn backward_matches_finite_differences() {
         let fd_db: Vec<f64> = (0..c).map(|i| central(&beta, i, &|bt| loss(&x, &gamma, bt))).collect();
 
         let (mean, invstd) = saved_stats(&x, &gamma, b, c, hw);
-        let (tdg, tdb) = (Tensor::empty(dev(), &[c], DType::F32), Tensor::empty(dev(), &[c], DType::F32));
-        let tdx = Tensor::empty(dev(), &[b, c, hw], DType::F32);
+        let (tdg, tdb) =
+            (Tensor::empty(dev(), &[c], DType::F32).unwrap(), Tensor::empty(dev(), &[c], DType::F32).unwrap());
+        let tdx = Tensor::empty(dev(), &[b, c, hw], DType::F32).unwrap();
         let d = batchnorm_backward(
             dev(),
             &tdg,

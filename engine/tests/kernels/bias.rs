@@ -25,7 +25,7 @@ fn channel_sum_matches_reference() {
         let n = outer * c * inner;
         let dy = as_f32(&rand_vec(700 + i as u64, n));
         let tdy = upload(&[n], &dy);
-        let tdb = Tensor::empty(dev(), &[c], DType::F32);
+        let tdb = Tensor::empty(dev(), &[c], DType::F32).unwrap();
         channel_sum(dev(), &tdb, &tdy, outer, inner).unwrap().run(dev());
         let mut want = vec![0.0; c];
         cpu::channel_sum(&mut want, &dy, outer, inner);

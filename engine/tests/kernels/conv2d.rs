@@ -45,9 +45,9 @@ fn forward_and_backward(kernel: MatmulKernel) {
         let tx = upload(&[s.batch, s.cin, s.h, s.w], &x);
         let tw = upload(&[s.cout, s.cin, s.kh, s.kw], &w);
         let tdy = upload(&[s.batch, s.cout, oh, ow], &dy);
-        let ty = Tensor::empty(dev(), &[s.batch, s.cout, oh, ow], DType::F32);
-        let tdx = Tensor::empty(dev(), &[s.batch, s.cin, s.h, s.w], DType::F32);
-        let tdw = Tensor::empty(dev(), &[s.cout, s.cin, s.kh, s.kw], DType::F32);
+        let ty = Tensor::empty(dev(), &[s.batch, s.cout, oh, ow], DType::F32).unwrap();
+        let tdx = Tensor::empty(dev(), &[s.batch, s.cin, s.h, s.w], DType::F32).unwrap();
+        let tdw = Tensor::empty(dev(), &[s.cout, s.cin, s.kh, s.kw], DType::F32).unwrap();
         let scratch = ConvScratch::new(dev(), s, true).unwrap();
         let mut all = conv2d_forward(dev(), &ty, &tx, &tw, &scratch, s, kernel).unwrap();
         all.extend(conv2d_backward(dev(), &tdw, Some(&tdx), &tdy, &tw, &scratch, s, kernel).unwrap());

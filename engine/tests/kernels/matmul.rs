@@ -168,9 +168,9 @@ fn long_thin_products_are_split_along_k() {
 
 #[test]
 fn shape_mismatch_is_an_error() {
-    let a = Tensor::zeros(dev(), &[3, 4]);
-    let b = Tensor::zeros(dev(), &[5, 2]);
-    let c = Tensor::zeros(dev(), &[3, 2]);
+    let a = Tensor::zeros(dev(), &[3, 4]).unwrap();
+    let b = Tensor::zeros(dev(), &[5, 2]).unwrap();
+    let c = Tensor::zeros(dev(), &[3, 2]).unwrap();
     let err = matmul(dev(), &c, &a, &b, MatmulSpec::new(3, 2, 4), MatmulKernel::Blocked).err().unwrap();
     assert!(err.to_string().contains("right operand"), "{err}");
 }

@@ -14,8 +14,8 @@ fn forward_and_backward_match_reference() {
         let dy = as_f32(&rand_vec(2100 + i as u64, planes * oh * ow));
         let tx = upload(&[planes, h, w], &x);
         let tdy = upload(&[planes, oh, ow], &dy);
-        let ty = Tensor::empty(dev(), &[planes, oh, ow], DType::F32);
-        let targ = Tensor::empty(dev(), &[planes, oh, ow], DType::U32);
+        let ty = Tensor::empty(dev(), &[planes, oh, ow], DType::F32).unwrap();
+        let targ = Tensor::empty(dev(), &[planes, oh, ow], DType::U32).unwrap();
         // A recycled buffer may hold anything: the backward must overwrite every element.
         let tdx = upload(&[planes, h, w], &vec![f64::NAN; planes * h * w]);
         let s = PoolShape { planes, h, w, k };

@@ -9,8 +9,8 @@ fn forward_and_backward_match_reference() {
         let x = as_f32(&rand_vec(100 + i as u64, n));
         let dy = as_f32(&rand_vec(200 + i as u64, n));
         let (tx, tdy) = (upload(&[n], &x), upload(&[n], &dy));
-        let ty = Tensor::empty(dev(), &[n], DType::F32);
-        let tdx = Tensor::empty(dev(), &[n], DType::F32);
+        let ty = Tensor::empty(dev(), &[n], DType::F32).unwrap();
+        let tdx = Tensor::empty(dev(), &[n], DType::F32).unwrap();
         relu_forward(dev(), &ty, &tx).unwrap().run(dev());
         relu_backward(dev(), &tdx, &tdy, &tx).unwrap().run(dev());
         let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);

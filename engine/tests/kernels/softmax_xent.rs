@@ -14,9 +14,9 @@ fn loss_gradient_and_correctness_match_reference() {
         let labels: Vec<u32> = (0..b).map(|j| ((j * 7 + i) % c) as u32).collect();
         let tz = upload(&[b, c], &z);
         let tl = Tensor::from_u32(dev(), &[b], &labels).unwrap();
-        let tdz = Tensor::empty(dev(), &[b, c], DType::F32);
-        let tloss = Tensor::empty(dev(), &[b], DType::F32);
-        let tcorrect = Tensor::empty(dev(), &[b], DType::F32);
+        let tdz = Tensor::empty(dev(), &[b, c], DType::F32).unwrap();
+        let tloss = Tensor::empty(dev(), &[b], DType::F32).unwrap();
+        let tcorrect = Tensor::empty(dev(), &[b], DType::F32).unwrap();
         let inv_b = 1.0 / b as f32;
         softmax_xent(dev(), &tdz, &tloss, &tcorrect, &tz, &tl, b, c, inv_b).unwrap().run(dev());
         let (mut dz, mut loss, mut correct) = (vec![0.0; b * c], vec![0.0; b], vec![0.0; b]);
@@ -29,7 +29,7 @@ fn loss_gradient_and_correctness_match_reference() {
         assert_close(&format!("{what} correct"), &tcorrect.to_vec_f32().unwrap(), &correct, 0.0);
 
         // The running totals add each step's sums.
-        let totals = Tensor::zeros(dev(), &[3]);
+        let totals = Tensor::zeros(dev(), &[3]).unwrap();
         let acc = accumulate(dev(), &totals, &tloss, &tcorrect, b).unwrap();
         acc.run(dev());
         acc.run(dev());
