@@ -193,7 +193,7 @@ fn read_idx(path: &Path, magic: u32, ndims: usize) -> Result<(Vec<usize>, Vec<u8
 }
 
 /// Reads an idx3 image file (gzipped or not) without decompressing more than it declares
-/// (see [`read_idx`]'s bound).
+/// (see `read_idx`'s bound).
 pub fn read_idx_images(path: &Path) -> Result<IdxImages> {
     let (dims, pixels) = read_idx(path, IMAGES_MAGIC, 3)?;
     Ok(IdxImages { count: dims[0], rows: dims[1], cols: dims[2], pixels })
