@@ -4,6 +4,7 @@
 //! wgpu gives exactly one queue per device. Several devices can be opened from the same adapter
 //! ([`Device::open_sibling`]); that is how lanes get queues of their own.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{EngineError, Result};
@@ -124,6 +125,65 @@ pub const NO_ADAPTER_HINT: &str = "no GPU adapter found; install a Vulkan driver
 (on Debian or Ubuntu without a GPU: `apt-get install libvulkan1 mesa-vulkan-drivers` for the \
 lavapipe CPU driver) or pick another backend";
 
+/// What a device has been asked to do since it was opened: the per-step overhead that
+/// `asgd bench step --per-layer` and the training metrics report.
+#[derive(Debug, Default)]
+pub struct Counters {
+    dispatches: AtomicU64,
+    bind_groups: AtomicU64,
+    submissions: AtomicU64,
+    readbacks: AtomicU64,
+}
+
+/// A snapshot of [`Counters`]; subtract two to count what happened in between.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterValues {
+    /// Compute dispatches recorded.
+    pub dispatches: u64,
+    /// Bind groups created (a plan builds them once; none should appear per step).
+    pub bind_groups: u64,
+    /// Command buffers submitted to the queue.
+    pub submissions: u64,
+    /// Buffers read back to the host (each a wait for the GPU).
+    pub readbacks: u64,
+}
+
+impl std::ops::Sub for CounterValues {
+    type Output = CounterValues;
+    fn sub(self, o: Self) -> Self {
+        CounterValues {
+            dispatches: self.dispatches - o.dispatches,
+            bind_groups: self.bind_groups - o.bind_groups,
+            submissions: self.submissions - o.submissions,
+            readbacks: self.readbacks - o.readbacks,
+        }
+    }
+}
+
+impl Counters {
+    pub(crate) fn dispatch(&self) {
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn bind_group(&self) {
+        self.bind_groups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn readback(&self) {
+        self.readbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts so far.
+    pub fn values(&self) -> CounterValues {
+        CounterValues {
+            dispatches: self.dispatches.load(Ordering::Relaxed),
+            bind_groups: self.bind_groups.load(Ordering::Relaxed),
+            submissions: self.submissions.load(Ordering::Relaxed),
+            readbacks: self.readbacks.load(Ordering::Relaxed),
+        }
+    }
+}
+
 struct Inner {
     adapter: wgpu::Adapter,
     info: AdapterSummary,
@@ -133,6 +193,7 @@ struct Inner {
     pipelines: PipelineCache,
     pool: BufferPool,
     tuner: Arc<Tuner>,
+    counters: Arc<Counters>,
     /// The limits the device was opened with; buffers and grids are checked against them
     /// before wgpu sees them, so a size too large is an error and not a validation panic.
     limits: wgpu::Limits,
@@ -251,6 +312,7 @@ impl Device {
                 pipelines: PipelineCache::default(),
                 pool: BufferPool::default(),
                 tuner,
+                counters: Arc::default(),
                 limits: desc.required_limits.clone(),
                 uncaptured,
                 adapter,
@@ -264,6 +326,17 @@ impl Device {
     /// Buffers of one device cannot be used on another; kernel choices are shared.
     pub fn open_sibling(&self) -> Result<Self> {
         Self::from_adapter(self.inner.adapter.clone(), self.inner.info.index, self.inner.tuner.clone())
+    }
+
+    /// Submits command buffers to the queue, counting them.
+    pub fn submit<I: IntoIterator<Item = wgpu::CommandBuffer>>(&self, cmds: I) -> wgpu::SubmissionIndex {
+        self.inner.counters.submissions.fetch_add(1, Ordering::Relaxed);
+        self.inner.queue.submit(cmds)
+    }
+
+    /// Dispatches, bind groups, submissions and read-backs so far.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.inner.counters
     }
 
     /// The kernel tuner of this device's adapter.

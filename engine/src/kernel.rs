@@ -130,6 +130,7 @@ pub struct Dispatch {
     kernel: Arc<Kernel>,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
+    counters: Arc<crate::device::Counters>,
     // Kept alive with the bind group that points at them.
     _params: wgpu::Buffer,
     _tensors: Vec<Tensor>,
@@ -167,10 +168,12 @@ impl Dispatch {
             layout: &kernel.layout,
             entries: &entries,
         });
+        dev.counters().bind_group();
         Ok(Self {
             kernel,
             bind_group,
             groups,
+            counters: dev.counters().clone(),
             _params: params_buf,
             _tensors: tensors.iter().map(|&t| t.clone()).collect(),
         })
@@ -190,6 +193,7 @@ impl Dispatch {
         pass.set_pipeline(&self.kernel.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+        self.counters.dispatch();
     }
 
     /// Records and submits the dispatch on its own (for tests and one-off work).
@@ -207,7 +211,7 @@ pub fn run_all(dev: &Device, dispatches: &[&Dispatch]) {
             d.record(&mut pass);
         }
     }
-    dev.queue().submit([enc.finish()]);
+    dev.submit([enc.finish()]);
 }
 
 /// Grid for `n` independent items processed by workgroups of `wg` threads, folded into two

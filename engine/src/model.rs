@@ -158,7 +158,7 @@ impl Model {
         let tensors: Vec<&Tensor> = params.iter().map(|(_, t)| *t).collect();
         let mut enc = self.dev.wgpu().create_command_encoder(&Default::default());
         let mut rb = crate::tensor::ReadBack::record(&self.dev, &mut enc, &tensors);
-        rb.submitted(self.dev.queue().submit([enc.finish()]));
+        rb.submitted(self.dev.submit([enc.finish()]));
         rb.wait(&self.dev)
     }
 

@@ -116,7 +116,7 @@ impl Tensor {
         let dev = self.device();
         let mut enc = dev.wgpu().create_command_encoder(&Default::default());
         enc.clear_buffer(self.buffer(), 0, None);
-        dev.queue().submit([enc.finish()]);
+        dev.submit([enc.finish()]);
     }
 
     /// Same buffer, another shape with the same number of elements.
@@ -202,7 +202,8 @@ pub fn read_buffer(dev: &Device, src: &wgpu::Buffer, offset: u64, bytes: u64) ->
     });
     let mut enc = dev.wgpu().create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(src, offset, &staging, 0, bytes);
-    dev.queue().submit([enc.finish()]);
+    dev.submit([enc.finish()]);
+    dev.counters().readback();
     let (tx, rx) = flume::bounded(1);
     staging.map_async(wgpu::MapMode::Read, .., move |r| {
         let _ = tx.send(r);
@@ -268,6 +269,7 @@ impl ReadBack {
         let (Some(index), Some(done)) = (self.index, self.done) else {
             return Err(EngineError::Device("a read-back was waited for before it was submitted".into()));
         };
+        dev.counters().readback();
         dev.wgpu()
             .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
             .map_err(|e| EngineError::Device(format!("waiting for the GPU failed: {e}")))?;

@@ -18,6 +18,11 @@ pub struct BenchMatmulArgs {
     /// or a register tile such as r32x32w8x4.
     #[arg(long, value_delimiter = ',', default_value = "auto,blocked,tiled", value_parser = parse_kernel)]
     pub kernels: Vec<KernelArg>,
+    /// Other products to time, comma-separated, as MxNxK with an optional transpose suffix
+    /// `:tn`, `:nt` or `:tt` (A stored (K, M), B stored (N, K)), e.g. 6x36864x25,16x150x6400:nt;
+    /// only these are timed when given.
+    #[arg(long, value_delimiter = ',', value_parser = parse_shape)]
+    pub shapes: Vec<MatmulSpec>,
     /// Square sizes to time, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "256,384,512,768,1024")]
     pub sizes: Vec<usize>,
@@ -47,6 +52,23 @@ pub struct BenchStepArgs {
     pub device: DeviceArgs,
 }
 
+fn parse_shape(s: &str) -> Result<MatmulSpec, String> {
+    let bad = || format!("'{s}' is not a product shape; write MxNxK, optionally with :tn, :nt or :tt");
+    let (dims, flags) = s.split_once(':').unwrap_or((s, "nn"));
+    let d: Vec<usize> = dims.split('x').map(|v| v.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let (trans_a, trans_b) = match flags {
+        "nn" => (false, false),
+        "tn" => (true, false),
+        "nt" => (false, true),
+        "tt" => (true, true),
+        _ => return Err(bad()),
+    };
+    match d[..] {
+        [m, n, k] if m > 0 && n > 0 && k > 0 => Ok(MatmulSpec { trans_a, trans_b, ..MatmulSpec::new(m, n, k) }),
+        _ => Err(bad()),
+    }
+}
+
 /// A kernel named on the command line.
 #[derive(Clone, Copy, Debug)]
 pub enum KernelArg {
@@ -73,7 +95,7 @@ fn time_dispatch(dev: &Device, d: &[Dispatch], reps: usize) -> Result<f64> {
             d.iter().for_each(|d| d.record(&mut pass));
         }
     }
-    dev.queue().submit([enc.finish()]);
+    dev.submit([enc.finish()]);
     dev.wait_idle()?;
     Ok(t0.elapsed().as_secs_f64())
 }
@@ -136,8 +158,14 @@ pub fn run_matmul(args: BenchMatmulArgs) -> Result<ExitCode> {
         ("fc3 forward", MatmulSpec { trans_b: true, ..MatmulSpec::new(128, 10, 512) }),
     ];
     for &kernel in kernels {
-        for &n in &args.sizes {
+        for &n in args.sizes.iter().filter(|_| args.shapes.is_empty()) {
             bench_one(&dev, &format!("square {n}"), MatmulSpec::new(n, n, n), kernel, args.min_time)?;
+        }
+        for &spec in &args.shapes {
+            bench_one(&dev, "given", spec, kernel, args.min_time)?;
+        }
+        if !args.shapes.is_empty() {
+            continue;
         }
         for (label, spec) in mlp {
             bench_one(&dev, label, spec, kernel, args.min_time)?;
@@ -196,17 +224,19 @@ pub fn run_step(args: BenchStepArgs) -> Result<ExitCode> {
                     updates.record(i, &mut pass);
                 }
             }
-            dev.queue().submit([enc.finish()]);
+            dev.submit([enc.finish()]);
             Ok(())
         };
         step()?;
         step()?;
         dev.wait_idle()?;
+        let counted = dev.counters().values();
         let t0 = Instant::now();
         for _ in 0..args.steps {
             step()?;
         }
         dev.wait_idle()?;
+        let per_step = dev.counters().values() - counted;
         let secs = t0.elapsed().as_secs_f64();
         let ms = 1e3 * secs / args.steps as f64;
         let rate = (batch * args.steps) as f64 / secs;
@@ -216,13 +246,23 @@ pub fn run_step(args: BenchStepArgs) -> Result<ExitCode> {
             cfg.description(),
             gflop / (ms / 1e3)
         );
+        let n = args.steps as u64;
         if args.per_layer {
+            println!(
+                "    per step: {} dispatches, {} bind groups built, {} submissions, {} read-backs",
+                per_step.dispatches / n,
+                per_step.bind_groups / n,
+                per_step.submissions / n,
+                per_step.readbacks / n
+            );
             per_layer(&dev, &model, &plan, args.steps)?;
         }
         println!(
             "{}",
             serde_json::json!({"bench": "step", "model": cfg.description(), "batch": batch, "ms_per_step": ms,
-                "samples_per_s": rate, "gflop_per_step": gflop, "gflops": gflop / (ms / 1e3), "device": dev.info().name})
+                "samples_per_s": rate, "gflop_per_step": gflop, "gflops": gflop / (ms / 1e3), "device": dev.info().name,
+                "dispatches_per_step": per_step.dispatches / n, "submissions_per_step": per_step.submissions / n,
+                "readbacks_per_step": per_step.readbacks / n, "bind_groups_per_step": per_step.bind_groups / n})
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -239,7 +279,7 @@ fn per_layer(dev: &Device, model: &Model, plan: &asgd::engine::Plan, reps: usize
                 f(&mut pass);
             }
         }
-        dev.queue().submit([enc.finish()]);
+        dev.submit([enc.finish()]);
         dev.wait_idle()?;
         Ok(1e3 * t0.elapsed().as_secs_f64() / reps as f64)
     };

@@ -68,7 +68,7 @@ pub fn run(args: GradsArgs) -> Result<ExitCode> {
         let mut pass = enc.begin_compute_pass(&Default::default());
         plan.record_gradients(&mut pass);
     }
-    dev.queue().submit([enc.finish()]);
+    dev.submit([enc.finish()]);
     let mut out = Vec::new();
     for ((name, _), g) in model.params().into_iter().zip(plan.grads.iter().flatten()) {
         out.push(NamedTensor { name, shape: g.shape().to_vec(), data: g.to_vec_f32()? });

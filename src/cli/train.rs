@@ -421,11 +421,19 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         args.workers.lanes.0.name(),
     );
     let mut progress = Progress::new(args.quiet, epochs);
+    let counted = dev.counters().values();
     let mut observer = |e: &Event| -> asgd::engine::Result<()> {
         if let (Some(m), Some(mut json)) = (metrics.as_mut(), e.to_json()) {
-            if matches!(e, Event::Done(_)) {
+            if let Event::Done(s) = e {
                 // The kernel each product shape ran with, so that a run can be repeated exactly.
                 json["kernels"] = serde_json::json!(dev.tuner().choices());
+                // The GPU work around the kernels, per step (evaluation and checkpoints included).
+                let c = dev.counters().values() - counted;
+                let per = |v: u64| v as f64 / s.steps.max(1) as f64;
+                json["per_step"] = serde_json::json!({
+                    "dispatches": per(c.dispatches), "submissions": per(c.submissions),
+                    "readbacks": per(c.readbacks), "bind_groups": per(c.bind_groups),
+                });
             }
             m.write(&json)?;
         }

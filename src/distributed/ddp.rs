@@ -63,7 +63,7 @@ impl StepAlgorithm for DdpStep<'_> {
                 grads.extend(&stats);
             }
             let mut rb = ReadBack::record(dev, &mut enc, &grads);
-            rb.submitted(dev.queue().submit([enc.finish()]));
+            rb.submitted(dev.submit([enc.finish()]));
             reads.push((*p, rb));
         }
         // Start each layer's average as soon as its gradients are on the host, last layer
@@ -90,7 +90,7 @@ impl StepAlgorithm for DdpStep<'_> {
                 ctx.updates.record(*p, &mut pass);
             }
         }
-        dev.queue().submit([enc.finish()]);
+        dev.submit([enc.finish()]);
         self.steps += 1;
         Ok(())
     }

@@ -151,7 +151,7 @@ fn record(dev: &Device, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
         let mut pass = enc.begin_compute_pass(&Default::default());
         f(&mut pass);
     }
-    dev.queue().submit([enc.finish()]);
+    dev.submit([enc.finish()]);
 }
 
 #[allow(clippy::too_many_arguments)]

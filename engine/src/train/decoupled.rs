@@ -302,7 +302,7 @@ impl<'m> Replica<'m> {
                     plan.record_forward(&mut pass);
                     plan.record_loss(&mut pass);
                 }
-                self.dev().queue().submit([enc.finish()]);
+                self.dev().submit([enc.finish()]);
                 st.versions.clone()
             };
             if queue.send(Item { slot, step, versions }).is_err() {
@@ -417,7 +417,7 @@ impl<'m> Replica<'m> {
                 }
             }
         }
-        dev.queue().submit([enc.finish()]);
+        dev.submit([enc.finish()]);
         for (&p, &s) in params.iter().zip(&stale) {
             st.staleness[p].add(s);
             st.versions[p] += 1;

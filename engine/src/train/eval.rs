@@ -84,7 +84,7 @@ impl<'m> Evaluator<'m> {
                 plan.record_forward(&mut pass);
                 plan.record_loss(&mut pass);
             }
-            dev.queue().submit([enc.finish()]);
+            dev.submit([enc.finish()]);
             if !used.contains(&n) {
                 used.push(n);
             }

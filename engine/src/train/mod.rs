@@ -242,7 +242,7 @@ pub fn undelayed_step_time(plan: &crate::Plan) -> crate::Result<std::time::Durat
             let mut pass = enc.begin_compute_pass(&Default::default());
             plan.record_gradients(&mut pass);
         }
-        dev.queue().submit([enc.finish()]);
+        dev.submit([enc.finish()]);
         dev.wait_idle()
     };
     run()?;

@@ -70,7 +70,7 @@ impl StepAlgorithm for PlainStep {
             let mut pass = enc.begin_compute_pass(&Default::default());
             Self::record(ctx, &mut pass);
         }
-        dev.queue().submit([enc.finish()]);
+        dev.submit([enc.finish()]);
         Ok(())
     }
 }
