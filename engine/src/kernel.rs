@@ -185,6 +185,11 @@ impl Dispatch {
         dev.queue().write_buffer(&self._params, 0, bytemuck::bytes_of(params));
     }
 
+    /// The kernel's `shader::entry` label.
+    pub fn label(&self) -> &str {
+        self.kernel.label()
+    }
+
     /// Records the dispatch into `pass`.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         if self.groups.contains(&0) {

@@ -170,6 +170,11 @@ impl Plan {
         }
     }
 
+    /// The forward and backward dispatches of layer `i`, in order (for per-kernel timing).
+    pub fn layer_dispatches(&self, i: usize) -> (&[Dispatch], &[Dispatch]) {
+        (&self.layers[i].forward, &self.layers[i].backward)
+    }
+
     /// Records the forward pass of layer `i` alone (for per-layer timing).
     pub fn record_forward_layer(&self, i: usize, pass: &mut wgpu::ComputePass<'_>) {
         for d in &self.layers[i].forward {

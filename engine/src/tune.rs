@@ -146,7 +146,13 @@ impl Tuner {
     /// The kernel for `spec` on `dev` (whose tuner this is).
     pub fn matmul_kernel(&self, dev: &Device, spec: &MatmulSpec) -> MatmulKernel {
         let key = shape_key(spec);
-        let cached = self.known.lock().expect("tuner poisoned").get(&key).and_then(|s| MatmulKernel::parse(s));
+        let mut cached = self.known.lock().expect("tuner poisoned").get(&key).and_then(|s| MatmulKernel::parse(s));
+        if cached.is_none() {
+            // Another process (a test, another rank) may have timed it since this one started.
+            if let Some(path) = &self.path {
+                cached = read_cache(path, &self.device_key).get(&key).and_then(|s| MatmulKernel::parse(s));
+            }
+        }
         let kernel = match cached {
             Some(k) if k != MatmulKernel::Auto => k,
             _ => {
@@ -180,9 +186,12 @@ impl Tuner {
         let mut known = self.known.lock().expect("tuner poisoned");
         known.insert(key.to_string(), kernel.name());
         if let Some(path) = &self.path {
-            // Another process may have added shapes meanwhile: merge before writing.
+            // Another process may have added shapes meanwhile: merge before writing, and keep
+            // what it wrote first, so that every later run agrees on one choice per shape.
             let mut merged = read_cache(path, &self.device_key);
-            merged.extend(known.iter().map(|(k, v)| (k.clone(), v.clone())));
+            for (k, v) in known.iter() {
+                merged.entry(k.clone()).or_insert_with(|| v.clone());
+            }
             if let Err(e) = write_cache(path, &self.device_key, &merged) {
                 eprintln!("warning: could not save kernel choices to {}: {e}", path.display());
             }

@@ -24,7 +24,7 @@ struct Params {
     pad: u32,
     oh: u32,
     ow: u32,
-    n: u32,  // elements written: of cols (im2col) or of dx (col2im)
+    n: u32,  // threads: rows of cols (im2col) or of dx (col2im)
     _pad0: u32,
 }
 
@@ -33,60 +33,81 @@ struct Params {
 @group(0) @binding(2) var<storage, read> in0: array<f32>;        // x (im2col) or dcols (col2im)
 
 // cols[(c*KH + ky)*KW + kx, b*P + oy*OW + ox] = x[b, c, oy*stride - pad + ky, ox*stride - pad + kx],
-// zero where the tap falls in the padding. One thread per element of cols; neighbouring threads
-// take neighbouring output columns, so their reads of x are neighbours too. Grid: grid_1d(n, 256).
-@compute @workgroup_size(256)
+// zero where the tap falls in the padding. One thread per output row (row of cols, image, oy),
+// which writes the OW columns of that row: the divisions that split an index into its parts
+// (each a loop of scalar divisions on a CPU driver, which has no vector integer divide) are
+// paid once per row rather than once per element. n = CKK * B * OH threads; grid_1d(n, 64).
+@compute @workgroup_size(64)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = gid.x + gid.y * nwg.x * 64u;
     if (i >= p.n) { return; }
-    let per_image = p.oh * p.ow;
-    let cols_n = p.batch * per_image;
-    let row = i / cols_n;
-    let col = i - row * cols_n;
-    let bb = col / per_image;
-    let r = col - bb * per_image;
-    let oy = r / p.ow;
-    let ox = r - oy * p.ow;
+    let oy = i % p.oh;
+    let rest = i / p.oh;
+    let bb = rest % p.batch;
+    let row = rest / p.batch;
     let kx = row % p.kw;
     let ky = (row / p.kw) % p.kh;
     let c = row / (p.kw * p.kh);
+    let per_image = p.oh * p.ow;
+    let out_base = row * p.batch * per_image + bb * per_image + oy * p.ow;
     let iy = i32(oy * p.stride + ky) - i32(p.pad);
-    let ix = i32(ox * p.stride + kx) - i32(p.pad);
-    var v = 0.0;
-    if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
-        v = in0[((bb * p.cin + c) * p.h + u32(iy)) * p.w + u32(ix)];
+    if (iy < 0 || iy >= i32(p.h)) {
+        for (var ox = 0u; ox < p.ow; ox++) {
+            out[out_base + ox] = 0.0;
+        }
+        return;
     }
-    out[i] = v;
+    let in_base = ((bb * p.cin + c) * p.h + u32(iy)) * p.w;
+    var ix = i32(kx) - i32(p.pad);
+    for (var ox = 0u; ox < p.ow; ox++) {
+        var v = 0.0;
+        if (ix >= 0 && ix < i32(p.w)) {
+            v = in0[in_base + u32(ix)];
+        }
+        out[out_base + ox] = v;
+        ix += i32(p.stride);
+    }
 }
 
 // dx[b, c, iy, ix] = sum of dcols over the taps (ky, kx) whose window covers (iy, ix):
 // oy*stride = iy + pad - ky (and likewise for x) with 0 <= oy < OH. Each input element gathers
-// its taps, so no two threads write one element and no atomics are needed.
-// Grid: grid_1d(n, 256) with n = B*Cin*H*W.
-@compute @workgroup_size(256)
+// its taps, so no two threads write one element and no atomics are needed. One thread per input
+// row (b, c, iy) writes its W elements (divisions once per row, as in im2col; none per tap at
+// stride 1). n = B * Cin * H threads; grid_1d(n, 64).
+@compute @workgroup_size(64)
 fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = gid.x + gid.y * nwg.x * 64u;
     if (i >= p.n) { return; }
-    let ix = i % p.w;
-    let iy = (i / p.w) % p.h;
-    let c = (i / (p.w * p.h)) % p.cin;
-    let bb = i / (p.w * p.h * p.cin);
+    let iy = i % p.h;
+    let c = (i / p.h) % p.cin;
+    let bb = i / (p.h * p.cin);
     let per_image = p.oh * p.ow;
     let cols_n = p.batch * per_image;
-    var acc = 0.0;
-    for (var ky = 0u; ky < p.kh; ky++) {
-        let ty = i32(iy + p.pad) - i32(ky);
-        if (ty < 0 || u32(ty) % p.stride != 0u) { continue; }
-        let oy = u32(ty) / p.stride;
-        if (oy >= p.oh) { continue; }
-        for (var kx = 0u; kx < p.kw; kx++) {
-            let tx = i32(ix + p.pad) - i32(kx);
-            if (tx < 0 || u32(tx) % p.stride != 0u) { continue; }
-            let ox = u32(tx) / p.stride;
-            if (ox >= p.ow) { continue; }
-            let row = (c * p.kh + ky) * p.kw + kx;
-            acc += in0[row * cols_n + bb * per_image + oy * p.ow + ox];
+    let out_base = i * p.w;
+    for (var ix = 0u; ix < p.w; ix++) {
+        var acc = 0.0;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let ty = i32(iy + p.pad) - i32(ky);
+            if (ty < 0) { continue; }
+            var oy = u32(ty);
+            if (p.stride != 1u) {
+                if (oy % p.stride != 0u) { continue; }
+                oy = oy / p.stride;
+            }
+            if (oy >= p.oh) { continue; }
+            let row_base = (c * p.kh + ky) * p.kw * cols_n + bb * per_image + oy * p.ow;
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let tx = i32(ix + p.pad) - i32(kx);
+                if (tx < 0) { continue; }
+                var ox = u32(tx);
+                if (p.stride != 1u) {
+                    if (ox % p.stride != 0u) { continue; }
+                    ox = ox / p.stride;
+                }
+                if (ox >= p.ow) { continue; }
+                acc += in0[row_base + kx * cols_n + ox];
+            }
         }
+        out[out_base + ix] = acc;
     }
-    out[i] = acc;
 }

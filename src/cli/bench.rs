@@ -287,6 +287,17 @@ fn per_layer(dev: &Device, model: &Model, plan: &asgd::engine::Plan, reps: usize
         let f = time(&|p| plan.record_forward_layer(i, p))?;
         let b = time(&|p| plan.record_backward(i, p))?;
         println!("    {:<10} forward {f:>8.3} ms   backward {b:>8.3} ms", layer.name());
+        // Where a layer runs several kernels, each one's share.
+        let (fwd, bwd) = plan.layer_dispatches(i);
+        for (pass, list) in [("forward", fwd), ("backward", bwd)] {
+            if list.len() < 2 {
+                continue;
+            }
+            for d in list {
+                let ms = time(&|p| d.record(p))?;
+                println!("        {pass:<8} {:<40} {ms:>8.3} ms", d.label());
+            }
+        }
     }
     let l = time(&|p| plan.record_loss(p))?;
     println!("    {:<10} {l:>8.3} ms", "loss");

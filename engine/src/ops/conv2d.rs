@@ -111,7 +111,10 @@ pub fn im2col(dev: &Device, cols: &Tensor, x: &Tensor, s: &ConvShape) -> Result<
     expect(cols, "im2col output", r * c, DType::F32)?;
     expect(x, "im2col input", nx, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::CONV2D, "im2col", &[]);
-    Dispatch::new(dev, k, &params(s, r * c)?, &[cols, x], grid_1d(r * c, 256))
+    // One thread per row of OW columns.
+    let (oh, _) = s.out_hw()?;
+    let threads = r * s.batch * oh;
+    Dispatch::new(dev, k, &params(s, threads)?, &[cols, x], grid_1d(threads, 64))
 }
 
 /// `dx = col2im(dcols)`: each input element sums the column entries of its taps.
@@ -122,7 +125,9 @@ pub fn col2im(dev: &Device, dx: &Tensor, dcols: &Tensor, s: &ConvShape) -> Resul
     expect(dx, "col2im output", nx, DType::F32)?;
     expect(dcols, "col2im input", r * c, DType::F32)?;
     let k = Kernel::get(dev, &asgd_shaders::CONV2D, "col2im", &[]);
-    Dispatch::new(dev, k, &params(s, nx)?, &[dx, dcols], grid_1d(nx, 256))
+    // One thread per input row of W elements.
+    let threads = s.batch * s.cin * s.h;
+    Dispatch::new(dev, k, &params(s, threads)?, &[dx, dcols], grid_1d(threads, 64))
 }
 
 /// Scratch buffers of a convolution for one batch size: the im2col matrix (kept from the

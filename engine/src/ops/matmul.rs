@@ -29,13 +29,14 @@ pub enum MatmulKernel {
 impl MatmulKernel {
     /// The kernel used when nothing was measured: on a CPU driver (lavapipe) a generated
     /// register-blocked kernel sized for the product (every load costs there, see
-    /// [`asgd_shaders::register_matmul`]); elsewhere the workgroup-memory kernel. Tiny outputs
-    /// with a long K use [`MatmulKernel::Kdot`] on every device.
+    /// [`asgd_shaders::register_matmul`]), split along K when there are few blocks; elsewhere
+    /// the workgroup-memory kernel, or [`MatmulKernel::Kdot`] for tiny outputs with a long K.
     pub fn default_for(dev: &Device, spec: &MatmulSpec) -> Self {
-        if use_kdot(spec.m, spec.n, spec.k) {
-            Self::Kdot
-        } else if dev.is_cpu() {
+        if dev.is_cpu() {
+            // Split along K, small register blocks beat kdot's workgroup reductions there.
             Self::Register(cpu_register_tile(spec))
+        } else if use_kdot(spec.m, spec.n, spec.k) {
+            Self::Kdot
         } else {
             Self::Tiled
         }
@@ -220,9 +221,10 @@ pub fn matmul(
         MatmulKernel::Register(tile) => {
             let layout = MatmulLayout::for_shape(m, n, k, spec.trans_a, spec.trans_b);
             let name = format!("matmul-{}-{}", tile.name(), layout.name());
-            // Never split: a CPU driver runs a workgroup per core and needs few, and tiny outputs
-            // with a long K go to kdot.
-            (Some((name, tile, layout)), tile.tile_rows() as usize, tile.tile_cols() as usize, 1)
+            // A CPU driver runs a workgroup per core and needs few: split K only below 8, and
+            // never for blocks above 16x16, whose split variants compile for tens of seconds.
+            let below = if tile.rows * tile.cols <= 256 { 8 } else { 1 };
+            (Some((name, tile, layout)), tile.tile_rows() as usize, tile.tile_cols() as usize, below)
         }
     };
     let (gx, gy) = (n.div_ceil(cols), m.div_ceil(rows));

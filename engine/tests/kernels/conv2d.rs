@@ -74,6 +74,13 @@ fn forward_and_backward_match_reference_tiled() {
 }
 
 #[test]
+fn forward_and_backward_match_reference_as_plans_build_them() {
+    // What a plan uses: the device's default kernel for each product (register tiles on a CPU
+    // driver, with split-K and K-parallel products for the weight gradients).
+    forward_and_backward(MatmulKernel::Auto);
+}
+
+#[test]
 fn a_kernel_larger_than_the_input_is_an_error() {
     let s = ConvShape { batch: 1, cin: 1, h: 3, w: 3, cout: 1, kh: 5, kw: 5, stride: 1, pad: 0 };
     assert!(s.out_hw().unwrap_err().to_string().contains("does not fit"));
