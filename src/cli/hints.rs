@@ -63,9 +63,28 @@ fn train_error(e: &TrainError) -> Option<String> {
         TrainError::Averaging { period, delay } => {
             format!("--avg-delay {delay} must be smaller than --avg-period {period} (and the period at least 1)")
         }
+        TrainError::SettingsDiffer { setting, rank, value, expected } if setting == "params" => format!(
+            "rank {rank}'s model has {value} parameters but rank 0's has {expected}; every rank of a job must use the same settings (--model/--hidden)"
+        ),
+        TrainError::SettingsDiffer { setting, rank, value, expected } => format!(
+            "rank {rank} runs {} {value} but rank 0 runs {expected}; every rank of a job must use the same settings",
+            setting_flag(setting)
+        ),
         TrainError::Engine(e) => return engine_error(e),
         TrainError::Comm(_) => return None,
     })
+}
+
+/// The flag that sets one of the settings the ranks of a job compare (see
+/// [`TrainError::SettingsDiffer`]).
+fn setting_flag(setting: &str) -> String {
+    match setting {
+        "model" => "--model/--hidden".into(),
+        "train_samples" => "--train-samples (or --data-dir)".into(),
+        "start_step" => "--resume (at step)".into(),
+        "max_steps" => "--max-steps".into(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
 }
 
 /// The CLI's sentence for an [`EngineError`] whose fix is a flag or a command; `None` for
@@ -127,6 +146,28 @@ mod tests {
         for e in [diverged, batch] {
             assert!(!e.to_string().contains("--"), "{e}");
         }
+    }
+
+    #[test]
+    fn ranks_with_other_settings_are_told_the_flag() {
+        let differ = |setting: &str, value: &str, expected: &str| {
+            let e = TrainError::SettingsDiffer {
+                setting: setting.into(),
+                rank: 2,
+                value: value.into(),
+                expected: expected.into(),
+            };
+            message(&anyhow::Error::from(e))
+        };
+        assert_eq!(
+            differ("algo", "dasgd", "localsgd"),
+            "rank 2 runs --algo dasgd but rank 0 runs localsgd; every rank of a job must use the same settings"
+        );
+        assert!(differ("avg_period", "4", "8").starts_with("rank 2 runs --avg-period 4 but rank 0 runs 8;"));
+        assert!(differ("model", "mlp-64-10", "mlp-64-32-10").starts_with("rank 2 runs --model/--hidden mlp-64-10 "));
+        assert!(
+            differ("params", "2410", "5130").starts_with("rank 2's model has 2410 parameters but rank 0's has 5130;")
+        );
     }
 
     fn missing(kind: DataKind, dir: &str, default_dir: bool, why: Why) -> anyhow::Error {
