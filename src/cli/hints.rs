@@ -63,13 +63,15 @@ fn train_error(e: &TrainError) -> Option<String> {
         TrainError::Averaging { period, delay } => {
             format!("--avg-delay {delay} must be smaller than --avg-period {period} (and the period at least 1)")
         }
-        TrainError::SettingsDiffer { setting, rank, value, expected } if setting == "params" => format!(
-            "rank {rank}'s model has {value} parameters but rank 0's has {expected}; every rank of a job must use the same settings (--model/--hidden)"
-        ),
-        TrainError::SettingsDiffer { setting, rank, value, expected } => format!(
-            "rank {rank} runs {} {value} but rank 0 runs {expected}; every rank of a job must use the same settings",
-            setting_flag(setting)
-        ),
+        TrainError::SettingsDiffer { setting, rank, value, expected } => {
+            let (what, fix) = match setting.as_str() {
+                "params" => (format!("rank {rank}'s model has {value} parameters but rank 0's has {expected}"), " (--model/--hidden)"),
+                "train_samples" => (format!("rank {rank} trains on {value} samples but rank 0 on {expected}"), " (--train-samples, --data-dir)"),
+                "start_step" => (format!("rank {rank} resumes at step {value} but rank 0 at step {expected}"), " (--resume)"),
+                _ => (format!("rank {rank} runs {} {value} but rank 0 runs {expected}", setting_flag(setting)), ""),
+            };
+            format!("{what}; every rank of a job must use the same settings{fix}")
+        }
         TrainError::Engine(e) => return engine_error(e),
         TrainError::Comm(_) => return None,
     })
@@ -80,9 +82,6 @@ fn train_error(e: &TrainError) -> Option<String> {
 fn setting_flag(setting: &str) -> String {
     match setting {
         "model" => "--model/--hidden".into(),
-        "train_samples" => "--train-samples (or --data-dir)".into(),
-        "start_step" => "--resume (at step)".into(),
-        "max_steps" => "--max-steps".into(),
         other => format!("--{}", other.replace('_', "-")),
     }
 }
