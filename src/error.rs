@@ -59,6 +59,20 @@ pub enum TrainError {
         /// Steps between an average's start and its use.
         delay: u64,
     },
+    /// A rank of a job runs with a setting that differs from rank 0's (another algorithm,
+    /// averaging, model, batch, seed, dataset, optimiser or length); found on every rank alike
+    /// before training.
+    #[error("rank {rank} runs with {setting} {value} but rank 0 with {expected}; every rank of a job must use the same settings")]
+    SettingsDiffer {
+        /// The setting's key (`algo`, `avg_period`, `batch`, ...).
+        setting: String,
+        /// The lowest rank whose value differs.
+        rank: usize,
+        /// That rank's value (`(none)` where it has no such setting).
+        value: String,
+        /// Rank 0's value (`(none)` where it has no such setting).
+        expected: String,
+    },
     /// Anything else the engine reports (device, data, checkpoint, shapes, arguments).
     #[error(transparent)]
     Engine(EngineError),

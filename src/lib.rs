@@ -36,6 +36,7 @@ pub mod distributed;
 mod error;
 mod job;
 mod run;
+mod settings;
 
 pub use algorithm::{Algorithm, AlgorithmKind, AsyncSettings, Averaging};
 pub use error::TrainError;

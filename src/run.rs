@@ -180,9 +180,12 @@ impl Replica {
 /// Trains `replicas` (as [`RunSpec::build_replicas`] made them) on `splits` with
 /// `spec.algorithm`, in this process or across `job`'s processes, reporting to `observer`.
 ///
-/// Across processes every rank trains its share of the data (step `s` of rank `r` trains
-/// batch `s * world + r` of the shared seeded order), only rank 0 evaluates and writes the
-/// checkpoint, and every algorithm ends with the same model on every rank.
+/// Across processes the ranks first compare the settings that must agree (algorithm and
+/// averaging, model, data, batch, seed, optimiser, length, start) and all fail with
+/// [`TrainError::SettingsDiffer`] when one rank's differ from rank 0's. Every rank trains its
+/// share of the data (step `s` of rank `r` trains batch `s * world + r` of the shared seeded
+/// order), only rank 0 evaluates and writes the checkpoint, and every algorithm ends with the
+/// same model on every rank.
 pub fn run(
     spec: &RunSpec,
     replicas: &[Replica],
@@ -190,6 +193,11 @@ pub fn run(
     job: &Job,
     observer: &mut Observer,
 ) -> Result<Summary, TrainError> {
+    if job.is_distributed() {
+        // Before anything else, so that a rank whose settings differ fails every rank alike.
+        let params = replicas.first().map_or(0, |r| r.model.num_params());
+        crate::settings::agree(job.communicator(), &crate::settings::Settings::of(spec, params, splits))?;
+    }
     spec.validate(splits, job, replicas.len())?;
     let mut cfg = spec.config.clone();
     // The optimiser's rate is the schedule's base: one source for it.

@@ -1,6 +1,7 @@
 //! Training across processes on 127.0.0.1: every algorithm leaves all ranks with the same model,
 //! DaSGD with no delay is local SGD, and a rank killed mid-training stops the others with a
-//! clear error within the timeout while the last checkpoint stays usable for --resume.
+//! clear error within the timeout while the last checkpoint stays usable for --resume; ranks
+//! started with different settings all stop before training, naming the setting.
 
 mod common;
 
@@ -105,6 +106,27 @@ fn spawn_rank(rank: usize, world: usize, port: u16, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+#[test]
+fn ranks_with_different_settings_all_fail_naming_the_setting() {
+    let port = free_port();
+    let args = |algo: &'static str| ["train", "--algo", algo, "--hidden", "32", "--batch", "32", "--epochs", "1", "-q"];
+    let t0 = Instant::now();
+    let ranks = [spawn_rank(0, 2, port, &args("localsgd")), spawn_rank(1, 2, port, &args("dasgd"))];
+    for (r, child) in ranks.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "rank {r} succeeded with another rank's --algo: {stderr}");
+        let last = stderr.trim_end().lines().last().unwrap_or_default();
+        assert_eq!(
+            last,
+            "error: rank 1 runs --algo dasgd but rank 0 runs localsgd; every rank of a job must use the same settings",
+            "rank {r}: {stderr}"
+        );
+    }
+    // Found before training, not after an epoch or a timeout.
+    assert!(t0.elapsed() < Duration::from_secs(15), "the ranks took {:?} to stop", t0.elapsed());
 }
 
 #[test]

@@ -63,9 +63,27 @@ fn train_error(e: &TrainError) -> Option<String> {
         TrainError::Averaging { period, delay } => {
             format!("--avg-delay {delay} must be smaller than --avg-period {period} (and the period at least 1)")
         }
+        TrainError::SettingsDiffer { setting, rank, value, expected } => {
+            let (what, fix) = match setting.as_str() {
+                "params" => (format!("rank {rank}'s model has {value} parameters but rank 0's has {expected}"), " (--model/--hidden)"),
+                "train_samples" => (format!("rank {rank} trains on {value} samples but rank 0 on {expected}"), " (--train-samples, --data-dir)"),
+                "start_step" => (format!("rank {rank} resumes at step {value} but rank 0 at step {expected}"), " (--resume)"),
+                _ => (format!("rank {rank} runs {} {value} but rank 0 runs {expected}", setting_flag(setting)), ""),
+            };
+            format!("{what}; every rank of a job must use the same settings{fix}")
+        }
         TrainError::Engine(e) => return engine_error(e),
         TrainError::Comm(_) => return None,
     })
+}
+
+/// The flag that sets one of the settings the ranks of a job compare (see
+/// [`TrainError::SettingsDiffer`]).
+fn setting_flag(setting: &str) -> String {
+    match setting {
+        "model" => "--model/--hidden".into(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
 }
 
 /// The CLI's sentence for an [`EngineError`] whose fix is a flag or a command; `None` for
@@ -127,6 +145,28 @@ mod tests {
         for e in [diverged, batch] {
             assert!(!e.to_string().contains("--"), "{e}");
         }
+    }
+
+    #[test]
+    fn ranks_with_other_settings_are_told_the_flag() {
+        let differ = |setting: &str, value: &str, expected: &str| {
+            let e = TrainError::SettingsDiffer {
+                setting: setting.into(),
+                rank: 2,
+                value: value.into(),
+                expected: expected.into(),
+            };
+            message(&anyhow::Error::from(e))
+        };
+        assert_eq!(
+            differ("algo", "dasgd", "localsgd"),
+            "rank 2 runs --algo dasgd but rank 0 runs localsgd; every rank of a job must use the same settings"
+        );
+        assert!(differ("avg_period", "4", "8").starts_with("rank 2 runs --avg-period 4 but rank 0 runs 8;"));
+        assert!(differ("model", "mlp-64-10", "mlp-64-32-10").starts_with("rank 2 runs --model/--hidden mlp-64-10 "));
+        assert!(
+            differ("params", "2410", "5130").starts_with("rank 2's model has 2410 parameters but rank 0's has 5130;")
+        );
     }
 
     fn missing(kind: DataKind, dir: &str, default_dir: bool, why: Why) -> anyhow::Error {
