@@ -157,7 +157,8 @@ fn a_killed_rank_stops_the_others_and_the_checkpoint_resumes() {
     let mut ranks: Vec<Child> = (0..4).map(|r| spawn_rank(r, 4, port, &args)).collect();
     let t0 = Instant::now();
     while !ck.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no checkpoint after 60 s");
+        // Generous: four lavapipe ranks share the CI machine's two cores with other tests.
+        assert!(t0.elapsed() < Duration::from_secs(180), "no checkpoint after 180 s");
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
