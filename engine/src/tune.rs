@@ -146,37 +146,38 @@ impl Tuner {
     /// The kernel for `spec` on `dev` (whose tuner this is).
     pub fn matmul_kernel(&self, dev: &Device, spec: &MatmulSpec) -> MatmulKernel {
         let key = shape_key(spec);
-        let mut cached = self.known.lock().expect("tuner poisoned").get(&key).and_then(|s| MatmulKernel::parse(s));
-        if cached.is_none() {
-            // Another process (a test, another rank) may have timed it since this one started.
+        let tune = match self.mode {
+            TuneMode::Off => false,
+            TuneMode::On => spec.flops() >= TUNE_MIN_FLOPS,
+            TuneMode::All => true,
+        };
+        let parse = |s: &String| MatmulKernel::parse(s).filter(|k| *k != MatmulKernel::Auto);
+        let mut cached = self.known.lock().expect("tuner poisoned").get(&key).and_then(parse);
+        if cached.is_none() && tune {
+            // Another process (a test, another rank) may have timed it since this one started:
+            // take its choice rather than time it again.
             if let Some(path) = &self.path {
-                cached = read_cache(path, &self.device_key).get(&key).and_then(|s| MatmulKernel::parse(s));
+                cached = read_cache(path, &self.device_key).get(&key).and_then(parse);
             }
         }
         let kernel = match cached {
-            Some(k) if k != MatmulKernel::Auto => k,
-            _ => {
-                let tune = match self.mode {
-                    TuneMode::Off => false,
-                    TuneMode::On => spec.flops() >= TUNE_MIN_FLOPS,
-                    TuneMode::All => true,
-                };
-                if tune {
-                    self.announced.call_once(|| {
-                        let cache =
-                            self.path.as_ref().map_or("not cached".into(), |p| format!("cached in {}", p.display()));
-                        eprintln!("timing matrix-product kernels for {} (once per shape; {cache})", dev.info().name);
-                    });
-                }
-                match tune.then(|| measure(dev, spec)) {
-                    Some(Ok(k)) => {
+            Some(k) => k,
+            None if tune => {
+                self.announced.call_once(|| {
+                    let cache =
+                        self.path.as_ref().map_or("not cached".into(), |p| format!("cached in {}", p.display()));
+                    eprintln!("timing matrix-product kernels for {} (once per shape; {cache})", dev.info().name);
+                });
+                match measure(dev, spec) {
+                    Ok(k) => {
                         self.remember(&key, k);
                         k
                     }
                     // A candidate the device cannot run is not the user's problem: fall back.
-                    _ => MatmulKernel::default_for(dev, spec),
+                    Err(_) => MatmulKernel::default_for(dev, spec),
                 }
             }
+            None => MatmulKernel::default_for(dev, spec),
         };
         self.used.lock().expect("tuner poisoned").insert(key, kernel.name());
         kernel
