@@ -219,6 +219,22 @@ pub fn run_all(dev: &Device, dispatches: &[&Dispatch]) {
     dev.submit([enc.finish()]);
 }
 
+/// Seconds per repetition of `record`: `reps` repetitions recorded into one compute pass,
+/// submitted, and waited for (benchmarks and the kernel tuner time work this way).
+pub fn time_recorded(dev: &Device, reps: usize, record: &dyn Fn(&mut wgpu::ComputePass<'_>)) -> Result<f64> {
+    let t0 = std::time::Instant::now();
+    let mut enc = dev.wgpu().create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        for _ in 0..reps {
+            record(&mut pass);
+        }
+    }
+    dev.submit([enc.finish()]);
+    dev.wait_idle()?;
+    Ok(t0.elapsed().as_secs_f64() / reps.max(1) as f64)
+}
+
 /// Grid for `n` independent items processed by workgroups of `wg` threads, folded into two
 /// dimensions when the count exceeds the per-dimension limit. Kernels rebuild the flat index
 /// as `gid.x + gid.y * nwg.x * wg`.

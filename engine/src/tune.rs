@@ -19,11 +19,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use crate::device::{AdapterSummary, Device};
 use crate::error::{EngineError, Result};
-use crate::kernel::{run_all, Dispatch};
+use crate::kernel::{time_recorded, Dispatch};
 use crate::ops::matmul::{matmul, register_candidates, use_kdot, MatmulKernel, MatmulSpec};
 use crate::tensor::Tensor;
 
@@ -266,15 +265,7 @@ fn measure(dev: &Device, spec: &MatmulSpec) -> Result<MatmulKernel> {
 /// enough runs to last [`MIN_SECONDS`]. `None` as soon as a run shows it cannot beat `best`
 /// (a slow candidate on a CPU driver can take a second a run).
 fn time(dev: &Device, d: &[Dispatch], best: Option<f64>) -> Result<Option<f64>> {
-    let refs: Vec<&Dispatch> = d.iter().collect();
-    let run = |reps: usize| -> Result<f64> {
-        let t0 = Instant::now();
-        for _ in 0..reps {
-            run_all(dev, &refs);
-        }
-        dev.wait_idle()?;
-        Ok(t0.elapsed().as_secs_f64() / reps as f64)
-    };
+    let run = |reps: usize| time_recorded(dev, reps, &|p| d.iter().for_each(|d| d.record(p)));
     let hopeless = |t: f64| best.is_some_and(|b| t > 1.5 * b);
     let warm = run(1)?;
     if best.is_some_and(|b| warm > 4.0 * b) {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use asgd::engine::ops::matmul::{matmul, MatmulKernel, MatmulSpec};
-use asgd::engine::{kernel::Dispatch, Tensor};
+use asgd::engine::{kernel::time_recorded, Tensor};
 use asgd::{Device, Model, ModelConfig, Optimizer, Sgd, SgdParams};
 
 use super::common::{positive, DeviceArgs};
@@ -85,21 +85,6 @@ fn parse_kernel(s: &str) -> Result<KernelArg, String> {
     })
 }
 
-/// Runs `d` `reps` times in one pass and waits; returns seconds.
-fn time_dispatch(dev: &Device, d: &[Dispatch], reps: usize) -> Result<f64> {
-    let t0 = Instant::now();
-    let mut enc = dev.wgpu().create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        for _ in 0..reps {
-            d.iter().for_each(|d| d.record(&mut pass));
-        }
-    }
-    dev.submit([enc.finish()]);
-    dev.wait_idle()?;
-    Ok(t0.elapsed().as_secs_f64())
-}
-
 fn bench_one(dev: &Device, label: &str, spec: MatmulSpec, kernel: KernelArg, min_time: f64) -> Result<()> {
     let (m, n, k) = (spec.m, spec.n, spec.k);
     // Resolved here so that the table names the kernel that ran.
@@ -113,9 +98,10 @@ fn bench_one(dev: &Device, label: &str, spec: MatmulSpec, kernel: KernelArg, min
     let c = Tensor::zeros(dev, &[m * n])?;
     let d = matmul(dev, &c, &a, &b, spec, kernel)?;
     // Warm-up (compiles the pipeline), then size the repetitions to fill min_time.
-    let once = time_dispatch(dev, &d, 1)?.max(1e-6);
+    let record = |p: &mut wgpu::ComputePass<'_>| d.iter().for_each(|d| d.record(p));
+    let once = time_recorded(dev, 1, &record)?.max(1e-6);
     let reps = ((min_time / once).ceil() as usize).clamp(1, 1000);
-    let secs = time_dispatch(dev, &d, reps)?;
+    let secs = reps as f64 * time_recorded(dev, reps, &record)?;
     let gflops = spec.flops() * reps as f64 / secs / 1e9;
     let ms = 1e3 * secs / reps as f64;
     let kname = kernel.name();
@@ -270,19 +256,7 @@ pub fn run_step(args: BenchStepArgs) -> Result<ExitCode> {
 
 /// Times each layer's forward and backward dispatches alone, `reps` times each.
 fn per_layer(dev: &Device, model: &Model, plan: &asgd::engine::Plan, reps: usize) -> Result<()> {
-    let time = |f: &dyn Fn(&mut wgpu::ComputePass<'_>)| -> Result<f64> {
-        let t0 = Instant::now();
-        let mut enc = dev.wgpu().create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for _ in 0..reps {
-                f(&mut pass);
-            }
-        }
-        dev.submit([enc.finish()]);
-        dev.wait_idle()?;
-        Ok(1e3 * t0.elapsed().as_secs_f64() / reps as f64)
-    };
+    let time = |f: &dyn Fn(&mut wgpu::ComputePass<'_>)| -> Result<f64> { Ok(1e3 * time_recorded(dev, reps, f)?) };
     for (i, layer) in model.layers().iter().enumerate() {
         let f = time(&|p| plan.record_forward_layer(i, p))?;
         let b = time(&|p| plan.record_backward(i, p))?;
