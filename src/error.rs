@@ -37,6 +37,13 @@ pub enum TrainError {
         /// Replicas given to this process.
         replicas: usize,
     },
+    /// An elastic job asked of an algorithm that cannot drop or take in ranks mid-run: DDP
+    /// needs every rank at every step, PD-ASGD and Hogwild run in one process.
+    #[error("{algorithm} cannot run elastic; localsgd, dasgd and lasgd can")]
+    NotElastic {
+        /// The algorithm asked for.
+        algorithm: AlgorithmKind,
+    },
     /// Stopping at the target accuracy across processes: the ranks must all run the same
     /// steps, and only rank 0 evaluates.
     #[error("stopping at the target accuracy works in one process only: ranks must all run the same steps")]

@@ -18,22 +18,53 @@ pub struct NetEmulation {
 
 /// How this process trains with others: its communicator, rank and world size.
 pub struct Job {
-    comm: Communicator,
+    link: Link,
+}
+
+enum Link {
+    /// A fail-stop job: the ring, formed when the job was joined.
+    Ring(Communicator),
+    /// An elastic job: averages through rank 0, joined when the run starts (the settings and
+    /// the model, which every rank coming in is checked against, are known then).
+    Elastic(Box<CommConfig>),
 }
 
 impl Job {
     /// A process on its own (a world of one).
     pub fn single() -> Self {
-        Self { comm: Communicator::single() }
+        Self { link: Link::Ring(Communicator::single()) }
     }
 
     /// Joins the job the environment describes (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`,
     /// `MASTER_PORT`, or Slurm's or Open MPI's variables; see [`CommConfig::from_env`]), or
     /// a world of one without them. Blocks until every rank has joined.
     pub fn from_env(net: NetEmulation) -> Result<Self, CommError> {
+        match Self::config_from_env(net)? {
+            None => Ok(Self::single()),
+            Some(cfg) => Ok(Self { link: Link::Ring(Communicator::connect(&cfg)?) }),
+        }
+    }
+
+    /// An elastic job from the environment, as [`Job::from_env`] reads it: a rank that dies or
+    /// hangs is dropped and the others go on, and a rank started again (same `RANK`, same
+    /// settings) comes back in while the job runs (see [`asgd_comm::Elastic`]). `WORLD_SIZE`
+    /// is the most ranks the job has; rank 0 must stay. The ranks meet when [`crate::run`]
+    /// starts, which checks every rank's settings and model against rank 0's. Local SGD and
+    /// DaSGD run elastic; the other algorithms are refused.
+    pub fn elastic_from_env(net: NetEmulation) -> Result<Self, CommError> {
+        match Self::config_from_env(net)? {
+            None => Ok(Self::single()),
+            Some(cfg) => {
+                cfg.validate()?;
+                Ok(Self { link: Link::Elastic(Box::new(cfg)) })
+            }
+        }
+    }
+
+    fn config_from_env(net: NetEmulation) -> Result<Option<CommConfig>, CommError> {
         let mut cfg = CommConfig::from_env()?;
         if cfg.world_size <= 1 {
-            return Ok(Self::single());
+            return Ok(None);
         }
         if let Some(d) = net.delay {
             cfg.net_delay = d;
@@ -41,22 +72,28 @@ impl Job {
         if net.rate_mbps.is_some() {
             cfg.net_rate_mbps = net.rate_mbps;
         }
-        Ok(Self { comm: Communicator::connect(&cfg)? })
+        Ok(Some(cfg))
     }
 
     /// A job over a communicator the caller connected.
     pub fn from_communicator(comm: Communicator) -> Self {
-        Self { comm }
+        Self { link: Link::Ring(comm) }
     }
 
     /// This process's rank, from 0.
     pub fn rank(&self) -> usize {
-        self.comm.rank()
+        match &self.link {
+            Link::Ring(c) => c.rank(),
+            Link::Elastic(cfg) => cfg.rank,
+        }
     }
 
-    /// The number of processes.
+    /// The number of processes (for an elastic job, the most it may have).
     pub fn world(&self) -> usize {
-        self.comm.world_size()
+        match &self.link {
+            Link::Ring(c) => c.world_size(),
+            Link::Elastic(cfg) => cfg.world_size,
+        }
     }
 
     /// Whether this process trains with others.
@@ -64,13 +101,29 @@ impl Job {
         self.world() > 1
     }
 
-    /// This process's share of the data.
-    pub fn shard(&self) -> Shard {
-        Shard { rank: self.rank(), world: self.world() }
+    /// Whether a lost rank leaves the others training ([`Job::elastic_from_env`]).
+    pub fn is_elastic(&self) -> bool {
+        matches!(self.link, Link::Elastic(_))
     }
 
-    /// The communicator, for collectives of the caller's own.
-    pub fn communicator(&self) -> &Communicator {
-        &self.comm
+    /// This process's share of the data at the start.
+    pub fn shard(&self) -> Shard {
+        Shard { rank: self.rank(), world: self.world(), live: None }
+    }
+
+    /// The communicator, for collectives of the caller's own; `None` for an elastic job,
+    /// whose ranks meet only when the run starts.
+    pub fn communicator(&self) -> Option<&Communicator> {
+        match &self.link {
+            Link::Ring(c) => Some(c),
+            Link::Elastic(_) => None,
+        }
+    }
+
+    pub(crate) fn elastic_config(&self) -> Option<&CommConfig> {
+        match &self.link {
+            Link::Elastic(cfg) => Some(cfg),
+            Link::Ring(_) => None,
+        }
     }
 }

@@ -111,6 +111,9 @@ impl RunSpec {
             return Ok(());
         }
         let kind = self.algorithm.kind();
+        if job.is_elastic() && !matches!(kind, AlgorithmKind::LocalSgd | AlgorithmKind::Dasgd | AlgorithmKind::Lasgd) {
+            return Err(TrainError::NotElastic { algorithm: kind });
+        }
         if self.config.stop_at_target {
             return Err(TrainError::StopAtTargetAcrossProcesses);
         }
@@ -193,10 +196,11 @@ pub fn run(
     job: &Job,
     observer: &mut Observer,
 ) -> Result<Summary, TrainError> {
-    if job.is_distributed() {
+    let params = replicas.first().map_or(0, |r| r.model.num_params());
+    let settings = crate::settings::Settings::of(spec, params, splits);
+    if let Some(comm) = job.communicator().filter(|_| job.is_distributed()) {
         // Before anything else, so that a rank whose settings differ fails every rank alike.
-        let params = replicas.first().map_or(0, |r| r.model.num_params());
-        crate::settings::agree(job.communicator(), &crate::settings::Settings::of(spec, params, splits))?;
+        crate::settings::agree(comm, &settings)?;
     }
     spec.validate(splits, job, replicas.len())?;
     let mut cfg = spec.config.clone();
@@ -208,8 +212,11 @@ pub fn run(
         cfg.checkpoint = None;
     }
     let refs: Vec<(&Model, &dyn Optimizer)> = replicas.iter().map(|r| (&r.model, r.optim.as_ref())).collect();
-    if job.is_distributed() {
-        return run_across_processes(spec, &refs, splits, &cfg, job, observer);
+    if let Some(comm_cfg) = job.elastic_config() {
+        return run_elastic(spec, &refs, splits, cfg, comm_cfg, &settings, observer);
+    }
+    if let Some(comm) = job.communicator().filter(|_| job.is_distributed()) {
+        return run_across_processes(spec, &refs, splits, &cfg, comm, observer);
     }
     let (model, sgd) = refs[0];
     let start = spec.start;
@@ -231,23 +238,78 @@ pub fn run(
     })
 }
 
+/// An elastic job: the ranks meet now, checked against rank 0's settings and model; a rank
+/// let in mid-run starts from the job's current average and step.
+fn run_elastic(
+    spec: &RunSpec,
+    refs: &[(&Model, &dyn Optimizer)],
+    splits: &Splits,
+    mut cfg: TrainConfig,
+    comm_cfg: &asgd_comm::CommConfig,
+    settings: &crate::settings::Settings,
+    obs: &mut Observer,
+) -> Result<Summary, TrainError> {
+    let model_len = refs[0].0.read_flat()?.len();
+    let agreement =
+        asgd_comm::Agreement { settings: settings.to_values()?, model_len, describe: crate::settings::describe };
+    let (elastic, joined) = asgd_comm::Elastic::connect(comm_cfg, agreement).map_err(|e| match e {
+        asgd_comm::CommError::SettingsDiffer { rank, rank0, theirs } => crate::settings::differ(&rank0, &theirs, rank),
+        other => other.into(),
+    })?;
+    let membership = elastic.membership();
+    let position = membership.position(comm_cfg.rank).unwrap_or(comm_cfg.rank);
+    let live = asgd_engine::train::LiveShard::new(position, membership.ranks.len());
+    cfg.shard.live = Some(live.clone());
+    let mut start = spec.start;
+    if let Some(j) = &joined {
+        // Where the others are: their average, and the step they reached. The optimiser's
+        // state starts afresh (momentum is local to each rank in these algorithms).
+        for (m, _) in refs {
+            m.write_flat(&j.model)?;
+        }
+        let batches = asgd_engine::data::num_batches(splits.train.len(), cfg.batch, true) as u64;
+        let spe = (batches / cfg.shard.world.max(1) as u64).max(1);
+        start = Position { epoch: (j.step / spe) as usize, batch_in_epoch: (j.step % spe) as usize, step: j.step };
+    }
+    let averager = crate::distributed::Averager::Elastic { elastic: &elastic, shard: &live };
+    let spec = RunSpec { start, ..spec.clone() };
+    run_averaged(&spec, refs, splits, &cfg, averager, None, obs)
+}
+
 fn run_across_processes(
     spec: &RunSpec,
     refs: &[(&Model, &dyn Optimizer)],
     splits: &Splits,
     cfg: &TrainConfig,
-    job: &Job,
+    comm: &asgd_comm::Communicator,
     obs: &mut Observer,
 ) -> Result<Summary, TrainError> {
-    let (comm, rank, start) = (job.communicator(), job.rank(), spec.start);
+    run_averaged(spec, refs, splits, cfg, comm.into(), Some(comm), obs)
+}
+
+/// The loops across processes: `averager` carries the model averages, `comm` (a fail-stop
+/// job's) also the gradients of DDP and the barrier before measuring a base step time.
+fn run_averaged(
+    spec: &RunSpec,
+    refs: &[(&Model, &dyn Optimizer)],
+    splits: &Splits,
+    cfg: &TrainConfig,
+    averager: crate::distributed::Averager<'_>,
+    comm: Option<&asgd_comm::Communicator>,
+    obs: &mut Observer,
+) -> Result<Summary, TrainError> {
+    let (rank, start) = (cfg.shard.rank, spec.start);
     let (model, sgd) = refs[0];
     let delays = spec.delays.for_rank(rank);
     // A factor scales the step time measured with every rank computing at once, after a
     // barrier, so that it does not depend on what the other ranks happen to be doing
     // (loading, or waiting in their first collective: measured alone, rank 1's base came out
-    // several times smaller under sync than under localsgd).
+    // several times smaller under sync than under localsgd). An elastic job has no barrier:
+    // its ranks measure on their own.
     let base = if spec.delays.needs_base_step() {
-        comm.barrier()?;
+        if let Some(comm) = comm {
+            comm.barrier()?;
+        }
         let t = undelayed_step_time(&model.plan(cfg.batch, true)?)?;
         if delays.needs_base_step() {
             t
@@ -263,13 +325,16 @@ fn run_across_processes(
         train_steps(model, sgd, splits, cfg, start, &mut delayed, obs)
     };
     Ok(match &spec.algorithm {
-        Algorithm::Sync => steps(&mut DdpStep::new(comm), obs)?,
-        Algorithm::LocalSgd { period } => steps(&mut AveragingStep::new(comm, model, *period, 0)?, obs)?,
-        Algorithm::Dasgd(avg) => steps(&mut AveragingStep::new(comm, model, avg.period, avg.delay)?, obs)?,
+        Algorithm::Sync => match comm {
+            Some(comm) => steps(&mut DdpStep::new(comm), obs)?,
+            None => return Err(TrainError::NotElastic { algorithm: AlgorithmKind::Sync }),
+        },
+        Algorithm::LocalSgd { period } => steps(&mut AveragingStep::new(averager, model, *period, 0)?, obs)?,
+        Algorithm::Dasgd(avg) => steps(&mut AveragingStep::new(averager, model, avg.period, avg.delay)?, obs)?,
         Algorithm::Lasgd { lanes, averaging } => {
             let acfg = lanes.config(Decoupling::LayerWise, delays);
             let models: Vec<&Model> = refs.iter().map(|(m, _)| *m).collect();
-            let mut avg = LasgdAveraging::new(comm, models, averaging.period, averaging.delay, start.step)?;
+            let mut avg = LasgdAveraging::new(averager, models, averaging.period, averaging.delay, start.step)?;
             train_decoupled_with(refs, splits, cfg, &acfg, start, Some(&mut avg), obs)?
         }
         Algorithm::Pdasgd(_) | Algorithm::Hogwild(_) => {

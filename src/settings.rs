@@ -87,7 +87,7 @@ impl Settings {
     }
 
     /// The text as [`MAX_BYTES`] values, one byte each, padded with zeros.
-    fn to_values(&self) -> Result<Vec<f32>, TrainError> {
+    pub(crate) fn to_values(&self) -> Result<Vec<f32>, TrainError> {
         let text = self.encode();
         if text.len() > MAX_BYTES {
             return Err(EngineError::InvalidArgument(format!(
@@ -136,6 +136,28 @@ pub(crate) fn compare(ranks: &[Settings]) -> Result<(), TrainError> {
         }
     }
     Ok(())
+}
+
+/// How `theirs` (rank `rank`'s settings, as [`Settings::to_values`] gives them) differ from
+/// rank 0's `ours`: a [`TrainError::SettingsDiffer`].
+pub(crate) fn differ(ours: &[f32], theirs: &[f32], rank: usize) -> TrainError {
+    match compare(&[Settings::from_values(ours), Settings::from_values(theirs)]) {
+        Err(TrainError::SettingsDiffer { setting, value, expected, .. }) => {
+            TrainError::SettingsDiffer { setting, rank, value, expected }
+        }
+        // Equal once decoded: only their padding differed.
+        _ => TrainError::SettingsDiffer {
+            setting: "settings".into(),
+            rank,
+            value: "(other bytes)".into(),
+            expected: "(rank 0's)".into(),
+        },
+    }
+}
+
+/// [`differ`]'s sentence, for rank 0's log of a rank it turned away.
+pub(crate) fn describe(ours: &[f32], theirs: &[f32], rank: usize) -> String {
+    differ(ours, theirs, rank).to_string()
 }
 
 /// Gathers every rank's `settings` through `comm` and fails, on every rank alike, when one

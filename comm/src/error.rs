@@ -219,6 +219,26 @@ pub enum CommError {
         detail: String,
     },
 
+    /// A rank coming into an elastic job holds settings other than rank 0's; both sides get
+    /// both sets (as the caller encoded them), so that each can say which setting differs.
+    #[error("rank {rank}'s settings differ from rank 0's; every rank of a job must use the same settings")]
+    SettingsDiffer {
+        /// The rank refused.
+        rank: usize,
+        /// Rank 0's settings.
+        rank0: Vec<f32>,
+        /// The refused rank's.
+        theirs: Vec<f32>,
+    },
+
+    /// Rank 0 of an elastic job dropped this rank (it hung past the timeout, or could not be
+    /// reached), and the others went on without it.
+    #[error("rank 0 dropped this rank from the elastic job: {reason}; the others went on without it, and a rank started again with the same RANK and settings joins back")]
+    Dropped {
+        /// Why, and at which round.
+        reason: String,
+    },
+
     /// The comm thread is gone (it panicked, or the communicator is shutting down).
     #[error("the comm thread has stopped, so {op} cannot run; this is a bug in asgd-comm")]
     Shutdown {

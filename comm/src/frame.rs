@@ -70,6 +70,8 @@ pub enum Kind {
     Abort = 8,
     /// The sender is shutting down cleanly.
     Bye = 9,
+    /// A membership message of an elastic job.
+    Elastic = 16,
 }
 
 impl Kind {
@@ -84,6 +86,7 @@ impl Kind {
             7 => Kind::Data,
             8 => Kind::Abort,
             9 => Kind::Bye,
+            16 => Kind::Elastic,
             _ => return None,
         })
     }

@@ -38,6 +38,7 @@ mod auth;
 mod collectives;
 mod communicator;
 mod config;
+mod elastic;
 mod error;
 pub mod frame;
 mod handle;
@@ -50,5 +51,6 @@ pub mod launch;
 
 pub use communicator::Communicator;
 pub use config::{CommConfig, Secret, DEFAULT_CHUNK_BYTES, DEFAULT_MASTER_PORT, DEFAULT_TIMEOUT};
+pub use elastic::{Agreement, Change, Elastic, JoinedAt, Membership};
 pub use error::{CommError, Op};
 pub use handle::Handle;

@@ -35,17 +35,26 @@ pub(crate) fn establish(cfg: &CommConfig) -> Result<Option<Ring>, CommError> {
     }
     let deadline = Instant::now() + cfg.timeout;
     let master = resolve(&cfg.master_addr, cfg.master_port)?;
-    let bind_ip = cfg.bind_addr.unwrap_or_else(|| default_bind(master[0].ip()));
-    if cfg.secret.is_none() && !bind_ip.is_loopback() && !cfg.allow_insecure {
-        return Err(CommError::Insecure { addr: bind_ip });
-    }
+    let bind_ip = bind_ip(cfg)?;
     let ring =
         if cfg.rank == 0 { run_master(cfg, bind_ip, deadline)? } else { run_member(cfg, bind_ip, &master, deadline)? };
     Ok(Some(ring))
 }
 
+/// The address this rank listens on: `ASGD_BIND_ADDR`, else [`default_bind`] for the master's
+/// address. Errors: an unresolvable master, or a public address without a secret (unless the
+/// insecure opt-in is set).
+pub(crate) fn bind_ip(cfg: &CommConfig) -> Result<IpAddr, CommError> {
+    let master = resolve(&cfg.master_addr, cfg.master_port)?;
+    let bind_ip = cfg.bind_addr.unwrap_or_else(|| default_bind(master[0].ip()));
+    if cfg.secret.is_none() && !bind_ip.is_loopback() && !cfg.allow_insecure {
+        return Err(CommError::Insecure { addr: bind_ip });
+    }
+    Ok(bind_ip)
+}
+
 /// Resolves `MASTER_ADDR`, which may be an IPv4 or IPv6 literal (brackets allowed) or a name.
-fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, CommError> {
+pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, CommError> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
@@ -85,7 +94,7 @@ fn remaining(deadline: Instant) -> Duration {
 /// Dials `addrs`, authenticates as the client and sends `hello`. A connection that the
 /// listener cut or left unanswered (it may be busy with strangers) is dialled again until
 /// the deadline.
-fn dial(
+pub(crate) fn dial(
     cfg: &CommConfig,
     addrs: &[SocketAddr],
     peer_rank: usize,
@@ -118,7 +127,7 @@ fn dial(
 }
 
 /// Tells an authenticated peer why it is refused, and logs it.
-fn refuse(cfg: &CommConfig, mut conn: Connection, hello_rank: u32, reason: String) {
+pub(crate) fn refuse(cfg: &CommConfig, mut conn: Connection, hello_rank: u32, reason: String) {
     eprintln!("asgd-comm: rank {} refused rank {hello_rank} at {}: {reason}", cfg.rank, conn.peer_addr());
     let notice =
         AbortNotice { suspect: hello_rank, reporter: cfg.rank as u32, op: Op::Rendezvous, tampered: false, reason };
@@ -132,6 +141,9 @@ fn check_hello(cfg: &CommConfig, hello: &Hello, purpose: Purpose) -> Result<(), 
             "it says WORLD_SIZE is {} but rank {} says {}; start every rank with the same WORLD_SIZE",
             hello.world_size, cfg.rank, cfg.world_size
         ));
+    }
+    if hello.purpose == Purpose::Elastic {
+        return Err("it asks for an elastic job and this one is fail-stop; start every rank the same way".into());
     }
     if hello.purpose != purpose {
         return Err(format!("it sent a {:?} hello where a {purpose:?} hello was expected", hello.purpose));

@@ -57,6 +57,9 @@ fn train_error(e: &TrainError) -> Option<String> {
         TrainError::ReplicasAcrossProcesses { .. } => {
             "--workers N runs N replicas inside one process; across processes use one per process (or --algo lasgd)".into()
         }
+        TrainError::NotElastic { algorithm } => {
+            format!("--algo {algorithm} cannot run with --elastic; use --algo localsgd, dasgd or lasgd")
+        }
         TrainError::StopAtTargetAcrossProcesses => {
             "--stop-at-target works in one process only: ranks must all run the same steps; use --target-acc alone".into()
         }

@@ -165,6 +165,12 @@ pub struct TrainArgs {
     /// Emulated network rate in MB/s between processes.
     #[arg(long)]
     pub net_rate: Option<f64>,
+    /// Across processes, keep training when a rank dies or hangs (it is dropped at the next
+    /// average, and the others divide its data), and let a rank started again with the same
+    /// RANK and flags back in mid-run. Averages go through rank 0, which must stay up.
+    /// localsgd, dasgd and lasgd only.
+    #[arg(long)]
+    pub elastic: bool,
     /// Epochs in total [default: 20 on digits, 3 otherwise].
     #[arg(long, value_parser = positive)]
     pub epochs: Option<usize>,
@@ -340,7 +346,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     }
     let net =
         NetEmulation { delay: args.net_delay.map(|ms| Duration::from_secs_f64(ms / 1e3)), rate_mbps: args.net_rate };
-    let job = Job::from_env(net)?;
+    let job = if args.elastic { Job::elastic_from_env(net)? } else { Job::from_env(net)? };
     let (rank, world) = (job.rank(), job.world());
     // Across processes, --inject-delay worker=N names rank N.
     let delays = args.workers.delays(if world > 1 { world } else { args.workers.workers })?;

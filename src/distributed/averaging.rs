@@ -10,15 +10,14 @@
 
 use std::time::Instant;
 
-use asgd_comm::Communicator;
 use asgd_engine::train::{PlainStep, StepAlgorithm, StepContext};
 use asgd_engine::{Model, Result};
 
-use super::{check_period, comm_err, AddToParams, AveragingStats, InFlight};
+use super::{check_period, comm_err, AddToParams, Averager, AveragingStats, InFlight};
 
 /// Periodic model averaging as a step algorithm.
 pub struct AveragingStep<'c> {
-    comm: &'c Communicator,
+    comm: Averager<'c>,
     period: u64,
     delay: u64,
     add: AddToParams,
@@ -30,10 +29,10 @@ pub struct AveragingStep<'c> {
 impl<'c> AveragingStep<'c> {
     /// Averages every `period` steps and applies each average `delay` steps after it started
     /// (`delay < period`; 0 is local SGD).
-    pub fn new(comm: &'c Communicator, model: &Model, period: u64, delay: u64) -> Result<Self> {
+    pub fn new(comm: impl Into<Averager<'c>>, model: &Model, period: u64, delay: u64) -> Result<Self> {
         check_period(period, delay)?;
         Ok(Self {
-            comm,
+            comm: comm.into(),
             period,
             delay,
             add: AddToParams::new(model)?,
@@ -45,7 +44,7 @@ impl<'c> AveragingStep<'c> {
     /// Waits for the average in flight and applies `w <- avg + (w - snapshot)` after `step` steps.
     fn apply(&mut self, model: &Model, step: u64) -> Result<()> {
         let Some(flight) = self.in_flight.take() else { return Ok(()) };
-        let delta = flight.finish(&mut self.stats, step)?;
+        let delta = flight.finish(self.comm, &mut self.stats, step)?;
         let t1 = Instant::now();
         self.add.apply(model, &delta)?;
         self.stats.sync_s += t1.elapsed().as_secs_f64();
@@ -77,11 +76,11 @@ impl StepAlgorithm for AveragingStep<'_> {
         self.apply(ctx.model, ctx.step)?;
         // All processes end with the same model: one last blocking average.
         let mut w = ctx.model.read_flat()?;
-        self.comm.average(&mut w).map_err(comm_err)?;
+        self.comm.average(&mut w, ctx.step).map_err(comm_err)?;
         ctx.model.write_flat(&w)
     }
 
     fn report(&self) -> Option<serde_json::Value> {
-        Some(self.stats.to_json())
+        Some(self.stats.report(self.comm))
     }
 }

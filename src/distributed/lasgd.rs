@@ -17,15 +17,14 @@
 
 use std::time::Instant;
 
-use asgd_comm::Communicator;
 use asgd_engine::train::{Pauser, Periodic};
 use asgd_engine::{Model, Result};
 
-use super::{check_period, comm_err, AddToParams, AveragingStats, InFlight};
+use super::{check_period, comm_err, AddToParams, Averager, AveragingStats, InFlight};
 
 /// Periodic overlapped averaging of the process's replicas across processes.
 pub struct LasgdAveraging<'a> {
-    comm: &'a Communicator,
+    comm: Averager<'a>,
     replicas: Vec<&'a Model>,
     adds: Vec<AddToParams>,
     period: u64,
@@ -40,11 +39,17 @@ impl<'a> LasgdAveraging<'a> {
     /// Averages the replicas' model (replica 0's snapshot) every `period` steps from `start`,
     /// each average applied at most `delay` steps after it started (`delay < period`; 0
     /// waits for every average at once).
-    pub fn new(comm: &'a Communicator, replicas: Vec<&'a Model>, period: u64, delay: u64, start: u64) -> Result<Self> {
+    pub fn new(
+        comm: impl Into<Averager<'a>>,
+        replicas: Vec<&'a Model>,
+        period: u64,
+        delay: u64,
+        start: u64,
+    ) -> Result<Self> {
         check_period(period, delay)?;
         let adds = replicas.iter().map(|m| AddToParams::new(m)).collect::<Result<_>>()?;
         Ok(Self {
-            comm,
+            comm: comm.into(),
             replicas,
             adds,
             period,
@@ -58,7 +63,7 @@ impl<'a> LasgdAveraging<'a> {
     /// Waits for the average in flight and applies it.
     fn apply(&mut self, pauser: &mut Pauser) -> Result<()> {
         let Some(flight) = self.in_flight.take() else { return Ok(()) };
-        let delta = flight.finish(&mut self.stats, pauser.started())?;
+        let delta = flight.finish(self.comm, &mut self.stats, pauser.started())?;
         let t1 = Instant::now();
         pauser.paused(|| self.replicas.iter().zip(&self.adds).try_for_each(|(m, add)| add.apply(m, &delta)))?;
         pauser.unfence();
@@ -112,12 +117,12 @@ impl Periodic for LasgdAveraging<'_> {
         let replicas = &self.replicas;
         pauser.paused(|| {
             let mut w = replicas[0].read_flat()?;
-            comm.average(&mut w).map_err(comm_err)?;
+            comm.average(&mut w, step).map_err(comm_err)?;
             replicas.iter().try_for_each(|m| m.write_flat(&w))
         })
     }
 
     fn report(&self) -> Option<serde_json::Value> {
-        Some(self.stats.to_json())
+        Some(self.stats.report(self.comm))
     }
 }

@@ -9,9 +9,10 @@ pub mod lasgd;
 
 use std::time::Instant;
 
-use asgd_comm::{CommError, Communicator, Handle};
+use asgd_comm::{CommError, Communicator, Elastic, Handle};
 use asgd_engine::kernel::{run_all, Dispatch};
 use asgd_engine::ops::elementwise::scale_add;
+use asgd_engine::train::LiveShard;
 use asgd_engine::{Model, Result as EngineResult, Tensor};
 
 pub use averaging::AveragingStep;
@@ -57,6 +58,74 @@ impl AddToParams {
     }
 }
 
+/// Where a process's model averages go: the ring of a fail-stop job, or rank 0 of an elastic
+/// one, whose membership also moves this process's share of the data.
+#[derive(Clone, Copy)]
+pub enum Averager<'a> {
+    /// Every rank of the job, all-reduced over the ring.
+    Ring(&'a Communicator),
+    /// The ranks still in an elastic job; after each round this process takes its place among
+    /// them in `shard`.
+    Elastic {
+        /// The job.
+        elastic: &'a Elastic,
+        /// The share the step loop reads.
+        shard: &'a LiveShard,
+    },
+}
+
+impl<'a> From<&'a Communicator> for Averager<'a> {
+    fn from(comm: &'a Communicator) -> Self {
+        Averager::Ring(comm)
+    }
+}
+
+impl Averager<'_> {
+    /// Starts averaging `snapshot`, taken after `step` steps.
+    pub fn start_average(&self, snapshot: Vec<f32>, step: u64) -> Handle<Vec<f32>> {
+        match self {
+            Averager::Ring(comm) => comm.start_average(snapshot),
+            Averager::Elastic { elastic, .. } => elastic.start_average(snapshot, step),
+        }
+    }
+
+    /// Replaces `buf` with its average, blocking; then takes the new share of the data.
+    pub fn average(&self, buf: &mut Vec<f32>, step: u64) -> Result<(), CommError> {
+        match self {
+            Averager::Ring(comm) => comm.average(buf),
+            Averager::Elastic { elastic, .. } => {
+                elastic.average(buf, step)?;
+                self.after_round();
+                Ok(())
+            }
+        }
+    }
+
+    /// After a round: an elastic job's members divide the data among themselves.
+    pub fn after_round(&self) {
+        if let Averager::Elastic { elastic, shard } = self {
+            let m = elastic.membership();
+            if let Some(position) = m.position(elastic.rank()) {
+                shard.set(position, m.ranks.len());
+            }
+        }
+    }
+
+    /// The membership changes for the `done` event (an elastic job's rank 0 records them).
+    pub fn report(&self) -> Option<serde_json::Value> {
+        let Averager::Elastic { elastic, .. } = self else { return None };
+        let m = elastic.membership();
+        let changes: Vec<serde_json::Value> = elastic
+            .changes()
+            .iter()
+            .map(|c| {
+                serde_json::json!({"round": c.round, "rank": c.rank, "joined": c.joined, "detail": c.detail, "at_s": c.at_s})
+            })
+            .collect();
+        Some(serde_json::json!({"ranks": m.ranks, "generation": m.generation, "changes": changes}))
+    }
+}
+
 /// A model average in flight: started from `snapshot`, finished by a waiter thread that
 /// records when the collective completed, so the time communication took is known exactly
 /// and not only when someone looked.
@@ -70,8 +139,8 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    pub fn start(comm: &Communicator, snapshot: Vec<f32>, at: u64) -> Self {
-        let handle: Handle<Vec<f32>> = comm.start_average(snapshot.clone());
+    pub fn start(averager: Averager<'_>, snapshot: Vec<f32>, at: u64) -> Self {
+        let handle: Handle<Vec<f32>> = averager.start_average(snapshot.clone(), at);
         let (tx, rx) = flume::bounded(1);
         std::thread::spawn(move || {
             let r = handle.wait();
@@ -87,7 +156,7 @@ impl InFlight {
     /// Waits for the average and returns `avg - snapshot`, the change to add to the model at
     /// `step`; counts in `stats` whether training had to wait, for how long, how long the
     /// collective took and how many steps late the average is.
-    pub fn finish(self, stats: &mut AveragingStats, step: u64) -> EngineResult<Vec<f32>> {
+    pub fn finish(self, averager: Averager<'_>, stats: &mut AveragingStats, step: u64) -> EngineResult<Vec<f32>> {
         if !self.is_done() {
             stats.waits += 1;
         }
@@ -100,6 +169,7 @@ impl InFlight {
         stats.comm_s += done.saturating_duration_since(self.started).as_secs_f64();
         stats.max_lag = stats.max_lag.max(step.saturating_sub(self.at));
         let avg = r.map_err(comm_err)?;
+        averager.after_round();
         Ok(avg.iter().zip(&self.snapshot).map(|(a, s)| a - s).collect())
     }
 }
@@ -122,6 +192,15 @@ pub struct AveragingStats {
 }
 
 impl AveragingStats {
+    /// These counters, and an elastic job's membership, for the `done` event.
+    pub fn report(&self, averager: Averager<'_>) -> serde_json::Value {
+        let mut v = self.to_json();
+        if let Some(elastic) = averager.report() {
+            v["elastic"] = elastic;
+        }
+        v
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         let hidden = if self.comm_s > 0.0 { (1.0 - self.wait_s / self.comm_s).clamp(0.0, 1.0) } else { 1.0 };
         serde_json::json!({"averaging": {

@@ -23,6 +23,8 @@ pub(crate) enum Purpose {
     Join,
     /// A rank connecting to its successor in the ring.
     Ring,
+    /// A rank joining an elastic job through rank 0's port (at the start or mid-run).
+    Elastic,
 }
 
 /// The first message after authentication.
@@ -118,6 +120,7 @@ impl Hello {
         out.push(match self.purpose {
             Purpose::Join => 1,
             Purpose::Ring => 2,
+            Purpose::Elastic => 3,
         });
         out.extend_from_slice(&self.rank.to_le_bytes());
         out.extend_from_slice(&self.world_size.to_le_bytes());
@@ -131,6 +134,7 @@ impl Hello {
         let purpose = match r.u8()? {
             1 => Purpose::Join,
             2 => Purpose::Ring,
+            3 => Purpose::Elastic,
             _ => return Err(MessageError("unknown hello purpose")),
         };
         let hello = Hello { purpose, rank: r.u32()?, world_size: r.u32()?, port: r.u16()?, advertise: r.ip()? };

@@ -553,7 +553,8 @@ pub fn train_decoupled_with(
     }
 
     let books = Books::start(cfg, spe, total, start.step, replicas[0].0.num_params(), obs)?;
-    let shared = Shared::new(Feed::sharded(train, cfg.batch, cfg.seed, spe, start.step, total, cfg.shard), start.step);
+    let shared =
+        Shared::new(Feed::sharded(train, cfg.batch, cfg.seed, spe, start.step, total, cfg.shard.clone()), start.step);
     let mut devices: Vec<Device> = Vec::new();
     for (m, _) in replicas {
         if !devices.iter().any(|d| d.same_as(m.device())) {

@@ -93,7 +93,8 @@ impl<'a> Feed<'a> {
             return false;
         }
         let epoch = step / self.steps_per_epoch;
-        let b = (step % self.steps_per_epoch) as usize * self.shard.world.max(1) + self.shard.rank;
+        let (position, processes) = self.shard.current();
+        let b = (step % self.steps_per_epoch) as usize * processes + position;
         let order = {
             let mut cached = self.order.lock().expect("feed lock poisoned");
             if cached.0 != epoch {

@@ -113,17 +113,76 @@ pub struct TrainConfig {
 }
 
 /// Process `rank` of `world` processes training together.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shard {
     pub rank: usize,
+    /// The processes the run starts with, which fix its steps per epoch.
     pub world: usize,
+    /// Where the share stands now, when it changes during the run (an elastic job dividing
+    /// the data again as processes leave and join); `None` keeps `rank` of `world`.
+    pub live: Option<LiveShard>,
 }
 
 impl Default for Shard {
     fn default() -> Self {
-        Self { rank: 0, world: 1 }
+        Self { rank: 0, world: 1, live: None }
     }
 }
+
+impl Shard {
+    /// `(position, processes)` for the step about to be taken: step `s` of an epoch trains
+    /// batch `s * processes + position` of the epoch's order. Processes never exceed `world`,
+    /// so the batches stay within the epoch.
+    pub fn current(&self) -> (usize, usize) {
+        let fixed = (self.rank, self.world.max(1));
+        match &self.live {
+            Some(live) => {
+                let (position, processes) = live.get();
+                if processes == 0 || processes > fixed.1 || position >= processes {
+                    fixed
+                } else {
+                    (position, processes)
+                }
+            }
+            None => fixed,
+        }
+    }
+}
+
+/// A share of the data that another thread may move while training runs: the position among
+/// the processes and their number, set together.
+#[derive(Clone, Debug)]
+pub struct LiveShard(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl LiveShard {
+    /// Starts at `position` of `processes`.
+    pub fn new(position: usize, processes: usize) -> Self {
+        Self(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(Self::pack(position, processes))))
+    }
+
+    fn pack(position: usize, processes: usize) -> u64 {
+        ((position as u64) << 32) | (processes as u64 & 0xffff_ffff)
+    }
+
+    /// Moves the share; the steps after this call use it.
+    pub fn set(&self, position: usize, processes: usize) {
+        self.0.store(Self::pack(position, processes), std::sync::atomic::Ordering::Release);
+    }
+
+    /// `(position, processes)`.
+    pub fn get(&self) -> (usize, usize) {
+        let v = self.0.load(std::sync::atomic::Ordering::Acquire);
+        ((v >> 32) as usize, (v & 0xffff_ffff) as usize)
+    }
+}
+
+impl PartialEq for LiveShard {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LiveShard {}
 
 impl TrainConfig {
     /// The learning rate of `step` (from 0) of a run of `total` steps: the schedule, scaled

@@ -101,7 +101,6 @@ pub fn train_steps(
 ) -> Result<Summary> {
     let train = &data.train;
     let world = cfg.shard.world.max(1) as u64;
-    let rank = cfg.shard.rank as u64;
     let batches_per_epoch = num_batches(train.len(), cfg.batch, true) as u64;
     let steps_per_epoch = batches_per_epoch / world;
     if steps_per_epoch == 0 {
@@ -138,7 +137,8 @@ pub fn train_steps(
             if step >= total_steps {
                 break 'epochs;
             }
-            let b = bi * world as usize + rank as usize;
+            let (position, processes) = cfg.shard.current();
+            let b = bi * processes + position;
             train.gather_batch(&order, cfg.batch, b, cfg.seed, epoch as u64, &mut images, &mut labels);
             plan.upload(&images, &labels)?;
             // Written at the first step and whenever the rate changes after it, by the schedule
