@@ -11,6 +11,7 @@ use asgd::engine::train::{undelayed_step_time, Summary};
 use asgd::{Algorithm, AlgorithmKind, Averaging, Job, OptimConfig, Position, Schedule, SgdParams, TrainConfig};
 
 use super::common::{accuracy, positive, secs, DataArgs, DeviceArgs};
+use super::optim::OptimArgs;
 use super::train::{Algo, ModelArgs, WorkerArgs};
 
 #[derive(clap::Args)]
@@ -33,12 +34,10 @@ pub struct BenchAsyncArgs {
     /// Samples per step of each worker.
     #[arg(long, default_value = "32", value_parser = positive)]
     pub batch: usize,
-    /// Learning rate (every algorithm).
-    #[arg(long, default_value_t = 0.05)]
-    pub lr: f32,
-    /// SGD momentum of the asynchronous algorithms (asynchrony adds momentum of its own).
-    #[arg(long, default_value_t = 0.5)]
-    pub momentum: f32,
+    /// The optimiser of every run (`--lr` defaults to 0.05 for SGD, whose `--momentum`
+    /// defaults to 0.5 for the asynchronous algorithms: asynchrony adds momentum of its own).
+    #[command(flatten)]
+    pub optim: OptimArgs,
     /// SGD momentum of the synchronous baseline.
     #[arg(long, default_value_t = 0.9)]
     pub sync_momentum: f32,
@@ -54,7 +53,8 @@ pub struct BenchAsyncArgs {
     /// Folder for the metrics of each run (ALGO.jsonl).
     #[arg(long, default_value = "bench-async")]
     pub out: PathBuf,
-    /// Also draw test accuracy against training time for all runs into this SVG.
+    /// Also draw test accuracy against training time for all runs into this SVG, and against
+    /// training samples into the same name with `-samples` added.
     #[arg(long)]
     pub plot: Option<PathBuf>,
     #[command(flatten)]
@@ -66,33 +66,35 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(&args.out)
             .map_err(|e| anyhow::anyhow!("cannot create the output folder {}: {e}", args.out.display()))?;
     }
-    if args.lr.is_nan()
-        || args.lr <= 0.0
-        || !(0.0..1.0).contains(&args.momentum)
-        || !(0.0..1.0).contains(&args.sync_momentum)
-    {
-        bail!("--lr must be positive and --momentum and --sync-momentum in [0, 1)");
+    if !(0.0..1.0).contains(&args.sync_momentum) {
+        bail!("--sync-momentum must be in [0, 1)");
     }
+    let optim = args.optim.config(0.05, 0.5)?;
+    // The synchronous baseline's SGD keeps its own momentum.
+    let sync_optim = match optim {
+        OptimConfig::Sgd(h) => OptimConfig::Sgd(SgdParams { momentum: args.sync_momentum, ..h }),
+        other => other,
+    };
     let model_cfg = args.arch.config()?;
     let splits = args.data.load()?;
     let delays = args.workers.delays(args.workers.workers)?;
     let dev = args.device.open()?;
-    let hyper = SgdParams { lr: args.lr, momentum: args.momentum, weight_decay: 0.0, nesterov: false };
     let n = args.workers.workers;
 
     // The undelayed step the delay model is relative to, on this device and batch.
     let probe = model_cfg.build(&dev, splits.train.shape, splits.train.classes, args.seed)?;
     let base = undelayed_step_time(&probe.plan(args.batch, true)?)?;
     let ideal = delays.ideal_speedup(n, base);
+    let optim_text = match optim {
+        OptimConfig::Sgd(h) => format!("sgd lr {}, momentum {} (sync {})", h.lr, h.momentum, args.sync_momentum),
+        OptimConfig::Adam(h) => format!("{} lr {}", optim.name(), h.lr),
+    };
     println!(
-        "{} on {}, {n} workers ({} lanes), batch {}, lr {}, momentum {} (sync {}), delays '{}', undelayed step {:.1} ms on {}",
+        "{} on {}, {n} workers ({} lanes), batch {}, {optim_text}, delays '{}', undelayed step {:.1} ms on {}",
         model_cfg.description(),
         args.data.data.name(),
         args.workers.lanes.0.name(),
         args.batch,
-        args.lr,
-        args.momentum,
-        args.sync_momentum,
         delays.describe(),
         base.as_secs_f64() * 1e3,
         dev.info().name
@@ -100,8 +102,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
 
     let mut results: Vec<(AlgorithmKind, Summary, PathBuf)> = Vec::new();
     for &Algo(algo) in &args.algos {
-        let momentum = if algo == AlgorithmKind::Sync { args.sync_momentum } else { args.momentum };
-        let hyper = SgdParams { momentum, ..hyper };
+        let run_optim = if algo == AlgorithmKind::Sync { sync_optim } else { optim };
         let cfg = TrainConfig {
             epochs: args.epochs,
             batch: args.batch,
@@ -115,7 +116,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
             ..TrainConfig::default()
         };
         let algorithm = Algorithm::new(algo, args.workers.async_settings(algo), Averaging::default());
-        let spec = args.workers.spec(algorithm, OptimConfig::Sgd(hyper), delays.clone(), cfg, Position::default());
+        let spec = args.workers.spec(algorithm, run_optim, delays.clone(), cfg, Position::default());
         let replicas = spec.build_replicas(&dev, &model_cfg, &splits, args.seed)?;
         let name = algo.name();
         let path = args.out.join(format!("{name}.jsonl"));
@@ -151,6 +152,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
             .as_ref()
             .map_or("-".to_string(), |h| format!("{:.2}/{}/{}", h.mean(), h.quantile(0.9), h.max()));
         println!("{name:<8} {tt:>14} {:>9.2}% {:>11.0} {:>9} {st:>22}", 100.0 * s.test_acc, s.samples_per_s, s.steps);
+        let used = if *algo == AlgorithmKind::Sync { sync_optim } else { optim };
         let speedup = match (sync_time, s.time_to_target_s) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
@@ -160,7 +162,8 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
             serde_json::json!({"bench": "async", "algo": name, "workers": n, "lanes": args.workers.lanes.0.name(),
                 "inject_delay": delays.describe(), "target_acc": args.target_acc, "time_to_target_s": s.time_to_target_s,
                 "final_acc": s.test_acc, "samples_per_s": s.samples_per_s, "steps": s.steps,
-                "momentum": if *algo == AlgorithmKind::Sync { args.sync_momentum } else { args.momentum },
+                "optim": used.name(),
+                "momentum": match used { OptimConfig::Sgd(h) => Some(h.momentum), OptimConfig::Adam(_) => None },
                 "staleness": s.staleness.as_ref().map(|h| h.to_json()), "speedup_vs_sync": speedup,
                 "ideal_speedup": ideal, "base_step_ms": base.as_secs_f64() * 1e3, "device": dev.info().name})
         );
@@ -192,8 +195,17 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
     }
     if let Some(plot) = &args.plot {
         let files: Vec<PathBuf> = results.iter().map(|(.., p)| p.clone()).collect();
-        super::plot::draw(&files, plot, super::plot::XAxis::Train)?;
-        println!("plot: {}", plot.display());
+        let title = format!(
+            "{} on {}, {n} workers, delays '{}'",
+            model_cfg.description(),
+            args.data.data.name(),
+            delays.describe()
+        );
+        super::plot::draw(&files, plot, super::plot::XAxis::Train, &title)?;
+        let stem = plot.file_stem().map_or("plot".into(), |s| s.to_string_lossy().into_owned());
+        let by_samples = plot.with_file_name(format!("{stem}-samples.svg"));
+        super::plot::draw(&files, &by_samples, super::plot::XAxis::Samples, &title)?;
+        println!("plots: {} and {}", plot.display(), by_samples.display());
     }
     Ok(ExitCode::SUCCESS)
 }

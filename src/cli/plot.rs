@@ -1,4 +1,5 @@
-//! `asgd plot`: test accuracy against time for several metrics files, in one SVG.
+//! `asgd plot`: test accuracy against time, steps or samples for several metrics files, one
+//! line each, in one SVG.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +16,8 @@ pub enum XAxis {
     Wall,
     /// Training steps.
     Step,
+    /// Training samples of the whole job (every process's).
+    Samples,
 }
 
 #[derive(clap::Args)]
@@ -28,10 +31,13 @@ pub struct PlotArgs {
     /// Horizontal axis.
     #[arg(long, value_enum, default_value = "train")]
     pub x: XAxis,
+    /// Title above the plot (for example the delay model) [default: test accuracy].
+    #[arg(long)]
+    pub title: Option<String>,
 }
 
 pub fn run(args: PlotArgs) -> Result<ExitCode> {
-    draw(&args.metrics, &args.out, args.x)?;
+    draw(&args.metrics, &args.out, args.x, args.title.as_deref().unwrap_or("test accuracy"))?;
     println!("wrote {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -50,19 +56,24 @@ fn series(path: &Path, x: XAxis) -> Result<Vec<(f64, f64)>> {
             XAxis::Train => "train_s",
             XAxis::Wall => "wall_s",
             XAxis::Step => "step",
+            XAxis::Samples => "samples",
         };
         if let (Some(xv), Some(acc)) = (v[key].as_f64(), v["test_acc"].as_f64()) {
             points.push((xv, 100.0 * acc));
         }
     }
     if points.is_empty() {
-        bail!("{} has no eval events with test accuracy; was it written by asgd train --metrics?", path.display());
+        let what = if x == XAxis::Samples { " and samples (older files have none; try --x step)" } else { "" };
+        bail!(
+            "{} has no eval events with test accuracy{what}; was it written by asgd train --metrics?",
+            path.display()
+        );
     }
     Ok(points)
 }
 
-/// Draws every file's test accuracy against `x` into an SVG at `out`.
-pub fn draw(files: &[PathBuf], out: &Path, x: XAxis) -> Result<()> {
+/// Draws every file's test accuracy against `x` into an SVG at `out`, under `title`.
+pub fn draw(files: &[PathBuf], out: &Path, x: XAxis, title: &str) -> Result<()> {
     let all: Vec<(String, Vec<(f64, f64)>)> = files
         .iter()
         .map(|f| Ok((f.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned()), series(f, x)?)))
@@ -76,9 +87,10 @@ pub fn draw(files: &[PathBuf], out: &Path, x: XAxis) -> Result<()> {
         XAxis::Train => "training time (s)",
         XAxis::Wall => "wall-clock time (s)",
         XAxis::Step => "step",
+        XAxis::Samples => "training samples",
     };
     let mut chart = ChartBuilder::on(&root)
-        .caption("test accuracy", ("sans-serif", 24))
+        .caption(title, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(56)

@@ -205,6 +205,7 @@ impl<'c> Books<'c> {
         obs(&Event::Eval {
             epoch: self.epoch_of(step),
             step,
+            samples: step * self.cfg.batch as u64 * self.cfg.shard.world.max(1) as u64,
             test_loss,
             test_acc,
             wall_s: self.clock.wall(),

@@ -243,7 +243,10 @@ pub enum Event {
     /// Every `log_every` steps: the mean training loss and accuracy over the window.
     Log { epoch: usize, step: u64, train_loss: f64, train_acc: f64, samples_per_s: f64, wall_s: f64 },
     /// After an evaluation on the test set.
-    Eval { epoch: usize, step: u64, test_loss: f64, test_acc: f64, wall_s: f64, train_s: f64 },
+    ///
+    /// `samples` counts the training samples of the whole job up to `step`: this process's,
+    /// times the processes it started with.
+    Eval { epoch: usize, step: u64, samples: u64, test_loss: f64, test_acc: f64, wall_s: f64, train_s: f64 },
     /// At the end of an epoch, after its evaluation.
     Epoch { epoch: usize, step: u64, train_loss: f64, test_loss: f64, test_acc: f64, samples_per_s: f64, wall_s: f64 },
     /// A checkpoint was written.
@@ -328,8 +331,8 @@ impl Event {
                 "event": "log", "epoch": epoch, "step": step, "train_loss": train_loss,
                 "train_acc": train_acc, "samples_per_s": samples_per_s, "wall_s": wall_s,
             }),
-            Event::Eval { epoch, step, test_loss, test_acc, wall_s, train_s } => json!({
-                "event": "eval", "epoch": epoch, "step": step, "test_loss": test_loss,
+            Event::Eval { epoch, step, samples, test_loss, test_acc, wall_s, train_s } => json!({
+                "event": "eval", "epoch": epoch, "step": step, "samples": samples, "test_loss": test_loss,
                 "test_acc": test_acc, "wall_s": wall_s, "train_s": train_s,
             }),
             Event::Epoch { epoch, step, train_loss, test_loss, test_acc, samples_per_s, wall_s } => json!({
