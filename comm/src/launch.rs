@@ -3,6 +3,10 @@
 //! it prints goes through a sink (by default prefixed with `[rank K]`); when one rank fails,
 //! the others are stopped and the failure names that rank.
 //!
+//! With [`LaunchSpec::max_restarts`] above 0 a rank other than 0 that fails is started again
+//! (same variables), up to that many times in all, for jobs that take a restarted rank back
+//! (`train --elastic`); rank 0 failing still stops the job.
+//!
 //! Stopping is in steps, so that ranks can exit cleanly: first a few seconds to exit by
 //! themselves (a rank whose peer died notices and says so), then SIGTERM, then after another
 //! grace period SIGKILL. A stop flag ([`LaunchSpec::stop`], set by a Ctrl-C handler) skips
@@ -44,6 +48,9 @@ pub struct LaunchSpec {
     /// When set (e.g. by a SIGINT handler), the launch stops every rank and returns
     /// [`LaunchError::Interrupted`].
     pub stop: Option<Arc<AtomicBool>>,
+    /// How many times in all a failed rank other than 0 is started again instead of stopping
+    /// the job (0: fail-stop).
+    pub max_restarts: usize,
 }
 
 impl LaunchSpec {
@@ -56,6 +63,7 @@ impl LaunchSpec {
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
             stop: None,
+            max_restarts: 0,
         }
     }
 }
@@ -205,9 +213,8 @@ pub fn launch(
         Some((h, p)) => (h.clone(), *p),
         None => ("127.0.0.1".to_owned(), free_loopback_port().map_err(LaunchError::NoFreePort)?),
     };
-    let mut children: Vec<Child> = Vec::with_capacity(spec.nproc);
-    for rank in 0..spec.nproc {
-        let child = Command::new(&spec.program)
+    let start_rank = |rank: usize| {
+        Command::new(&spec.program)
             .args(&spec.args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env("RANK", rank.to_string())
@@ -219,19 +226,23 @@ pub fn launch(
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn();
-        match child {
+            .spawn()
+            .map_err(|source| LaunchError::Spawn { rank, program: spec.program.display().to_string(), source })
+    };
+    let mut children: Vec<Child> = Vec::with_capacity(spec.nproc);
+    for rank in 0..spec.nproc {
+        match start_rank(rank) {
             Ok(c) => children.push(c),
-            Err(source) => {
+            Err(e) => {
                 stop_all(&mut children, true);
-                return Err(LaunchError::Spawn { rank, program: spec.program.display().to_string(), source });
+                return Err(e);
             }
         }
     }
 
     let sink = Arc::new(sink);
     let mut pumps = Vec::with_capacity(2 * spec.nproc);
-    for (rank, child) in children.iter_mut().enumerate() {
+    let pump_output = |rank: usize, child: &mut Child, pumps: &mut Vec<thread::JoinHandle<()>>| {
         if let Some(out) = child.stdout.take() {
             let sink = Arc::clone(&sink);
             pumps.push(thread::spawn(move || pump(rank, Stream::Stdout, out, &*sink)));
@@ -240,8 +251,31 @@ pub fn launch(
             let sink = Arc::clone(&sink);
             pumps.push(thread::spawn(move || pump(rank, Stream::Stderr, err, &*sink)));
         }
+    };
+    for (rank, child) in children.iter_mut().enumerate() {
+        pump_output(rank, child, &mut pumps);
     }
-    let result = supervise(&mut children, spec.stop.as_deref());
+    let mut restarts = 0;
+    let result = loop {
+        match supervise(&mut children, spec.stop.as_deref()) {
+            Err(LaunchError::RankFailed { rank, status }) if rank != 0 && restarts < spec.max_restarts => {
+                restarts += 1;
+                let note = format!(
+                    "asgd launch: rank {rank} {status}; starting it again (restart {restarts} of {})",
+                    spec.max_restarts
+                );
+                sink(rank, Stream::Stderr, note.as_bytes());
+                match start_rank(rank) {
+                    Ok(mut child) => {
+                        pump_output(rank, &mut child, &mut pumps);
+                        children[rank] = child;
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
+            other => break other,
+        }
+    };
     if let Err(e) = &result {
         stop_all(&mut children, !matches!(e, LaunchError::Interrupted));
         // A grandchild may still hold a pipe open; give the output a moment, not forever.
@@ -352,6 +386,36 @@ mod tests {
         }
         let e = parse_master("127.0.0.1:0").unwrap_err().to_string();
         assert!(e.contains("port 0"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_failed_rank_is_started_again_up_to_max_restarts() {
+        let dir = marks_dir("restart");
+        // Rank 1 fails the first two times it starts (counted in a file), then succeeds.
+        let script = r#"
+            if [ $RANK = 1 ]; then
+                n=$(cat "$MARKS/count" 2>/dev/null || echo 0); echo $((n + 1)) > "$MARKS/count"
+                [ $n -ge 2 ] || exit 5
+            fi
+            sleep 0.3
+        "#;
+        let mut spec = LaunchSpec::new(3, "sh", ["-c", script]);
+        spec.env.push(("MARKS".into(), dir.clone().into()));
+        spec.max_restarts = 2;
+        launch(&spec, |_, _, _| {}).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("count")).unwrap().trim(), "3");
+        // One restart fewer than it needs: the job fails, naming the rank.
+        std::fs::remove_file(dir.join("count")).unwrap();
+        spec.max_restarts = 1;
+        let err = launch(&spec, |_, _, _| {}).unwrap_err();
+        assert!(matches!(&err, LaunchError::RankFailed { rank: 1, .. }), "{err}");
+        // Rank 0 is never restarted.
+        let mut spec = LaunchSpec::new(2, "sh", ["-c", "[ $RANK = 0 ] && exit 4; sleep 5"]);
+        spec.max_restarts = 3;
+        let err = launch(&spec, |_, _, _| {}).unwrap_err();
+        assert!(matches!(&err, LaunchError::RankFailed { rank: 0, .. }), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

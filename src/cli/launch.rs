@@ -18,6 +18,10 @@ pub struct LaunchArgs {
     /// Where rank 0 listens, HOST:PORT (IPv6 as [ADDR]:PORT); default: a free port on 127.0.0.1.
     #[arg(long, value_name = "HOST:PORT")]
     master: Option<String>,
+    /// Start a failed rank (other than 0) again, up to this many times in all, instead of
+    /// stopping the job: for `train --elastic`, which takes a restarted rank back.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_restarts: usize,
     /// The asgd subcommand and its flags, after `--`.
     #[arg(last = true, required = true, value_name = "SUBCOMMAND")]
     command: Vec<OsString>,
@@ -34,6 +38,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     spec.stop = Some(stop_on_signals());
+    spec.max_restarts = args.max_restarts;
     match launch::launch(&spec, launch::print_prefixed) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(LaunchError::Interrupted) => {
