@@ -63,9 +63,62 @@ fn hung_rank_turns_into_timeouts_not_hangs() {
         // its sender thread, plus scheduling on a loaded machine.
         assert!(at - started < TIMEOUT + Duration::from_millis(1500), "rank {r} took {:?}", at - started);
         assert!(err.contains("all_reduce"), "{err}");
-        // Rank 2 reads from rank 1 directly; rank 0 may hear of it through rank 2.
-        let named = if r == 2 { err.contains("rank 1") } else { err.contains("rank 1") || err.contains("rank 2") };
-        assert!(named, "rank {r}: {err}");
+        // Rank 2 reads from rank 1 directly; rank 0 waits on rank 2, yet must name rank 1
+        // too: rank 0's heartbeat service sees that it stopped starting collectives.
+        assert!(err.contains("rank 1 stopped calling collectives"), "rank {r}: {err}");
+        assert!(!blames(&err, 0) && !blames(&err, 2), "rank {r}: {err}");
+    }
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a worker; `kill` is used because std can only SIGKILL.
+fn signal(rank: &Rank, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &rank.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+/// Whether `err` blames rank `r`: by name as the one hung, stalled, failed, closed, or waited for.
+fn blames(err: &str, r: usize) -> bool {
+    [
+        format!("rank {r} is hung"),
+        format!("rank {r} stopped calling"),
+        format!("rank {r} failed"),
+        format!("rank {r} closed"),
+        format!("waiting for rank {r}"),
+    ]
+    .iter()
+    .any(|s| err.contains(s.as_str()))
+}
+
+#[test]
+fn stopped_rank_is_named_by_every_other_rank() {
+    // Rank 2 is frozen with its sockets open (SIGSTOP): its successor times out reading from
+    // it, but its other peers time out at the same moment waiting on their own neighbours.
+    // Rank 0's heartbeat service knows which rank went silent, and every rank must name it.
+    let mut ranks = looping_world(4, &["loop", "--elems", "262144"]);
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&ranks[2], "STOP");
+    let stopped_at = Instant::now();
+    let mut failures = Vec::new();
+    for r in [0, 1, 3] {
+        let exited = ranks[r].wait_for_exit(TIMEOUT + Duration::from_secs(5));
+        failures.push((r, exited, ranks[r].stderr_text()));
+    }
+    signal(&ranks[2], "CONT");
+    let _ = ranks[2].child.kill();
+    for (r, exited, err) in failures {
+        let (status, at) = exited.unwrap_or_else(|| panic!("rank {r} still running well past the timeout"));
+        assert!(!status.success(), "rank {r} exited successfully: {err}");
+        // One timeout of silence, the wait for a fresh verdict (a beat), the sender thread's
+        // 200 ms grace, and scheduling on a loaded machine.
+        assert!(at - stopped_at < TIMEOUT + Duration::from_secs(2), "rank {r} took {:?}", at - stopped_at);
+        assert!(err.contains("all_reduce"), "rank {r}: {err}");
+        assert!(err.contains("rank 2 is hung") || (blames(&err, 2) && err.contains("hung")), "rank {r}: {err}");
+        for other in [0, 1, 3] {
+            assert!(!blames(&err, other), "rank {r} blamed rank {other}: {err}");
+        }
     }
 }
 
