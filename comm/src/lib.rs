@@ -41,6 +41,7 @@ mod config;
 mod error;
 pub mod frame;
 mod handle;
+mod liveness;
 mod plan;
 mod rendezvous;
 mod transport;
