@@ -15,9 +15,14 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Starts `n` looping ranks (1 MiB all-reduces, the two-thread path) and waits until all run.
 fn looping_world(n: usize, args: &[&str]) -> Vec<Rank> {
+    looping_world_with(n, args, &[])
+}
+
+/// [`looping_world`] with extra environment variables for every rank.
+fn looping_world_with(n: usize, args: &[&str], env: &[(&str, &str)]) -> Vec<Rank> {
     let port = free_port();
-    let ranks: Vec<Rank> =
-        (0..n).map(|r| spawn_rank(r, n, port, args, &[("ASGD_COMM_TIMEOUT_S", TIMEOUT_S)])).collect();
+    let env: Vec<(&str, &str)> = [("ASGD_COMM_TIMEOUT_S", TIMEOUT_S)].into_iter().chain(env.iter().copied()).collect();
+    let ranks: Vec<Rank> = (0..n).map(|r| spawn_rank(r, n, port, args, &env)).collect();
     for r in &ranks {
         assert!(
             r.wait_for_stdout("ready", Duration::from_secs(30)),
@@ -92,34 +97,48 @@ fn blames(err: &str, r: usize) -> bool {
     .any(|s| err.contains(s.as_str()))
 }
 
-#[test]
-fn stopped_rank_is_named_by_every_other_rank() {
-    // Rank 2 is frozen with its sockets open (SIGSTOP): its successor times out reading from
-    // it, but its other peers time out at the same moment waiting on their own neighbours.
-    // Rank 0's heartbeat service knows which rank went silent, and every rank must name it.
-    let mut ranks = looping_world(4, &["loop", "--elems", "262144"]);
+/// Freezes rank `stopped` of 4 looping ranks with its sockets open (SIGSTOP) and checks that
+/// every other rank fails within the timeout naming it as hung, and no other rank.
+fn stopped_rank_is_named(stopped: usize, env: &[(&str, &str)]) {
+    let mut ranks = looping_world_with(4, &["loop", "--elems", "262144"], env);
     std::thread::sleep(Duration::from_millis(100));
-    signal(&ranks[2], "STOP");
+    signal(&ranks[stopped], "STOP");
     let stopped_at = Instant::now();
+    let others: Vec<usize> = (0..4).filter(|&r| r != stopped).collect();
     let mut failures = Vec::new();
-    for r in [0, 1, 3] {
+    for &r in &others {
         let exited = ranks[r].wait_for_exit(TIMEOUT + Duration::from_secs(5));
         failures.push((r, exited, ranks[r].stderr_text()));
     }
-    signal(&ranks[2], "CONT");
-    let _ = ranks[2].child.kill();
+    signal(&ranks[stopped], "CONT");
+    let _ = ranks[stopped].child.kill();
     for (r, exited, err) in failures {
         let (status, at) = exited.unwrap_or_else(|| panic!("rank {r} still running well past the timeout"));
         assert!(!status.success(), "rank {r} exited successfully: {err}");
         // One timeout of silence, the wait for a fresh verdict (a beat), the sender thread's
         // 200 ms grace, and scheduling on a loaded machine.
         assert!(at - stopped_at < TIMEOUT + Duration::from_secs(2), "rank {r} took {:?}", at - stopped_at);
-        assert!(err.contains("all_reduce"), "rank {r}: {err}");
-        assert!(err.contains("rank 2 is hung") || (blames(&err, 2) && err.contains("hung")), "rank {r}: {err}");
-        for other in [0, 1, 3] {
+        assert!(err.contains("all_reduce") && err.contains("hung"), "rank {r}: {err}");
+        assert!(blames(&err, stopped), "rank {r} did not name rank {stopped}: {err}");
+        for &other in &others {
             assert!(!blames(&err, other), "rank {r} blamed rank {other}: {err}");
         }
     }
+}
+
+#[test]
+fn stopped_rank_is_named_by_every_other_rank() {
+    // Its successor times out reading from it, but its other peers time out at the same
+    // moment waiting on their own neighbours; rank 0's heartbeat service knows which rank
+    // went silent.
+    stopped_rank_is_named(2, &[]);
+}
+
+#[test]
+fn stopped_rank_0_is_named_by_every_member() {
+    // Rank 0 runs the heartbeat service itself: its members notice that it stopped answering.
+    // With a secret, so the heartbeats travel sealed like every other frame.
+    stopped_rank_is_named(0, &[("ASGD_SECRET", "s3cret")]);
 }
 
 #[test]
