@@ -95,13 +95,18 @@ fn free_port() -> u16 {
 
 /// Starts rank `rank` of `world` by hand, as a scheduler would, with a short comm timeout.
 fn spawn_rank(rank: usize, world: usize, port: u16, args: &[&str]) -> Child {
+    spawn_rank_with_timeout(rank, world, port, args, 3)
+}
+
+/// As [`spawn_rank`], with a comm timeout of `timeout_s` seconds.
+fn spawn_rank_with_timeout(rank: usize, world: usize, port: u16, args: &[&str], timeout_s: u64) -> Child {
     Command::new(env!("CARGO_BIN_EXE_asgd"))
         .args(args)
         .env("RANK", rank.to_string())
         .env("WORLD_SIZE", world.to_string())
         .env("MASTER_ADDR", "127.0.0.1")
         .env("MASTER_PORT", port.to_string())
-        .env("ASGD_COMM_TIMEOUT_S", "3")
+        .env("ASGD_COMM_TIMEOUT_S", timeout_s.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -192,7 +197,9 @@ fn a_killed_rank_stops_the_others_and_the_checkpoint_resumes() {
     let port = free_port();
     let resume =
         ["train", "--algo", "sync", "--hidden", "32", "--batch", "32", "--epochs", "3", "-q", "--resume", &ck_s];
-    let children: Vec<Child> = (0..4).map(|r| spawn_rank(r, 4, port, &resume)).collect();
+    // A timeout that outlasts loading on a busy machine: rank 0 reads the checkpoint and may
+    // reach the first collective seconds after the others (with 3 s the others gave up on it).
+    let children: Vec<Child> = (0..4).map(|r| spawn_rank_with_timeout(r, 4, port, &resume, 30)).collect();
     for (r, child) in children.into_iter().enumerate() {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "resumed rank {r}: {}", text(&out.stderr));

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CommError, Op};
 use crate::frame::Kind;
+use crate::liveness::Liveness;
 use crate::plan::Plan;
 use crate::transport::connection::{Connection, LinkError, PIECE_ELEMS};
 use crate::transport::messages::AbortNotice;
@@ -38,6 +39,9 @@ pub(crate) struct Ring {
     timeout: Duration,
     scratch: Vec<f32>,
     inline_bytes: usize,
+    /// The heartbeat service over the control links to rank 0, which names the culprit when
+    /// a collective times out; `None` until the rendezvous hands it over.
+    liveness: Option<Liveness>,
 }
 
 /// Which side of a collective failed first.
@@ -71,7 +75,14 @@ impl Ring {
             timeout,
             scratch: vec![0.0; PIECE_ELEMS],
             inline_bytes,
+            liveness: None,
         })
+    }
+
+    /// Reports progress to `liveness` and asks it who is to blame when a collective fails.
+    pub(crate) fn watched_by(mut self, liveness: Liveness) -> Ring {
+        self.liveness = Some(liveness);
+        self
     }
 
     pub(crate) fn next_rank(&self) -> usize {
@@ -86,15 +97,30 @@ impl Ring {
     ///
     /// Errors: the first failure, naming the peer and `op`. The ring must not be used for
     /// another collective afterwards, except to send an abort notice.
+    ///
+    /// A timeout names the rank that the liveness service suspects, when it suspects one,
+    /// rather than the neighbour this rank was waiting on.
     pub(crate) fn run(&mut self, plan: &Plan, buf: &mut [f32], op: Op, tag: u32) -> Result<(), CommError> {
+        if let Some(liveness) = &self.liveness {
+            liveness.begin();
+        }
         let result = if plan.sent_elems() * 4 <= self.inline_bytes {
             self.run_inline(plan, buf, tag)
         } else {
             self.run_threaded(plan, buf, tag)
         };
-        result.map_err(|failure| match failure {
-            Failure::Send(e) => e.into_comm(self.next_rank(), op, self.timeout),
-            Failure::Recv(e) => e.into_comm(self.prev_rank(), op, self.timeout),
+        if let Some(liveness) = &self.liveness {
+            liveness.end();
+        }
+        result.map_err(|failure| {
+            let err = match failure {
+                Failure::Send(e) => e.into_comm(self.next_rank(), op, self.timeout),
+                Failure::Recv(e) => e.into_comm(self.prev_rank(), op, self.timeout),
+            };
+            match &self.liveness {
+                Some(liveness) => liveness.name_culprit(err, self.timeout),
+                None => err,
+            }
         })
     }
 
@@ -258,6 +284,7 @@ impl Ring {
             let _ = self.next.stream().set_write_timeout(Some(self.timeout.min(Duration::from_secs(1))));
             let _ = self.next.write_frame(Kind::Bye, 0, &[]);
         }
+        self.liveness = None;
         self.next.shutdown();
         self.prev.shutdown();
     }

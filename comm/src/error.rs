@@ -151,6 +151,45 @@ pub enum CommError {
         after: Duration,
     },
 
+    /// A collective stopped making progress, and rank 0's liveness service heard no heartbeat
+    /// from `rank` for longer than its silence limit: that process is stopped or stuck (a
+    /// rank whose control link to rank 0 stays silent names rank 0).
+    #[error(
+        "rank {rank} is hung (no heartbeat for {:.1} s), so {op} gave up after {after:?}; its \
+         process is stopped or stuck with its sockets open: resume or restart it, or raise \
+         ASGD_COMM_TIMEOUT_S if it was only busy",
+        .silent.as_secs_f64()
+    )]
+    Hung {
+        /// The rank that went silent.
+        rank: usize,
+        /// The collective in progress.
+        op: Op,
+        /// How long it had been silent.
+        silent: Duration,
+        /// The configured timeout.
+        after: Duration,
+    },
+
+    /// A collective stopped making progress, and rank 0's liveness service sees `rank` alive
+    /// but no longer starting collectives while another rank has started more.
+    #[error(
+        "rank {rank} stopped calling collectives (it has started fewer than another rank and not \
+         moved for {:.1} s), so {op} gave up after {after:?}; every rank must call the same \
+         collectives in the same order, so look for what holds that rank outside them",
+        .behind.as_secs_f64()
+    )]
+    Stalled {
+        /// The rank that stopped calling collectives.
+        rank: usize,
+        /// The collective in progress.
+        op: Op,
+        /// How long it had not moved while behind.
+        behind: Duration,
+        /// The configured timeout.
+        after: Duration,
+    },
+
     /// The peer's end of the connection closed.
     #[error("rank {rank} closed its connection during {op}; it has probably exited or crashed")]
     PeerClosed {
@@ -265,6 +304,8 @@ impl CommError {
     pub fn suspect_rank(&self) -> Option<usize> {
         match self {
             CommError::Timeout { rank, .. }
+            | CommError::Hung { rank, .. }
+            | CommError::Stalled { rank, .. }
             | CommError::PeerClosed { rank, .. }
             | CommError::Io { rank, .. }
             | CommError::PeerFailed { rank, .. }

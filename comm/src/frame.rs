@@ -70,6 +70,10 @@ pub enum Kind {
     Abort = 8,
     /// The sender is shutting down cleanly.
     Bye = 9,
+    /// A member's heartbeat to rank 0 on the control link, with its collective progress.
+    Beat = 10,
+    /// Rank 0's answer to a heartbeat: which ranks are silent or behind.
+    Verdict = 11,
     /// A membership message of an elastic job.
     Elastic = 16,
 }
@@ -86,6 +90,8 @@ impl Kind {
             7 => Kind::Data,
             8 => Kind::Abort,
             9 => Kind::Bye,
+            10 => Kind::Beat,
+            11 => Kind::Verdict,
             16 => Kind::Elastic,
             _ => return None,
         })
@@ -538,7 +544,7 @@ mod tests {
             let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             if i % 2 == 0 && buf.len() >= 4 {
                 buf[..3].copy_from_slice(&[b'A', b'G', VERSION]);
-                buf[3] = (next() % 10) as u8;
+                buf[3] = (next() % 13) as u8;
             }
             if i % 7 == 0 {
                 // A valid frame, then a random bit flipped in it: must decode or be refused.
@@ -575,7 +581,7 @@ mod properties {
     }
 
     fn kind() -> impl Strategy<Value = Kind> {
-        (1u8..=9).prop_map(|k| Kind::from_u8(k).unwrap_or(Kind::Data))
+        (1u8..=11).prop_map(|k| Kind::from_u8(k).unwrap_or(Kind::Data))
     }
 
     /// A valid frame: any kind, tag and payload, with a CRC, without, or sealed.
@@ -614,7 +620,7 @@ mod properties {
         #[test]
         fn arbitrary_bytes_behind_a_valid_prefix_decode_or_are_refused(
             head in proptest::collection::vec(any::<u8>(), 0..24),
-            kind in 0u8..12,
+            kind in 0u8..14,
         ) {
             // Past the magic and version, so the later checks are reached too.
             let mut buf = vec![b'A', b'G', VERSION, kind];

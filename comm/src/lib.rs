@@ -42,6 +42,7 @@ mod elastic;
 mod error;
 pub mod frame;
 mod handle;
+mod liveness;
 mod plan;
 mod rendezvous;
 mod transport;

@@ -1,6 +1,7 @@
 //! Assembling a job: rank 0 listens on `MASTER_ADDR:MASTER_PORT`, every other rank dials it,
 //! authenticates and says where it listens; rank 0 answers with everyone's address; then each
-//! rank dials its successor and accepts its predecessor, which forms the ring.
+//! rank dials its successor and accepts its predecessor, which forms the ring. Each member's
+//! connection to rank 0 then stays open as its control link for heartbeats ([`crate::liveness`]).
 //!
 //! Listeners admit connections concurrently ([`crate::admission`]): one that fails
 //! authentication, sends nothing or introduces itself wrongly is logged to stderr and dropped
@@ -18,6 +19,7 @@ use crate::collectives::Ring;
 use crate::config::CommConfig;
 use crate::error::{CommError, Op};
 use crate::frame::Kind;
+use crate::liveness::Liveness;
 use crate::transport::connection::{Connection, LinkError, Pacer};
 use crate::transport::messages::{decode_table, encode_table, AbortNotice, Hello, Purpose};
 use crate::transport::socket::{connect_until, listen, tune};
@@ -193,9 +195,12 @@ fn run_master(cfg: &CommConfig, bind_ip: IpAddr, deadline: Instant) -> Result<Ri
                 .map_err(|e| e.into_comm(rank, Op::Rendezvous, cfg.timeout))?;
         }
     }
-    drop(members);
+    // The rendezvous connections stay open as control links for the liveness service.
+    let members: Vec<(usize, Connection)> =
+        members.into_iter().enumerate().filter_map(|(rank, conn)| Some((rank, conn?))).collect();
     let next = table[1 % n].ok_or_else(|| timeout_error(cfg, "rank 1 has no address".into()))?;
-    form_ring(cfg, &listener, next, deadline)
+    let ring = form_ring(cfg, &listener, next, deadline)?;
+    Ok(ring.watched_by(Liveness::lead(members, n, cfg.timeout)))
 }
 
 fn run_member(cfg: &CommConfig, bind_ip: IpAddr, master: &[SocketAddr], deadline: Instant) -> Result<Ring, CommError> {
@@ -222,14 +227,15 @@ fn run_member(cfg: &CommConfig, bind_ip: IpAddr, master: &[SocketAddr], deadline
     })?;
     // Rank 0 is reached where this rank already reached it.
     table[0] = Some(conn.peer_addr());
-    drop(conn);
     let next_rank = (cfg.rank + 1) % cfg.world_size;
     let next = table[next_rank].ok_or_else(|| CommError::Protocol {
         rank: 0,
         op: Op::Rendezvous,
         detail: format!("the peer table has no address for rank {next_rank}"),
     })?;
-    form_ring(cfg, &listener, next, deadline)
+    let ring = form_ring(cfg, &listener, next, deadline)?;
+    // The connection to rank 0 stays open as this rank's control link.
+    Ok(ring.watched_by(Liveness::follow(conn, cfg.rank, cfg.world_size, cfg.timeout)))
 }
 
 /// Dials the successor while accepting the predecessor; both at once, since each rank's

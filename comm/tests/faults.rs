@@ -15,9 +15,14 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Starts `n` looping ranks (1 MiB all-reduces, the two-thread path) and waits until all run.
 fn looping_world(n: usize, args: &[&str]) -> Vec<Rank> {
+    looping_world_with(n, args, &[])
+}
+
+/// [`looping_world`] with extra environment variables for every rank.
+fn looping_world_with(n: usize, args: &[&str], env: &[(&str, &str)]) -> Vec<Rank> {
     let port = free_port();
-    let ranks: Vec<Rank> =
-        (0..n).map(|r| spawn_rank(r, n, port, args, &[("ASGD_COMM_TIMEOUT_S", TIMEOUT_S)])).collect();
+    let env: Vec<(&str, &str)> = [("ASGD_COMM_TIMEOUT_S", TIMEOUT_S)].into_iter().chain(env.iter().copied()).collect();
+    let ranks: Vec<Rank> = (0..n).map(|r| spawn_rank(r, n, port, args, &env)).collect();
     for r in &ranks {
         assert!(
             r.wait_for_stdout("ready", Duration::from_secs(30)),
@@ -63,10 +68,77 @@ fn hung_rank_turns_into_timeouts_not_hangs() {
         // its sender thread, plus scheduling on a loaded machine.
         assert!(at - started < TIMEOUT + Duration::from_millis(1500), "rank {r} took {:?}", at - started);
         assert!(err.contains("all_reduce"), "{err}");
-        // Rank 2 reads from rank 1 directly; rank 0 may hear of it through rank 2.
-        let named = if r == 2 { err.contains("rank 1") } else { err.contains("rank 1") || err.contains("rank 2") };
-        assert!(named, "rank {r}: {err}");
+        // Rank 2 reads from rank 1 directly; rank 0 waits on rank 2, yet must name rank 1
+        // too: rank 0's heartbeat service sees that it stopped starting collectives.
+        assert!(err.contains("rank 1 stopped calling collectives"), "rank {r}: {err}");
+        assert!(!blames(&err, 0) && !blames(&err, 2), "rank {r}: {err}");
     }
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a worker; `kill` is used because std can only SIGKILL.
+fn signal(rank: &Rank, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &rank.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+/// Whether `err` blames rank `r`: by name as the one hung, stalled, failed, closed, or waited for.
+fn blames(err: &str, r: usize) -> bool {
+    [
+        format!("rank {r} is hung"),
+        format!("rank {r} stopped calling"),
+        format!("rank {r} failed"),
+        format!("rank {r} closed"),
+        format!("waiting for rank {r}"),
+    ]
+    .iter()
+    .any(|s| err.contains(s.as_str()))
+}
+
+/// Freezes rank `stopped` of 4 looping ranks with its sockets open (SIGSTOP) and checks that
+/// every other rank fails within the timeout naming it as hung, and no other rank.
+fn stopped_rank_is_named(stopped: usize, env: &[(&str, &str)]) {
+    let mut ranks = looping_world_with(4, &["loop", "--elems", "262144"], env);
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&ranks[stopped], "STOP");
+    let stopped_at = Instant::now();
+    let others: Vec<usize> = (0..4).filter(|&r| r != stopped).collect();
+    let mut failures = Vec::new();
+    for &r in &others {
+        let exited = ranks[r].wait_for_exit(TIMEOUT + Duration::from_secs(5));
+        failures.push((r, exited, ranks[r].stderr_text()));
+    }
+    signal(&ranks[stopped], "CONT");
+    let _ = ranks[stopped].child.kill();
+    for (r, exited, err) in failures {
+        let (status, at) = exited.unwrap_or_else(|| panic!("rank {r} still running well past the timeout"));
+        assert!(!status.success(), "rank {r} exited successfully: {err}");
+        // One timeout of silence, the wait for a fresh verdict (a beat), the sender thread's
+        // 200 ms grace, and scheduling on a loaded machine.
+        assert!(at - stopped_at < TIMEOUT + Duration::from_secs(2), "rank {r} took {:?}", at - stopped_at);
+        assert!(err.contains("all_reduce") && err.contains("hung"), "rank {r}: {err}");
+        assert!(blames(&err, stopped), "rank {r} did not name rank {stopped}: {err}");
+        for &other in &others {
+            assert!(!blames(&err, other), "rank {r} blamed rank {other}: {err}");
+        }
+    }
+}
+
+#[test]
+fn stopped_rank_is_named_by_every_other_rank() {
+    // Its successor times out reading from it, but its other peers time out at the same
+    // moment waiting on their own neighbours; rank 0's heartbeat service knows which rank
+    // went silent.
+    stopped_rank_is_named(2, &[]);
+}
+
+#[test]
+fn stopped_rank_0_is_named_by_every_member() {
+    // Rank 0 runs the heartbeat service itself: its members notice that it stopped answering.
+    // With a secret, so the heartbeats travel sealed like every other frame.
+    stopped_rank_is_named(0, &[("ASGD_SECRET", "s3cret")]);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Payloads of the control frames (hello, peer table, abort notice), as pure encode/decode
+//! Payloads of the control frames (hello, peer table, abort notice, heartbeat, verdict), as pure encode/decode
 //! functions. Decoding checks every length against the bytes present and rejects trailing
 //! bytes, so a hostile or garbled payload is an error, never a panic or a huge allocation.
 
@@ -50,6 +50,37 @@ pub(crate) struct AbortNotice {
     pub tampered: bool,
     pub reason: String,
 }
+
+/// A member's heartbeat: how far its comm thread has got, so rank 0 can tell a rank that
+/// stopped calling collectives from one that is waiting inside one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Beat {
+    /// Collectives the comm thread has started, the one in progress included.
+    pub started: u64,
+    /// Whether a collective is in progress.
+    pub inside: bool,
+}
+
+/// What rank 0's liveness service believes is wrong with one rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suspicion {
+    /// No heartbeat for longer than the silence limit: the process is stopped or stuck.
+    Silent,
+    /// Heartbeats arrive, but it has started fewer collectives than another rank and has
+    /// not moved, outside any collective, for longer than the silence limit.
+    Behind,
+}
+
+/// One entry of rank 0's verdict: a rank, what is suspected, and for how long (ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Flag {
+    pub rank: u32,
+    pub suspicion: Suspicion,
+    pub for_ms: u32,
+}
+
+/// Bytes of one encoded [`Flag`].
+const FLAG_BYTES: usize = 9;
 
 /// Longest abort reason sent; longer ones are cut at a character boundary.
 const MAX_REASON_BYTES: usize = 1024;
@@ -213,9 +244,114 @@ impl AbortNotice {
     }
 }
 
+impl Beat {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9);
+        out.extend_from_slice(&self.started.to_le_bytes());
+        out.push(u8::from(self.inside));
+        out
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Beat, MessageError> {
+        let mut r = Reader(buf);
+        let b = r.take(8)?;
+        let started = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let inside = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(MessageError("a heartbeat's in-collective flag is neither 0 nor 1")),
+        };
+        r.finish()?;
+        Ok(Beat { started, inside })
+    }
+}
+
+/// Rank 0's verdict: the flagged ranks, in the order rank 0 suspects them (most likely first).
+pub(crate) fn encode_verdict(flags: &[Flag]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + flags.len() * FLAG_BYTES);
+    out.extend_from_slice(&(flags.len() as u32).to_le_bytes());
+    for f in flags {
+        out.extend_from_slice(&f.rank.to_le_bytes());
+        out.push(match f.suspicion {
+            Suspicion::Silent => 1,
+            Suspicion::Behind => 2,
+        });
+        out.extend_from_slice(&f.for_ms.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a verdict whose ranks must be below `world_size`, at most one entry each.
+pub(crate) fn decode_verdict(buf: &[u8], world_size: usize) -> Result<Vec<Flag>, MessageError> {
+    let mut r = Reader(buf);
+    let n = r.u32()? as usize;
+    // Checking the length first keeps a bogus count from allocating.
+    if n > world_size || buf.len() != 4 + FLAG_BYTES * n {
+        return Err(MessageError("the verdict's length does not match its number of ranks"));
+    }
+    let mut flags: Vec<Flag> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let rank = r.u32()?;
+        let suspicion = match r.u8()? {
+            1 => Suspicion::Silent,
+            2 => Suspicion::Behind,
+            _ => return Err(MessageError("unknown kind of suspicion")),
+        };
+        let for_ms = r.u32()?;
+        if rank as usize >= world_size || flags.iter().any(|f| f.rank == rank) {
+            return Err(MessageError("the verdict names a rank twice or one not below WORLD_SIZE"));
+        }
+        flags.push(Flag { rank, suspicion, for_ms });
+    }
+    r.finish()?;
+    Ok(flags)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn beats_and_verdicts_round_trip() {
+        for beat in [Beat { started: 0, inside: false }, Beat { started: u64::MAX, inside: true }] {
+            assert_eq!(Beat::decode(&beat.encode()), Ok(beat));
+        }
+        let flags = vec![
+            Flag { rank: 2, suspicion: Suspicion::Silent, for_ms: 1500 },
+            Flag { rank: 0, suspicion: Suspicion::Behind, for_ms: u32::MAX },
+        ];
+        assert_eq!(decode_verdict(&encode_verdict(&flags), 3), Ok(flags.clone()));
+        assert_eq!(decode_verdict(&encode_verdict(&[]), 1), Ok(vec![]));
+        // A rank outside the world, or named twice, is refused.
+        assert!(decode_verdict(&encode_verdict(&flags), 2).is_err());
+        assert!(decode_verdict(&encode_verdict(&[flags[0], flags[0]]), 3).is_err());
+    }
+
+    #[test]
+    fn truncated_padded_and_odd_beats_and_verdicts_are_errors() {
+        let beat = Beat { started: 7, inside: true }.encode();
+        for cut in 0..beat.len() {
+            assert!(Beat::decode(&beat[..cut]).is_err());
+        }
+        let mut odd = beat.clone();
+        odd[8] = 2;
+        assert!(Beat::decode(&odd).is_err());
+        odd.truncate(8);
+        odd.extend([1, 0]);
+        assert!(Beat::decode(&odd).is_err());
+        let verdict = encode_verdict(&[Flag { rank: 1, suspicion: Suspicion::Behind, for_ms: 9 }]);
+        for cut in 0..verdict.len() {
+            assert!(decode_verdict(&verdict[..cut], 4).is_err());
+        }
+        let mut long = verdict.clone();
+        long.push(0);
+        assert!(decode_verdict(&long, 4).is_err());
+        let mut unknown = verdict.clone();
+        unknown[8] = 3;
+        assert!(decode_verdict(&unknown, 4).is_err());
+        // A verdict claiming a billion ranks is refused before allocating.
+        assert!(decode_verdict(&1_000_000_000u32.to_le_bytes(), usize::MAX).is_err());
+    }
 
     #[test]
     fn hello_round_trips_v4_v6_and_none() {
@@ -295,6 +431,37 @@ mod properties {
         fn abort_notices_decode_or_are_refused(buf in bytes()) {
             if let Ok(notice) = AbortNotice::decode(&buf) {
                 prop_assert_eq!(AbortNotice::decode(&notice.encode()), Ok(notice));
+            }
+        }
+
+        #[test]
+        fn beats_decode_exactly_or_are_refused(buf in bytes()) {
+            if let Ok(beat) = Beat::decode(&buf) {
+                prop_assert_eq!(beat.encode(), buf);
+            }
+        }
+
+        #[test]
+        fn verdicts_decode_exactly_or_are_refused(buf in bytes(), world in 0usize..6) {
+            if let Ok(flags) = decode_verdict(&buf, world) {
+                prop_assert!(flags.len() <= world);
+                prop_assert_eq!(encode_verdict(&flags), buf);
+            }
+        }
+
+        #[test]
+        fn valid_verdicts_round_trip_and_any_cut_is_refused(
+            entries in proptest::collection::vec((any::<bool>(), any::<u32>()), 0..6),
+        ) {
+            let flags: Vec<Flag> = entries.iter().enumerate().map(|(rank, &(silent, for_ms))| Flag {
+                rank: rank as u32,
+                suspicion: if silent { Suspicion::Silent } else { Suspicion::Behind },
+                for_ms,
+            }).collect();
+            let bytes = encode_verdict(&flags);
+            prop_assert_eq!(decode_verdict(&bytes, flags.len()), Ok(flags));
+            for cut in 0..bytes.len() {
+                prop_assert!(decode_verdict(&bytes[..cut], 6).is_err());
             }
         }
 
