@@ -16,6 +16,8 @@ struct Params {
     momentum: f32,
     eps: f32,
     from_running: u32,  // normalize: 1 when binding 4 holds running_var rather than invstd
+    seg: u32,   // elements per thread of the element-wise kernels (one row of HW)
+    segs: u32,  // segments per row: ceil(HW / seg)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -28,25 +30,48 @@ struct Params {
 @group(0) @binding(7) var<storage, read> dgamma: array<f32>;
 @group(0) @binding(8) var<storage, read> dbeta: array<f32>;
 
+// A thread normalises `seg` consecutive values of one (b, c) row, so that it divides and loads the
+// channel's statistics once for all of them, not once per value: a CPU driver has no vector
+// divide and turns every storage load into a loop over its SIMD lanes. GPUs get seg = 1.
+// Thread g: row = g / segs (b * C + c), its values row * HW + seg_index * seg, up to the row's end.
+fn segment(g: u32) -> vec3<u32> {
+    let row = g / p.segs;
+    let start = row * p.hw + (g - row * p.segs) * p.seg;
+    return vec3<u32>(row % p.channels, start, min(start + p.seg, row * p.hw + p.hw));
+}
+
 @compute @workgroup_size(256)
 fn batchnorm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= p.n) { return; }
-    let c = (i / p.hw) % p.channels;
+    let g = gid.x + gid.y * nwg.x * 256u;
+    if (g >= p.batch * p.channels * p.segs) { return; }
+    let r = segment(g);
+    let c = r.x;
     var s = scale[c];
     if (p.from_running != 0u) {
         s = 1.0 / sqrt(s + p.eps);
     }
-    out[i] = gamma[c] * (x[i] - mean[c]) * s + beta_or_dy[c];
+    let m = mean[c];
+    let w = gamma[c];
+    let b = beta_or_dy[c];
+    for (var i = r.y; i < r.z; i++) {
+        out[i] = w * (x[i] - m) * s + b;
+    }
 }
 
 @compute @workgroup_size(256)
 fn batchnorm_backward_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= p.n) { return; }
-    let c = (i / p.hw) % p.channels;
+    let g = gid.x + gid.y * nwg.x * 256u;
+    if (g >= p.batch * p.channels * p.segs) { return; }
+    let r = segment(g);
+    let c = r.x;
     let nf = f32(p.batch * p.hw);
     let s = scale[c];
-    let xhat = (x[i] - mean[c]) * s;
-    out[i] = gamma[c] * s / nf * (nf * beta_or_dy[i] - dbeta[c] - xhat * dgamma[c]);
+    let m = mean[c];
+    let k = gamma[c] * s / nf;
+    let db = dbeta[c];
+    let dg = dgamma[c];
+    for (var i = r.y; i < r.z; i++) {
+        let xhat = (x[i] - m) * s;
+        out[i] = k * (nf * beta_or_dy[i] - db - xhat * dg);
+    }
 }

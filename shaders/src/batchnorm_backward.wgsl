@@ -13,6 +13,8 @@ struct Params {
     momentum: f32,
     eps: f32,
     from_running: u32,  // unused here; the struct is shared by the batch-norm kernels
+    seg: u32,   // elements per thread of the element-wise kernels (one row of HW)
+    segs: u32,  // segments per row: ceil(HW / seg)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,11 +38,23 @@ fn batchnorm_backward_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
     if (live) {
         let mu = mean[ch];
         let count = p.batch * p.hw;
+        // j = b * HW + i visited as t, t + 256, ...; the index stepped without a division per
+        // value, as in batchnorm_stats.wgsl.
+        let sb = 256u / p.hw;
+        let si = 256u - sb * p.hw;
+        let row = p.channels * p.hw;
+        let b0 = t / p.hw;
+        var i = t - b0 * p.hw;
+        var idx = (b0 * p.channels + ch) * p.hw + i;
         for (var j = t; j < count; j += 256u) {
-            let b = j / p.hw;
-            let idx = (b * p.channels + ch) * p.hw + (j - b * p.hw);
             let g = dy[idx];
             acc += vec2<f32>(g * (x[idx] - mu), g);
+            idx += sb * row + si;
+            i += si;
+            if (i >= p.hw) {
+                i -= p.hw;
+                idx += row - p.hw;
+            }
         }
     }
     partial[t] = acc;

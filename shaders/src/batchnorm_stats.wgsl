@@ -19,6 +19,8 @@ struct Params {
     momentum: f32,
     eps: f32,
     from_running: u32,  // unused here; the struct is shared by the batch-norm kernels
+    seg: u32,   // elements per thread of the element-wise kernels (one row of HW)
+    segs: u32,  // segments per row: ceil(HW / seg)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -31,10 +33,31 @@ struct Params {
 
 var<workgroup> partial: array<f32, 256>;
 
-// Index in x of the j-th of channel ch's N values (j = b * HW + i).
-fn at(ch: u32, j: u32) -> u32 {
-    let b = j / p.hw;
-    return (b * p.channels + ch) * p.hw + (j - b * p.hw);
+// Thread t visits the values j = t, t + 256, ... of its channel (j = b * HW + i), in that order.
+// Their indices in x, (b * C + ch) * HW + i, are stepped without a division per value (a CPU
+// driver has no vector divide): 256 values on is `jump` further, or `jump + wrap` when i passes
+// the end of a row. A Walk is a thread's current index in x and its i.
+struct Walk {
+    idx: u32,
+    i: u32,
+}
+
+fn walk_start(ch: u32, t: u32) -> Walk {
+    let b = t / p.hw;
+    let i = t - b * p.hw;
+    return Walk((b * p.channels + ch) * p.hw + i, i);
+}
+
+fn walk_next(w: Walk) -> Walk {
+    let sb = 256u / p.hw;
+    let si = 256u - sb * p.hw;
+    let row = p.channels * p.hw;
+    var next = Walk(w.idx + sb * row + si, w.i + si);
+    if (next.i >= p.hw) {
+        next.i -= p.hw;
+        next.idx += row - p.hw;
+    }
+    return next;
 }
 
 // The workgroup's sum of every thread's v, returned to all threads. Call from uniform control
@@ -63,16 +86,20 @@ fn batchnorm_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let nf = f32(count);
     var acc = 0.0;
     if (live) {
+        var w = walk_start(ch, t);
         for (var j = t; j < count; j += 256u) {
-            acc += x[at(ch, j)];
+            acc += x[w.idx];
+            w = walk_next(w);
         }
     }
     let mu = workgroup_sum(t, acc) / nf;
     var acc2 = 0.0;
     if (live) {
+        var w = walk_start(ch, t);
         for (var j = t; j < count; j += 256u) {
-            let d = x[at(ch, j)] - mu;
+            let d = x[w.idx] - mu;
             acc2 += d * d;
+            w = walk_next(w);
         }
     }
     let var_biased = workgroup_sum(t, acc2) / nf;

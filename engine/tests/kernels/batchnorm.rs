@@ -6,7 +6,18 @@ use crate::support::*;
 
 /// (B, C, HW): the smallest N = 2, a 1x1 map, a 7x7 map, odd channel counts, and N = B*HW of
 /// 245 and 800 so that each thread of a channel's workgroup sums several values.
-const SHAPES: &[(usize, usize, usize)] = &[(2, 3, 1), (1, 5, 7), (3, 2, 1), (5, 3, 49), (4, 3, 200), (2, 70, 3)];
+const SHAPES: &[(usize, usize, usize)] = &[
+    (2, 3, 1),
+    (1, 5, 7),
+    (3, 2, 1),
+    (5, 3, 49),
+    (4, 3, 200),
+    (2, 70, 3),
+    (2, 4, 300),
+    (3, 2, 256),
+    (1, 3, 17),
+    (6, 2, 33),
+];
 const MOMENTUM: f32 = 0.1;
 const EPS: f32 = 1e-5;
 
