@@ -310,7 +310,7 @@ fn run_averaged(
         if let Some(comm) = comm {
             comm.barrier()?;
         }
-        let t = undelayed_step_time(&model.plan(cfg.batch, true)?)?;
+        let t = undelayed_step_time(model, &model.plan(cfg.batch, true)?)?;
         if delays.needs_base_step() {
             t
         } else {

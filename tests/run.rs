@@ -110,3 +110,21 @@ fn a_failing_observer_stops_the_workers_of_an_asynchronous_run() {
     assert!(matches!(r, Err(TrainError::Engine(asgd::EngineError::InvalidArgument(_)))), "{:?}", r.map(|s| s.steps));
     assert!(t0.elapsed() < std::time::Duration::from_secs(5), "the run took {:?} to stop", t0.elapsed());
 }
+
+/// Measuring the undelayed step (for delay factors) runs training-mode forward passes; they
+/// must not move batch norm's running statistics, or a run with a delay factor would train
+/// another model than the same run without.
+#[test]
+fn timing_the_base_step_leaves_batch_norm_statistics_alone() {
+    let (dev, splits) = setup();
+    let model = ModelConfig::Resnet { depth: 8 }.build(&dev, splits.train.shape, splits.train.classes, 3).unwrap();
+    let plan = model.plan(16, true).unwrap();
+    // Something other than zeros in the input, as after a training step.
+    let images: Vec<f32> = (0..plan.input.numel()).map(|i| (i % 7) as f32 * 0.3).collect();
+    plan.input.write_f32(&images).unwrap();
+    let before: Vec<Vec<f32>> = model.buffers().iter().map(|(_, t, _)| t.to_vec_f32().unwrap()).collect();
+    assert!(!before.is_empty());
+    asgd::engine::train::undelayed_step_time(&model, &plan).unwrap();
+    let after: Vec<Vec<f32>> = model.buffers().iter().map(|(_, t, _)| t.to_vec_f32().unwrap()).collect();
+    assert_eq!(before, after, "the running statistics moved while the step was timed");
+}

@@ -83,7 +83,7 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
 
     // The undelayed step the delay model is relative to, on this device and batch.
     let probe = model_cfg.build(&dev, splits.train.shape, splits.train.classes, args.seed)?;
-    let base = undelayed_step_time(&probe.plan(args.batch, true)?)?;
+    let base = undelayed_step_time(&probe, &probe.plan(args.batch, true)?)?;
     let ideal = delays.ideal_speedup(n, base);
     let optim_text = match optim {
         OptimConfig::Sgd(h) => format!("sgd lr {}, momentum {} (sync {})", h.lr, h.momentum, args.sync_momentum),
@@ -186,9 +186,9 @@ pub fn run(args: BenchAsyncArgs) -> Result<ExitCode> {
     if horizon.is_finite() {
         let at: Vec<String> = curves
             .iter()
-            .map(|(a, c)| {
-                let acc = c.iter().take_while(|p| p.0 <= horizon).last().map_or(f64::NAN, |p| p.1);
-                format!("{a} {:.2}%", 100.0 * acc)
+            .map(|(a, c)| match c.iter().take_while(|p| p.0 <= horizon).last() {
+                Some(p) => format!("{a} {:.2}%", 100.0 * p.1),
+                None => format!("{a} (no evaluation yet)"),
             })
             .collect();
         println!("test accuracy at {} of training (the shortest run): {}", secs(horizon), at.join(", "));

@@ -89,7 +89,11 @@ pub fn train_data_parallel(
             }
         }
     }
-    let base = if delays.needs_base_step() { super::undelayed_step_time(&workers[0].plan)? } else { Duration::ZERO };
+    let base = if delays.needs_base_step() {
+        super::undelayed_step_time(workers[0].model, &workers[0].plan)?
+    } else {
+        Duration::ZERO
+    };
     let samplers: Vec<Mutex<_>> = (0..n).map(|w| Mutex::new(delays.sampler(w, cfg.seed, base))).collect();
     let host_grads: Vec<Mutex<Vec<Vec<f32>>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
 

@@ -532,8 +532,11 @@ pub fn train_decoupled_with(
         for s in 0..slots.len() {
             let _ = free.0.send(s);
         }
-        let base =
-            if acfg.delays.needs_base_step() { super::undelayed_step_time(&slots[0].plan)? } else { Duration::ZERO };
+        let base = if acfg.delays.needs_base_step() {
+            super::undelayed_step_time(model, &slots[0].plan)?
+        } else {
+            Duration::ZERO
+        };
         rts.push(Replica {
             index,
             model,
