@@ -166,6 +166,8 @@ fn bad_flag_values_are_one_clear_line() {
         (vec!["train", "--backend", "directx9"], "unknown backend"),
         (vec!["train", "--adapter", "99"], "adapter index 99"),
         (vec!["train", "--algo", "pdasgd", "--queue", "100000"], "more than the 64 allowed"),
+        (vec!["train", "--algo", "pdasgd", "--bwd-threads", "100000"], "more than 64"),
+        (vec!["train", "--algo", "pdasgd", "--workers", "100000"], "more than 256"),
     ] {
         let out = asgd(&args);
         let line = if text(&out.stderr).contains("For more information") {

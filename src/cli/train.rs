@@ -70,19 +70,31 @@ impl clap::ValueEnum for LanesArg {
     }
 }
 
+/// A positive count of at most `max`; `why` says what each one costs.
+fn at_most(s: &str, max: usize, why: &str) -> Result<usize, String> {
+    match positive(s)? {
+        v if v > max => Err(format!("{v} is more than {max}; {why}")),
+        v => Ok(v),
+    }
+}
+
+fn lane_threads(s: &str) -> Result<usize, String> {
+    at_most(s, 64, "each thread runs a lane with its own activations on the device")
+}
+
 /// Workers, lanes and delays: shared by `train` and `bench async`. The defaults are the
 /// library's for the algorithm ([`AsyncSettings::for_kind`]).
 #[derive(clap::Args, Clone, Debug)]
 pub struct WorkerArgs {
-    /// Workers (replicas), each with its own lanes.
-    #[arg(long, default_value = "1", value_parser = positive)]
+    /// Workers (replicas), each with its own lanes [at most 256: each holds a model].
+    #[arg(long, default_value = "1", value_parser = |s: &str| at_most(s, 256, "each worker holds a copy of the model"))]
     pub workers: usize,
-    /// Forward threads per worker (pdasgd, hogwild, lasgd) [default: 1].
-    #[arg(long, value_parser = positive)]
+    /// Forward threads per worker (pdasgd, hogwild, lasgd) [default: 1; at most 64].
+    #[arg(long, value_parser = lane_threads)]
     pub fwd_threads: Option<usize>,
     /// Backward threads per worker (pdasgd, hogwild, lasgd); a backward costs about two
-    /// forwards [default: 2; lasgd 1].
-    #[arg(long, value_parser = positive)]
+    /// forwards [default: 2; lasgd 1; at most 64].
+    #[arg(long, value_parser = lane_threads)]
     pub bwd_threads: Option<usize>,
     /// Batches that may wait between a worker's forward and backward threads (0: a forward
     /// pass waits for a free backward thread; with one of each, staleness is at most 1)
