@@ -1,5 +1,5 @@
-//! Elastic jobs across processes on 127.0.0.1 (`train --elastic`): four ranks of localsgd and
-//! of dasgd lose one rank to `kill -9` mid-run, go on without it, take it back when it is
+//! Elastic jobs across processes on 127.0.0.1 (`train --elastic`): four ranks of localsgd, of
+//! dasgd and of lasgd lose one rank to `kill -9` mid-run, go on without it, take it back when it is
 //! started again, and all end with the same model; a rank stopped with SIGSTOP is dropped by
 //! name after the comm timeout while the others finish; settings that differ are still found
 //! before training. One test function, so that its runs of four processes never overlap.
@@ -93,7 +93,8 @@ fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 fn job_args(algo: &str) -> Vec<String> {
     let a = "train --elastic --hidden 32 --batch 16 --epochs 30 -q --inject-delay all:fixed=20ms --avg-period 4";
     let mut v: Vec<String> = a.split(' ').map(String::from).collect();
-    v.extend(["--algo".into(), algo.into(), "--avg-delay".into(), if algo == "dasgd" { "2" } else { "0" }.into()]);
+    let delay = if algo == "localsgd" { "0" } else { "2" };
+    v.extend(["--algo".into(), algo.into(), "--avg-delay".into(), delay.into()]);
     v
 }
 
@@ -225,5 +226,6 @@ fn elastic_jobs_survive_lost_and_hung_ranks_and_take_ranks_back() {
     other_settings_are_refused_by_name();
     survive_and_rejoin("localsgd");
     survive_and_rejoin("dasgd");
+    survive_and_rejoin("lasgd");
     hung_rank_is_dropped_by_name();
 }
