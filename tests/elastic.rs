@@ -221,6 +221,57 @@ fn other_settings_are_refused_by_name() {
     assert!(line.contains("--algo sync cannot run with --elastic"), "{line}");
 }
 
+/// The child of process `parent` whose environment has `RANK=rank` (read from /proc).
+fn child_with_rank(parent: u32, rank: usize) -> Option<u32> {
+    let want = format!("RANK={rank}");
+    std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(|pid| {
+        // /proc/PID/stat: "PID (name) STATE PPID ..."; the name may hold spaces, not ')'.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        ppid == Some(parent) && env.split(|&b| b == 0).any(|kv| kv == want.as_bytes())
+    })
+}
+
+/// `asgd launch --max-restarts 1`: rank 2 killed, started again at once by the launcher (so
+/// it asks to come back before rank 0 has seen it go), let back in; the launch succeeds.
+fn launcher_restarts_a_killed_rank() {
+    let d = fresh_dir("elastic", "launch");
+    let metrics = d.join("m.jsonl");
+    let mut args = vec!["launch".to_string(), "--nproc".into(), "4".into(), "--max-restarts".into(), "1".into()];
+    args.push("--".into());
+    args.extend(job_args("localsgd"));
+    args.extend(["--metrics".into(), metrics.to_str().unwrap().into()]);
+    let launcher = Command::new(env!("CARGO_BIN_EXE_asgd"))
+        .args(&args)
+        .env("ASGD_COMM_TIMEOUT_S", TIMEOUT_S.to_string())
+        .stdout(Stdio::null())
+        .stderr(File::create(d.join("launch.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut launcher = Rank { rank: 0, child: launcher, stderr: d.join("launch.err"), metrics: metrics.clone() };
+    wait_until(Duration::from_secs(180), "rank 0's second epoch", || {
+        launcher.last_event()["epoch"].as_u64() >= Some(2)
+    });
+    let pid = child_with_rank(launcher.child.id(), 2).expect("rank 2's process");
+    assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+    let status = launcher.wait(Duration::from_secs(240));
+    let log = launcher.stderr();
+    assert!(status.success(), "the launch failed after rank 2 was killed and restarted: {log}");
+    assert!(log.contains("starting it again (restart 1 of 1)"), "{log}");
+    assert!(log.contains("rank 2 left the job") && log.contains("rank 2 joined the job"), "{log}");
+    let sums: Vec<serde_json::Value> = (0..4)
+        .map(|r| {
+            let path = if r == 0 { metrics.clone() } else { d.join(format!("m.rank{r}.jsonl")) };
+            let text = std::fs::read_to_string(&path).unwrap();
+            let done: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+            assert_eq!(done["event"], "done", "rank {r}");
+            done["model_checksum"].clone()
+        })
+        .collect();
+    assert!(sums.iter().all(|s| *s == sums[0]), "{sums:?}");
+}
+
 #[test]
 fn elastic_jobs_survive_lost_and_hung_ranks_and_take_ranks_back() {
     other_settings_are_refused_by_name();
@@ -228,4 +279,5 @@ fn elastic_jobs_survive_lost_and_hung_ranks_and_take_ranks_back() {
     survive_and_rejoin("dasgd");
     survive_and_rejoin("lasgd");
     hung_rank_is_dropped_by_name();
+    launcher_restarts_a_killed_rank();
 }

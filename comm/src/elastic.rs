@@ -570,20 +570,13 @@ impl Coordinator {
         self.shut();
     }
 
-    /// One round: lets in whoever asked since the last, gathers the members' snapshots into
-    /// `buf` (rank 0's own), averages, and sends the average back with the new membership.
+    /// One round: gathers the members' snapshots into `buf` (rank 0's own) and averages them,
+    /// drops the members that did not deliver, lets in whoever asked since the last round, and
+    /// sends the average back to all of them with the new membership.
     fn round_of(&mut self, buf: &mut [f32], step: u64) {
         self.round = self.round.wrapping_add(1);
         let tag = tag_of(self.round);
         let timeout = self.cfg.timeout;
-        // Peers that came in since the last round: they wait for its end.
-        while let Ok(admitted) = self.incoming.try_recv() {
-            if let Ok((rank, mut conn)) = self.check(admitted) {
-                if send(&mut conn, &Msg::Wait { round: self.round }).is_ok() {
-                    self.pending.push((rank, conn));
-                }
-            }
-        }
         self.scratch.resize(buf.len(), 0.0);
         let chunk = self.cfg.chunk_elems();
         let mut count = 1usize;
@@ -600,8 +593,6 @@ impl Coordinator {
         }
         let scale = 1.0 / count as f32;
         buf.iter_mut().for_each(|x| *x *= scale);
-        let joining = std::mem::take(&mut self.pending);
-        let changed = !left.is_empty() || !joining.is_empty();
         for (rank, reason) in &left {
             if let Some(conn) = self.members.remove(rank) {
                 let notice = AbortNotice {
@@ -616,6 +607,18 @@ impl Coordinator {
                 let _ = conn.write_frame(Kind::Abort, 0, &notice.encode());
             }
         }
+        // Peers that came in since the last round join at its end. Checked only now, after the
+        // members that left are gone: a rank restarted right after it died asks to come back
+        // before rank 0 has seen its old connection close.
+        while let Ok(admitted) = self.incoming.try_recv() {
+            if let Ok((rank, mut conn)) = self.check(admitted) {
+                if send(&mut conn, &Msg::Wait { round: self.round }).is_ok() {
+                    self.pending.push((rank, conn));
+                }
+            }
+        }
+        let joining = std::mem::take(&mut self.pending);
+        let changed = !left.is_empty() || !joining.is_empty();
         if changed {
             self.generation += 1;
         }
