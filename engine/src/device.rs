@@ -115,7 +115,7 @@ fn summary(index: usize, info: &wgpu::AdapterInfo) -> AdapterSummary {
     }
 }
 
-/// Every adapter wgpu can see for `backend`, in the order `--adapter` indexes.
+/// Every adapter wgpu can see for `backend`, in the order adapter indices count them.
 pub fn list_adapters(backend: BackendChoice) -> Vec<AdapterSummary> {
     adapters(backend).iter().enumerate().map(|(i, a)| summary(i, &a.get_info())).collect()
 }

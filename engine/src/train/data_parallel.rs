@@ -1,4 +1,4 @@
-//! Synchronous data parallelism on one machine (`--algo sync --workers N`): the baseline the
+//! Synchronous data parallelism on one machine (sync with several workers): the baseline the
 //! asynchronous algorithms are measured against. Each worker, a thread with its own replica
 //! and lane, computes the gradients of its own batch; all wait at a barrier for the slowest;
 //! the gradients are averaged and every replica applies the same update, so all stay equal.

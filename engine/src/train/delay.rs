@@ -1,4 +1,4 @@
-//! Emulated slow or loaded devices (`--inject-delay`), reproducible from the run's seed.
+//! Emulated slow or loaded devices (the CLI's delay spec), reproducible from the run's seed.
 //!
 //! Grammar: clauses separated by `;`, each `TARGET:DELAY`:
 //!
@@ -38,7 +38,7 @@ pub enum Delay {
     Exp(Duration),
 }
 
-/// A parsed `--inject-delay` spec.
+/// A parsed delay spec (`worker=1:factor=4`, `all:exp=20ms`, ...).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DelaySpec {
     /// `(worker or None for all, delay)`.
