@@ -216,7 +216,7 @@ pub fn run(
         return run_elastic(spec, &refs, splits, cfg, comm_cfg, &settings, observer);
     }
     if let Some(comm) = job.communicator().filter(|_| job.is_distributed()) {
-        return run_across_processes(spec, &refs, splits, &cfg, comm, observer);
+        return run_averaged(spec, &refs, splits, &cfg, comm.into(), Some(comm), observer);
     }
     let (model, sgd) = refs[0];
     let start = spec.start;
@@ -249,7 +249,7 @@ fn run_elastic(
     settings: &crate::settings::Settings,
     obs: &mut Observer,
 ) -> Result<Summary, TrainError> {
-    let model_len = refs[0].0.read_flat()?.len();
+    let model_len = refs[0].0.averaged().iter().map(|(_, t)| t.numel()).sum();
     let agreement =
         asgd_comm::Agreement { settings: settings.to_values()?, model_len, describe: crate::settings::describe };
     let (elastic, joined) = asgd_comm::Elastic::connect(comm_cfg, agreement).map_err(|e| match e {
@@ -267,24 +267,11 @@ fn run_elastic(
         for (m, _) in refs {
             m.write_flat(&j.model)?;
         }
-        let batches = asgd_engine::data::num_batches(splits.train.len(), cfg.batch, true) as u64;
-        let spe = (batches / cfg.shard.world.max(1) as u64).max(1);
-        start = Position { epoch: (j.step / spe) as usize, batch_in_epoch: (j.step % spe) as usize, step: j.step };
+        start = Position::after(j.step, cfg.steps_per_epoch(splits.train.len()));
     }
     let averager = crate::distributed::Averager::Elastic { elastic: &elastic, shard: &live };
     let spec = RunSpec { start, ..spec.clone() };
     run_averaged(&spec, refs, splits, &cfg, averager, None, obs)
-}
-
-fn run_across_processes(
-    spec: &RunSpec,
-    refs: &[(&Model, &dyn Optimizer)],
-    splits: &Splits,
-    cfg: &TrainConfig,
-    comm: &asgd_comm::Communicator,
-    obs: &mut Observer,
-) -> Result<Summary, TrainError> {
-    run_averaged(spec, refs, splits, cfg, comm.into(), Some(comm), obs)
 }
 
 /// The loops across processes: `averager` carries the model averages, `comm` (a fail-stop

@@ -120,8 +120,7 @@ impl<'c> Books<'c> {
 
     /// Where the run stands after `step` steps.
     fn position(&self, step: u64) -> Position {
-        let spe = self.steps_per_epoch;
-        Position { epoch: (step / spe) as usize, batch_in_epoch: (step % spe) as usize, step }
+        Position::after(step, self.steps_per_epoch)
     }
 
     /// Reports that `step` steps are done (for progress bars).

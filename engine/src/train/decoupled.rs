@@ -29,7 +29,7 @@ use super::delay::{DelaySampler, DelaySpec};
 use super::feed::Feed;
 use super::staleness::Staleness;
 use super::{Evaluator, Observer, Position, Summary, TrainConfig, UpdateCounts};
-use crate::data::{num_batches, Splits};
+use crate::data::Splits;
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::kernel::Dispatch;
@@ -486,7 +486,7 @@ pub fn train_decoupled_with(
     }
     acfg.delays.check_workers(replicas.len())?;
     let train = &data.train;
-    let spe = num_batches(train.len(), cfg.batch, true) as u64 / cfg.shard.world.max(1) as u64;
+    let spe = cfg.steps_per_epoch(train.len());
     if spe == 0 {
         return Err(EngineError::InvalidArgument(format!(
             "the batch size {} is larger than the {} training samples; use a smaller batch",

@@ -185,6 +185,12 @@ impl PartialEq for LiveShard {
 impl Eq for LiveShard {}
 
 impl TrainConfig {
+    /// Steps this process takes per epoch of `train_samples`: its share of the full batches
+    /// (as many processes as the run starts with share them). 0 when not one batch fits.
+    pub fn steps_per_epoch(&self, train_samples: usize) -> u64 {
+        crate::data::num_batches(train_samples, self.batch, true) as u64 / self.shard.world.max(1) as u64
+    }
+
     /// The learning rate of `step` (from 0) of a run of `total` steps: the schedule, scaled
     /// linearly from `1 / warmup` up to 1 over the first `warmup` steps.
     pub fn lr_at(&self, step: u64, total: u64) -> f32 {
@@ -231,6 +237,14 @@ pub struct Position {
     pub batch_in_epoch: usize,
     /// Steps taken so far in the whole run.
     pub step: u64,
+}
+
+impl Position {
+    /// Where a run of `steps_per_epoch` steps an epoch stands after `step` steps.
+    pub fn after(step: u64, steps_per_epoch: u64) -> Self {
+        let spe = steps_per_epoch.max(1);
+        Position { epoch: (step / spe) as usize, batch_in_epoch: (step % spe) as usize, step }
+    }
 }
 
 /// Progress of a run. Epochs are reported 1-based (`epoch: 1` is the first).

@@ -9,7 +9,7 @@
 
 use super::books::{report_done, save_at, test_metrics, Books, Ledger};
 use super::{Evaluator, Observer, Position, Summary, TrainConfig};
-use crate::data::{epoch_order, num_batches, Dataset, Splits};
+use crate::data::{epoch_order, Dataset, Splits};
 use crate::error::{EngineError, Result};
 use crate::model::Model;
 use crate::optim::{Optimizer, Updates};
@@ -101,8 +101,7 @@ pub fn train_steps(
 ) -> Result<Summary> {
     let train = &data.train;
     let world = cfg.shard.world.max(1) as u64;
-    let batches_per_epoch = num_batches(train.len(), cfg.batch, true) as u64;
-    let steps_per_epoch = batches_per_epoch / world;
+    let steps_per_epoch = cfg.steps_per_epoch(train.len());
     if steps_per_epoch == 0 {
         return Err(EngineError::InvalidArgument(format!(
             "the batch size {} is larger than the {} training samples{}; use a smaller batch",
