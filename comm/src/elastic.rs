@@ -177,12 +177,12 @@ impl Elastic {
 
     /// The members as of the last round this rank finished.
     pub fn membership(&self) -> Membership {
-        self.membership.lock().map(|m| m.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        lock(&self.membership).clone()
     }
 
     /// Every membership change so far (recorded by rank 0 only).
     pub fn changes(&self) -> Vec<Change> {
-        self.changes.lock().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        lock(&self.changes).clone()
     }
 
     /// Starts averaging `buf` (this rank's snapshot, taken after `step` steps) over the ranks
@@ -434,7 +434,8 @@ impl Coordinator {
         changes: Arc<Mutex<Vec<Change>>>,
     ) -> Result<Coordinator, CommError> {
         let deadline = Instant::now() + cfg.timeout;
-        let bind_ip = rendezvous::bind_ip(cfg)?;
+        let master = rendezvous::resolve(&cfg.master_addr, cfg.master_port)?;
+        let bind_ip = rendezvous::bind_ip(cfg, &master)?;
         let addr = SocketAddr::new(bind_ip, cfg.master_port);
         let listener = listen(addr, cfg.socket_buffer_bytes).map_err(|source| CommError::Bind { addr, source })?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -594,7 +595,7 @@ impl Coordinator {
         let scale = 1.0 / count as f32;
         buf.iter_mut().for_each(|x| *x *= scale);
         for (rank, reason) in &left {
-            if let Some(conn) = self.members.remove(rank) {
+            if let Some(mut conn) = self.members.remove(rank) {
                 let notice = AbortNotice {
                     suspect: *rank as u32,
                     reporter: 0,
@@ -603,7 +604,6 @@ impl Coordinator {
                     reason: format!("at round {} ({reason})", self.round),
                 };
                 let _ = conn.set_timeout(Duration::from_millis(200));
-                let mut conn = conn;
                 let _ = conn.write_frame(Kind::Abort, 0, &notice.encode());
             }
         }
@@ -652,9 +652,12 @@ impl Coordinator {
         // the next round's membership.
         for (rank, reason) in unreachable {
             self.members.remove(&rank);
-            lock(&self.membership).ranks.retain(|&r| r != rank);
             self.generation += 1;
-            lock(&self.membership).generation = self.generation;
+            {
+                let mut m = lock(&self.membership);
+                m.ranks.retain(|&r| r != rank);
+                m.generation = self.generation;
+            }
             self.record(rank, false, reason);
         }
     }
@@ -735,7 +738,8 @@ impl Member {
     ) -> Result<(Member, Option<JoinedAt>), CommError> {
         let deadline = Instant::now() + cfg.timeout;
         let master = rendezvous::resolve(&cfg.master_addr, cfg.master_port)?;
-        rendezvous::bind_ip(cfg)?;
+        // Only for its refusal of a public address without a secret: a member listens nowhere.
+        rendezvous::bind_ip(cfg, &master)?;
         let hello = Hello {
             purpose: Purpose::Elastic,
             rank: cfg.rank as u32,

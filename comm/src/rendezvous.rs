@@ -37,17 +37,16 @@ pub(crate) fn establish(cfg: &CommConfig) -> Result<Option<Ring>, CommError> {
     }
     let deadline = Instant::now() + cfg.timeout;
     let master = resolve(&cfg.master_addr, cfg.master_port)?;
-    let bind_ip = bind_ip(cfg)?;
+    let bind_ip = bind_ip(cfg, &master)?;
     let ring =
         if cfg.rank == 0 { run_master(cfg, bind_ip, deadline)? } else { run_member(cfg, bind_ip, &master, deadline)? };
     Ok(Some(ring))
 }
 
 /// The address this rank listens on: `ASGD_BIND_ADDR`, else [`default_bind`] for the master's
-/// address. Errors: an unresolvable master, or a public address without a secret (unless the
-/// insecure opt-in is set).
-pub(crate) fn bind_ip(cfg: &CommConfig) -> Result<IpAddr, CommError> {
-    let master = resolve(&cfg.master_addr, cfg.master_port)?;
+/// address (`master`, as [`resolve`] gave it). Errors: a public address without a secret
+/// (unless the insecure opt-in is set).
+pub(crate) fn bind_ip(cfg: &CommConfig, master: &[SocketAddr]) -> Result<IpAddr, CommError> {
     let bind_ip = cfg.bind_addr.unwrap_or_else(|| default_bind(master[0].ip()));
     if cfg.secret.is_none() && !bind_ip.is_loopback() && !cfg.allow_insecure {
         return Err(CommError::Insecure { addr: bind_ip });
