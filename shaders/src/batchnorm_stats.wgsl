@@ -1,10 +1,16 @@
 // Batch norm, training mode: per-channel batch statistics and the running averages.
-// Why a workgroup per channel, and two passes: every output of a channel needs its mean and
+// Why a workgroup per channel, and one pass over x: every output of a channel needs its mean and
 // variance over all B*HW values first; one workgroup (256 threads, a tree in workgroup memory)
-// reduces a channel deterministically, and the variance is summed as (x - mean)^2 after the
-// mean is known, because E[x^2] - E[x]^2 in f32 cancels away the digits of a channel whose mean
-// is large against its spread.
-//   mean[c] = sum x / N;  var = sum (x - mean)^2 / N (biased);  invstd[c] = 1 / sqrt(var + eps)
+// reduces a channel deterministically. Each thread sums d = x - s and d^2 over its values,
+// shifted by the first value s it reads, and turns them into its count, mean and sum of squared
+// deviations M2 = sum d^2 - (sum d)^2 / n; the tree then merges those triples with Chan et al.'s
+// formula (M2 = M2a + M2b + delta^2 na nb / n). The shift keeps the digits that E[x^2] - E[x]^2
+// in f32 would cancel in a channel whose mean is large against its spread (the cancellation is
+// bounded by how far s lies from the thread's mean, in units of the spread, and s is one of its
+// values), and merging deviations rather than raw sums keeps it bounded across threads. Reading
+// x once rather than twice (first the mean, then sum (x - mean)^2) halves the kernel's loads,
+// which are its cost on a CPU driver.
+//   mean[c] = sum x / N;  var = M2 / N (biased);  invstd[c] = 1 / sqrt(var + eps)
 //   running_mean = (1 - momentum) running_mean + momentum mean
 //   running_var  = (1 - momentum) running_var + momentum var N / (N - 1)   (unbiased)
 //   num_batches[0] += 1
@@ -31,7 +37,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> num_batches: array<f32>;
 @group(0) @binding(6) var<storage, read> x: array<f32>;
 
-var<workgroup> partial: array<f32, 256>;
+var<workgroup> partial: array<vec3<f32>, 256>;
 
 // Thread t visits the values j = t, t + 256, ... of its channel (j = b * HW + i), in that order.
 // Their indices in x, (b * C + ch) * HW + i, are stepped without a division per value (a CPU
@@ -60,14 +66,24 @@ fn walk_next(w: Walk) -> Walk {
     return next;
 }
 
-// The workgroup's sum of every thread's v, returned to all threads. Call from uniform control
-// flow only (it holds barriers); partial may be reused as soon as it returns.
-fn workgroup_sum(t: u32, v: f32) -> f32 {
+// Merges two (count, mean, M2) summaries of disjoint sets of values (Chan et al.).
+fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    if (b.x == 0.0) { return a; }
+    if (a.x == 0.0) { return b; }
+    let n = a.x + b.x;
+    let delta = b.y - a.y;
+    let wb = b.x / n;
+    return vec3<f32>(n, a.y + delta * wb, a.z + b.z + delta * delta * a.x * wb);
+}
+
+// The merge of every thread's summary, returned to all threads. Call from uniform control flow
+// only (it holds barriers); partial may be reused as soon as it returns.
+fn workgroup_merge(t: u32, v: vec3<f32>) -> vec3<f32> {
     partial[t] = v;
     workgroupBarrier();
     for (var s = 128u; s > 0u; s >>= 1u) {
         if (t < s) {
-            partial[t] += partial[t + s];
+            partial[t] = merge(partial[t], partial[t + s]);
         }
         workgroupBarrier();
     }
@@ -84,25 +100,24 @@ fn batchnorm_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let live = ch < p.channels;
     let count = p.batch * p.hw;
     let nf = f32(count);
-    var acc = 0.0;
-    if (live) {
+    var own = vec3<f32>(0.0);
+    if (live && t < count) {
         var w = walk_start(ch, t);
+        let shift = x[w.idx];
+        var sums = vec2<f32>(0.0);
+        var n = 0.0;
         for (var j = t; j < count; j += 256u) {
-            acc += x[w.idx];
+            let d = x[w.idx] - shift;
+            sums += vec2<f32>(d, d * d);
+            n += 1.0;
             w = walk_next(w);
         }
+        // sum d^2 - (sum d)^2 / n >= 0 in exact arithmetic; rounding can take it a hair below.
+        own = vec3<f32>(n, shift + sums.x / n, max(sums.y - sums.x * sums.x / n, 0.0));
     }
-    let mu = workgroup_sum(t, acc) / nf;
-    var acc2 = 0.0;
-    if (live) {
-        var w = walk_start(ch, t);
-        for (var j = t; j < count; j += 256u) {
-            let d = x[w.idx] - mu;
-            acc2 += d * d;
-            w = walk_next(w);
-        }
-    }
-    let var_biased = workgroup_sum(t, acc2) / nf;
+    let total = workgroup_merge(t, own);
+    let mu = total.y;
+    let var_biased = total.z / nf;
     if (live && t == 0u) {
         mean[ch] = mu;
         invstd[ch] = 1.0 / sqrt(var_biased + p.eps);

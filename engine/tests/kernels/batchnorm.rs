@@ -97,6 +97,70 @@ fn train_forward_twice_matches_reference() {
     }
 }
 
+/// The statistics keep their digits where f32 sums would lose them: channel 0 is 1000 plus a
+/// spread of 0.05 (E[x^2] - E[x]^2 in f32 cancels every digit of its variance), and channel 1
+/// starts with an outlier of 60 among values of about 3 (the value a thread shifts by). The
+/// variance is checked through invstd with a tiny eps, relative to each channel's own value.
+#[test]
+fn train_statistics_keep_their_digits() {
+    let (b, c, hw) = (3, 2, 301);
+    let r = rand_vec(7500, b * c * hw);
+    let mut x: Vec<f64> =
+        (0..b * c * hw).map(|i| if (i / hw) % c == 0 { 1000.0 + 0.05 * r[i] } else { 3.0 + 2.0 * r[i] }).collect();
+    x[hw] = 60.0;
+    let x = as_f32(&x);
+    let eps = 1e-12;
+    let (gamma, beta) = (vec![1.0; c], vec![0.0; c]);
+    let ty = Tensor::empty(dev(), &[b, c, hw], DType::F32).unwrap();
+    let (tmean, tinvstd) =
+        (Tensor::empty(dev(), &[c], DType::F32).unwrap(), Tensor::empty(dev(), &[c], DType::F32).unwrap());
+    let (trm, trv, tnb) = (upload(&[c], &[0.0; 2]), upload(&[c], &[1.0; 2]), upload(&[1], &[0.0]));
+    let (tx, tg, tb) = (upload(&[b, c, hw], &x), upload(&[c], &gamma), upload(&[c], &beta));
+    let d = batchnorm_train_forward(
+        dev(),
+        &ty,
+        &tmean,
+        &tinvstd,
+        &trm,
+        &trv,
+        &tnb,
+        &tx,
+        &tg,
+        &tb,
+        b,
+        c,
+        hw,
+        MOMENTUM,
+        eps as f32,
+    )
+    .unwrap();
+    run(&d);
+    let (mut y, mut mean, mut invstd, mut nb) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c], 0.0);
+    let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
+    cpu::batchnorm_train_forward(
+        &mut y,
+        &mut mean,
+        &mut invstd,
+        &mut rm,
+        &mut rv,
+        &mut nb,
+        &x,
+        &gamma,
+        &beta,
+        b,
+        c,
+        hw,
+        MOMENTUM as f64,
+        eps,
+    );
+    let (gmean, ginvstd) = (tmean.to_vec_f32().unwrap(), tinvstd.to_vec_f32().unwrap());
+    for ch in 0..c {
+        let rel = |g: f32, c: f64| ((g as f64 - c) / c).abs();
+        assert!(rel(gmean[ch], mean[ch]) < 1e-6, "channel {ch} mean: gpu {} vs cpu {}", gmean[ch], mean[ch]);
+        assert!(rel(ginvstd[ch], invstd[ch]) < 1e-3, "channel {ch} invstd: gpu {} vs cpu {}", ginvstd[ch], invstd[ch]);
+    }
+}
+
 #[test]
 fn train_forward_refuses_one_value_per_channel() {
     let (b, c, hw) = (1, 3, 1);
