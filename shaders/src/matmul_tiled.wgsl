@@ -7,6 +7,12 @@
 // loaded value serve 64 multiply-adds and makes the transposed layouts cost the same as the
 // plain ones (the transpose happens while loading the tile). On a CPU driver the barriers cost
 // more than the cache already saves; `asgd bench matmul` measures both.
+//
+// Double buffering: the tiles of the next K-slice are read from storage into registers before
+// the current slice's multiply-adds and written into the other half of workgroup memory after
+// them, so a GPU overlaps the loads' latency with arithmetic and a slice needs one barrier, not
+// two. Each thread still adds its products in order of K, so results are those of the single-
+// buffered kernel bit for bit. The two halves take 16 KiB, WebGPU's guaranteed minimum.
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -36,9 +42,52 @@ struct Params {
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
 
-// As[kk][row] and Bs[kk][col] for one K-slice of 16.
-var<workgroup> As: array<array<f32, 64>, 16>;
-var<workgroup> Bs: array<array<f32, 64>, 16>;
+// As[h][kk][row] and Bs[h][kk][col] for one K-slice of 16 in each half h.
+var<workgroup> As: array<array<array<f32, 64>, 16>, 2>;
+var<workgroup> Bs: array<array<array<f32, 64>, 16>, 2>;
+
+// The four values of A and of B that one thread loads for a K-slice.
+struct Slice {
+    a: vec4<f32>,
+    b: vec4<f32>,
+}
+
+// 256 threads load 64x16 values of each operand, 4 apiece. With TRANS_A the fast-moving index
+// runs along the rows of the tile, else along K, so that neighbouring threads read neighbouring
+// addresses in both layouts.
+fn load_slice(t: u32, row_base: u32, col_base: u32, k0: u32, k_end: u32) -> Slice {
+    var v: Slice;
+    for (var q = 0u; q < 4u; q++) {
+        let e = t + 256u * q;  // 0..1024
+        if (TRANS_A) {
+            v.a[q] = a_at(row_base + e % 64u, k0 + e / 64u, k_end);
+        } else {
+            v.a[q] = a_at(row_base + e / 16u, k0 + e % 16u, k_end);
+        }
+        if (TRANS_B) {
+            v.b[q] = b_at(k0 + e % 16u, col_base + e / 16u, k_end);
+        } else {
+            v.b[q] = b_at(k0 + e / 64u, col_base + e % 64u, k_end);
+        }
+    }
+    return v;
+}
+
+fn store_slice(t: u32, h: u32, v: Slice) {
+    for (var q = 0u; q < 4u; q++) {
+        let e = t + 256u * q;
+        if (TRANS_A) {
+            As[h][e / 64u][e % 64u] = v.a[q];
+        } else {
+            As[h][e % 16u][e / 16u] = v.a[q];
+        }
+        if (TRANS_B) {
+            Bs[h][e % 16u][e / 16u] = v.b[q];
+        } else {
+            Bs[h][e / 64u][e % 64u] = v.b[q];
+        }
+    }
+}
 
 // k_end bounds the K-range of this workgroup (p.k without SPLIT).
 fn a_at(row: u32, kk: u32, k_end: u32) -> f32 {
@@ -71,32 +120,28 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
         k_end = min(p.k, (wg.z + 1u) * p.k_chunk);
     }
     let slices = (k_end + TK - 1u) / TK;
+    if (first < slices) {
+        store_slice(t, 0u, load_slice(t, row_base, col_base, first * TK, k_end));
+    }
+    workgroupBarrier();
     for (var s = first; s < slices; s++) {
-        let k0 = s * TK;
-        // 256 threads load 64x16 values of each operand, 4 apiece. With TRANS_A the
-        // fast-moving index runs along the rows of the tile, else along K, so that
-        // neighbouring threads read neighbouring addresses in both layouts.
-        for (var q = 0u; q < 4u; q++) {
-            let e = t + 256u * q;  // 0..1024
-            if (TRANS_A) {
-                As[e / 64u][e % 64u] = a_at(row_base + e % 64u, k0 + e / 64u, k_end);
-            } else {
-                As[e % 16u][e / 16u] = a_at(row_base + e / 16u, k0 + e % 16u, k_end);
-            }
-            if (TRANS_B) {
-                Bs[e % 16u][e / 16u] = b_at(k0 + e % 16u, col_base + e / 16u, k_end);
-            } else {
-                Bs[e / 64u][e % 64u] = b_at(k0 + e / 64u, col_base + e % 64u, k_end);
-            }
+        let h = (s - first) % 2u;
+        let more = s + 1u < slices;
+        var next: Slice;
+        if (more) {
+            next = load_slice(t, row_base, col_base, (s + 1u) * TK, k_end);
         }
-        workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            let av = vec4<f32>(As[kk][lid.y], As[kk][lid.y + 16u], As[kk][lid.y + 32u], As[kk][lid.y + 48u]);
-            let bv = vec4<f32>(Bs[kk][lid.x], Bs[kk][lid.x + 16u], Bs[kk][lid.x + 32u], Bs[kk][lid.x + 48u]);
+            let av = vec4<f32>(As[h][kk][lid.y], As[h][kk][lid.y + 16u], As[h][kk][lid.y + 32u], As[h][kk][lid.y + 48u]);
+            let bv = vec4<f32>(Bs[h][kk][lid.x], Bs[h][kk][lid.x + 16u], Bs[h][kk][lid.x + 32u], Bs[h][kk][lid.x + 48u]);
             acc0 = fma(vec4<f32>(av.x), bv, acc0);
             acc1 = fma(vec4<f32>(av.y), bv, acc1);
             acc2 = fma(vec4<f32>(av.z), bv, acc2);
             acc3 = fma(vec4<f32>(av.w), bv, acc3);
+        }
+        // The other half was last read in the previous slice, before the barrier that ended it.
+        if (more) {
+            store_slice(t, 1u - h, next);
         }
         workgroupBarrier();
     }
