@@ -123,6 +123,50 @@ pub fn register_matmul_bias_source(tile: RegisterTile, layout: MatmulLayout) -> 
     generate(tile, layout, Variant { bias: true, ..Variant::default() })
 }
 
+/// [`register_matmul_source`] with A and B stored as 16-bit floats (`array<f16>`, or
+/// `array<vec4<f16>>` where the layout reads `vec4`), widened to f32 as they are loaded: the
+/// products and sums stay in f32, so the only error added is the rounding of the operands to
+/// f16. Needs a device with `shader-f16`. Never split along K.
+pub fn register_matmul_f16_source(tile: RegisterTile, layout: MatmulLayout) -> String {
+    assert!(tile.is_valid(), "invalid register tile {tile:?}");
+    generate(tile, layout, Variant { f16: true, ..Variant::default() })
+}
+
+/// Wraps every load `arr[...]` in `text` (where `arr` is a whole identifier) in `conv(...)`,
+/// so that the generator can write its loads once for f32 and f16 operands alike.
+fn widen_loads(text: &str, arr: &str, conv: &str) -> String {
+    let open = format!("{arr}[");
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    let mut rest = text;
+    while let Some(at) = rest.find(&open) {
+        let boundary = rest[..at].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        if !boundary {
+            out.push_str(&rest[..at + open.len()]);
+            rest = &rest[at + open.len()..];
+            continue;
+        }
+        let body = &rest[at + open.len()..];
+        let mut depth = 1;
+        let end = body
+            .char_indices()
+            .find(|&(_, c)| {
+                depth += match c {
+                    '[' => 1,
+                    ']' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .map(|(i, _)| i)
+            .expect("unbalanced brackets in generated WGSL");
+        out.push_str(&rest[..at]);
+        out.push_str(&format!("{conv}({arr}[{}])", &body[..end]));
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// What one generated kernel adds to the plain register-blocked product.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Variant {
@@ -131,6 +175,8 @@ pub(crate) struct Variant {
     /// Lanes per subgroup when the lanes of a subgroup share their loads of A
     /// ([`crate::subgroup_matmul`]).
     pub share_a: Option<u32>,
+    /// A and B hold 16-bit floats.
+    pub f16: bool,
 }
 
 // Index loops read best here: the indices name registers in the generated text.
@@ -140,9 +186,17 @@ pub(crate) fn generate(tile: RegisterTile, layout: MatmulLayout, variant: Varian
     let MatmulLayout { trans_a: ta, trans_b: tb, vec_a, vec_b } = layout;
     let (br, bc) = (br as usize, bc as usize);
     let ty = threads / threads_x;
-    let ty_ = |v: bool| if v { "vec4<f32>" } else { "f32" };
+    let ty_ = |v: bool| match (v, variant.f16) {
+        (true, false) => "vec4<f32>",
+        (false, false) => "f32",
+        (true, true) => "vec4<f16>",
+        (false, true) => "f16",
+    };
     let mut s = String::new();
     let w = &mut s;
+    if variant.f16 {
+        let _ = writeln!(w, "enable f16;");
+    }
     let _ = writeln!(w, "// Generated: {} block per thread, layout {}, {variant:?}.", tile.name(), layout.name());
     let _ = writeln!(
         w,
@@ -369,12 +423,25 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, {thread_args}) {{
         }
     }
     let _ = writeln!(w, "}}");
+    if variant.f16 {
+        // The declarations hold f16; every use of a load wants f32.
+        let (decl, body) = s.split_at(s.find("fn a_el").expect("generated text has a_el"));
+        let widen = |t: &str, arr: &str, v: bool| widen_loads(t, arr, if v { "vec4<f32>" } else { "f32" });
+        return format!("{decl}{}", widen(&widen(body, "a", vec_a), "b", vec_b));
+    }
     s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loads_are_widened_whole_identifiers_only() {
+        let t = "let x = a[i >> 2u][i & 3u] + ba[j] + b[c[k]];";
+        assert_eq!(widen_loads(t, "a", "vec4<f32>"), "let x = vec4<f32>(a[i >> 2u])[i & 3u] + ba[j] + b[c[k]];");
+        assert_eq!(widen_loads(t, "b", "f32"), "let x = a[i >> 2u][i & 3u] + ba[j] + f32(b[c[k]]);");
+    }
 
     #[test]
     fn names_round_trip() {

@@ -72,7 +72,7 @@ pub fn subgroup_matmul_source(tile: SubgroupTile, layout: MatmulLayout) -> Strin
 /// [`crate::register_matmul_bias_source`].
 pub fn subgroup_matmul_bias_source(tile: SubgroupTile, layout: MatmulLayout) -> String {
     assert!(tile.is_valid(), "invalid subgroup tile {tile:?}");
-    generate(tile.block, layout, Variant { share_a: Some(tile.lanes), bias: true })
+    generate(tile.block, layout, Variant { share_a: Some(tile.lanes), bias: true, ..Variant::default() })
 }
 
 /// Writes the loads of A for one four-step slice of K (inside the K loop, where `q`, `k0`,

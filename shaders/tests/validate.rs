@@ -99,6 +99,24 @@ fn every_generated_subgroup_and_bias_matmul_validates() {
 }
 
 #[test]
+fn every_generated_f16_matmul_validates() {
+    use asgd_shaders::{register_matmul_f16_source, RegisterTile};
+    let mut failures = Vec::new();
+    for (rows, cols) in [(4, 4), (8, 4), (16, 16), (32, 32)] {
+        for bits in 0..16u32 {
+            let tile = RegisterTile { rows, cols, threads: 64, threads_x: 8 };
+            let name = format!("{}-{}-f16.wgsl", tile.name(), layout(bits).name());
+            if let Err(e) =
+                validate_with(&leak(name, register_matmul_f16_source(tile, layout(bits))), Capabilities::SHADER_FLOAT16)
+            {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
 fn every_generated_register_matmul_validates() {
     use asgd_shaders::{register_matmul_source, MatmulLayout, RegisterTile};
     let mut failures = Vec::new();
