@@ -279,6 +279,44 @@ fn bias_is_added_in_the_store_of_generated_kernels() {
 }
 
 #[test]
+fn linear_forward_matches_reference_in_one_dispatch() {
+    use asgd_engine::layers::{Layer, LayerIo, Linear, Mode};
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let (batch, inputs, outputs) = (13, 37, 21);
+    let layer = Linear::new(dev(), "fc", inputs, outputs, &mut rng).unwrap();
+    let x = as_f32(&rand_vec(77, batch * inputs));
+    let tx = upload(&[batch, inputs], &x);
+    let params: Vec<Tensor> = layer.params().iter().map(|p| p.value.clone()).collect();
+    let host: Vec<Vec<f64>> =
+        params.iter().map(|p| p.to_vec_f32().unwrap().iter().map(|&v| v as f64).collect()).collect();
+    let want = layer.reference_forward(&host, &[], &x, batch, &[inputs], Mode::Eval);
+    let mut kernels =
+        vec![tile(4, 4, 8, 2), MatmulKernel::default_for(dev(), &MatmulSpec::new(batch, outputs, inputs))];
+    kernels.extend(subgroup_tile(8, 4, 1));
+    for kernel in kernels {
+        let y = Tensor::zeros(dev(), &[batch, outputs]).unwrap();
+        let io = LayerIo {
+            dev: dev(),
+            batch,
+            in_shape: &[inputs],
+            x: &tx,
+            y: &y,
+            dy: None,
+            dx: None,
+            grads: &[],
+            params: &params,
+            matmul: kernel,
+            mode: Mode::Eval,
+        };
+        let plan = layer.build(&io).unwrap();
+        assert_eq!(plan.forward.len(), 1, "{kernel:?}: the bias is fused into the product");
+        asgd_engine::kernel::run_all(dev(), &plan.forward.iter().collect::<Vec<_>>());
+        assert_close(&format!("linear {kernel:?}"), &y.to_vec_f32().unwrap(), &want, 1e-5 * 37f64.sqrt());
+    }
+}
+
+#[test]
 fn f16_conversion_rounds_to_nearest_even() {
     use asgd_engine::ops::matmul::{f16_bits, f16_value, pack_f16};
     for (x, h) in [(1.0f32, 0x3c00u16), (-2.0, 0xc000), (0.1, 0x2e66), (65504.0, 0x7bff), (1e6, 0x7c00), (0.0, 0)] {
