@@ -70,6 +70,66 @@ pub struct AdapterSummary {
     pub backend: String,
     pub device_type: String,
     pub driver: String,
+    /// Optional shader features the adapter offers and a device opened on it requests.
+    pub features: ShaderFeatures,
+}
+
+/// The optional shader features asgd uses where an adapter has them. A device without them
+/// runs the same kernels as before they existed; each kernel that needs one is offered only
+/// where it is present.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShaderFeatures {
+    /// Subgroup operations in compute shaders ([`wgpu::Features::SUBGROUP`]): lanes of a
+    /// subgroup exchange registers, so that one lane's storage load can serve all of them.
+    pub subgroup: bool,
+    /// 16-bit floats in shaders and storage buffers ([`wgpu::Features::SHADER_F16`]).
+    pub shader_f16: bool,
+    /// The smallest and largest subgroup size the adapter may use; equal when it is fixed,
+    /// which the generated subgroup kernels need (they are unrolled over the lanes).
+    pub subgroup_sizes: (u32, u32),
+}
+
+impl ShaderFeatures {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let f = adapter.features();
+        let info = adapter.get_info();
+        Self {
+            subgroup: f.contains(wgpu::Features::SUBGROUP),
+            shader_f16: f.contains(wgpu::Features::SHADER_F16),
+            subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
+        }
+    }
+
+    /// The wgpu features to request for these.
+    fn wgpu(&self) -> wgpu::Features {
+        let mut f = wgpu::Features::empty();
+        f.set(wgpu::Features::SUBGROUP, self.subgroup);
+        f.set(wgpu::Features::SHADER_F16, self.shader_f16);
+        f
+    }
+
+    /// The subgroup size when subgroups are available and their size is fixed.
+    pub fn fixed_subgroup_size(&self) -> Option<u32> {
+        let (lo, hi) = self.subgroup_sizes;
+        (self.subgroup && lo == hi && lo > 0).then_some(lo)
+    }
+
+    /// `subgroups(8), f16`, or `none`: for `asgd devices` and messages.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.subgroup {
+            let (lo, hi) = self.subgroup_sizes;
+            parts.push(if lo == hi { format!("subgroups({lo})") } else { format!("subgroups({lo}-{hi})") });
+        }
+        if self.shader_f16 {
+            parts.push("f16".to_string());
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
 }
 
 fn instance(backend: BackendChoice) -> wgpu::Instance {
@@ -92,7 +152,8 @@ fn adapters(backend: BackendChoice) -> Vec<wgpu::Adapter> {
     list
 }
 
-fn summary(index: usize, info: &wgpu::AdapterInfo) -> AdapterSummary {
+fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = &adapter.get_info();
     let device_type = match info.device_type {
         wgpu::DeviceType::DiscreteGpu => "discrete GPU",
         wgpu::DeviceType::IntegratedGpu => "integrated GPU",
@@ -112,12 +173,13 @@ fn summary(index: usize, info: &wgpu::AdapterInfo) -> AdapterSummary {
         backend: format!("{:?}", info.backend).to_lowercase(),
         device_type: device_type.to_string(),
         driver,
+        features: ShaderFeatures::of(adapter),
     }
 }
 
 /// Every adapter wgpu can see for `backend`, in the order adapter indices count them.
 pub fn list_adapters(backend: BackendChoice) -> Vec<AdapterSummary> {
-    adapters(backend).iter().enumerate().map(|(i, a)| summary(i, &a.get_info())).collect()
+    adapters(backend).iter().enumerate().map(|(i, a)| summary(i, a)).collect()
 }
 
 /// The sentence that tells a user with no adapter what to install.
@@ -251,8 +313,7 @@ impl Device {
             None => TuneMode::from_env()?,
         };
         let adapter = list.swap_remove(index);
-        let tuner =
-            Arc::new(Tuner::new(mode, &summary(index, &adapter.get_info()), crate::tune::cache_dir().as_deref()));
+        let tuner = Arc::new(Tuner::new(mode, &summary(index, &adapter), crate::tune::cache_dir().as_deref()));
         Self::from_adapter(adapter, index, tuner)
     }
 
@@ -286,9 +347,11 @@ impl Device {
             limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(bytes);
             limits.max_buffer_size = limits.max_buffer_size.min(bytes);
         }
+        let summary = summary(index, &adapter);
         let desc = wgpu::DeviceDescriptor {
             label: Some("asgd"),
-            required_features: wgpu::Features::empty(),
+            // Only what the adapter offers, so that opening never fails for a feature.
+            required_features: summary.features.wgpu(),
             required_limits: limits,
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -307,7 +370,7 @@ impl Device {
         let is_cpu = info.device_type == wgpu::DeviceType::Cpu;
         Ok(Self {
             inner: Arc::new(Inner {
-                info: summary(index, &info),
+                info: summary,
                 is_cpu,
                 pipelines: PipelineCache::default(),
                 pool: BufferPool::default(),
@@ -352,6 +415,26 @@ impl Device {
     /// True for a software rasteriser such as lavapipe: kernels are picked for CPU caches.
     pub fn is_cpu(&self) -> bool {
         self.inner.is_cpu
+    }
+
+    /// The optional shader features this device was opened with.
+    pub fn features(&self) -> ShaderFeatures {
+        self.inner.info.features
+    }
+
+    /// True when kernels may use subgroup operations.
+    pub fn has_subgroups(&self) -> bool {
+        self.inner.info.features.subgroup
+    }
+
+    /// The subgroup size, when the device has subgroups of one fixed size.
+    pub fn subgroup_size(&self) -> Option<u32> {
+        self.inner.info.features.fixed_subgroup_size()
+    }
+
+    /// True when kernels may use 16-bit floats.
+    pub fn has_f16(&self) -> bool {
+        self.inner.info.features.shader_f16
     }
 
     /// The raw wgpu device, for code that needs it.

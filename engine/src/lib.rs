@@ -21,7 +21,7 @@ pub mod tensor;
 pub mod train;
 pub mod tune;
 
-pub use device::{list_adapters, AdapterSummary, BackendChoice, CounterValues, Device, DeviceOptions};
+pub use device::{list_adapters, AdapterSummary, BackendChoice, CounterValues, Device, DeviceOptions, ShaderFeatures};
 pub use error::{EngineError, Result};
 pub use model::Model;
 pub use plan::Plan;

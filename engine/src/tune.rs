@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use crate::device::{AdapterSummary, Device};
 use crate::error::{EngineError, Result};
 use crate::kernel::{time_recorded, Dispatch};
-use crate::ops::matmul::{matmul, register_candidates, use_kdot, MatmulKernel, MatmulSpec};
+use crate::ops::matmul::{matmul, register_candidates, subgroup_candidates, use_kdot, MatmulKernel, MatmulSpec};
 use crate::tensor::Tensor;
 
 /// Products below this many floating-point operations are not timed: they take microseconds
@@ -114,7 +114,12 @@ pub fn shape_key(spec: &MatmulSpec) -> String {
 impl Tuner {
     /// A tuner for `info`'s adapter whose cache lives in `dir` (none: in memory only).
     pub fn new(mode: TuneMode, info: &AdapterSummary, dir: Option<&Path>) -> Self {
-        let device_key = format!("{} | {} | {} | {}", info.name, info.backend, info.device_type, info.driver);
+        let mut device_key = format!("{} | {} | {} | {}", info.name, info.backend, info.device_type, info.driver);
+        if info.features.fixed_subgroup_size().is_some() {
+            // Subgroup kernels join the candidates there: choices timed without them (in a
+            // file from before they existed) are timed again, in a file of their own.
+            device_key.push_str(&format!(" | {}", info.features.describe()));
+        }
         let path = dir.map(|d| d.join(format!("tune-{:016x}.json", fnv(&device_key))));
         let known = path.as_deref().map(|p| read_cache(p, &device_key)).unwrap_or_default();
         Self {
@@ -234,12 +239,21 @@ pub fn candidates(dev: &Device, spec: &MatmulSpec) -> Vec<MatmulKernel> {
     if dev.is_cpu() {
         // The hand-written kernels load too much per multiply-add to win on a CPU driver.
         list.extend(register_candidates(spec).into_iter().take(4).map(MatmulKernel::Register));
+        if let Some(lanes) = dev.subgroup_size() {
+            list.extend(subgroup_candidates(spec, lanes).into_iter().take(2).map(MatmulKernel::Subgroup));
+        }
     } else {
         list.push(MatmulKernel::Tiled);
         list.push(MatmulKernel::Blocked);
         // Small register blocks fit a GPU's registers; large ones spill.
         let small = register_candidates(spec).into_iter().filter(|t| t.rows * t.cols <= 64).take(3);
         list.extend(small.map(MatmulKernel::Register));
+        if let Some(lanes) = dev.subgroup_size() {
+            // Where lanes loading one address are served by one load anyway, sharing gains
+            // little: one small tile, kept only if it measures faster.
+            let small = subgroup_candidates(spec, lanes).into_iter().find(|t| t.block.rows * t.block.cols <= 64);
+            list.extend(small.map(MatmulKernel::Subgroup));
+        }
     }
     list
 }

@@ -62,4 +62,8 @@ shaders! {
 }
 
 pub mod register_matmul;
-pub use register_matmul::{register_matmul_source, MatmulLayout, RegisterTile};
+pub use register_matmul::{
+    register_matmul_bias_source, register_matmul_f16_source, register_matmul_source, MatmulLayout, RegisterTile,
+};
+pub mod subgroup_matmul;
+pub use subgroup_matmul::{subgroup_matmul_bias_source, subgroup_matmul_source, SubgroupTile};

@@ -108,18 +108,96 @@ const COMP: [char; 4] = ['x', 'y', 'z', 'w'];
 /// The WGSL source of the kernel for `tile` and `layout`; entry point `matmul`.
 ///
 /// Grid: `(ceil(N / tile_cols), ceil(M / tile_rows), splits)`.
-// Index loops read best here: the indices name registers in the generated text.
-#[allow(clippy::needless_range_loop)]
 pub fn register_matmul_source(tile: RegisterTile, layout: MatmulLayout) -> String {
     assert!(tile.is_valid(), "invalid register tile {tile:?}");
+    generate(tile, layout, Variant::default())
+}
+
+/// [`register_matmul_source`] with a per-column bias added in the store:
+/// `C = alpha * op(A) op(B) (+ C) + bias` with `bias` (N) at binding 4. A separate kernel
+/// rather than a flag, because wgpu derives a pipeline's bindings from the bindings its entry
+/// point uses, and the products without bias keep their four. Never split along K (each
+/// split would add the bias).
+pub fn register_matmul_bias_source(tile: RegisterTile, layout: MatmulLayout) -> String {
+    assert!(tile.is_valid(), "invalid register tile {tile:?}");
+    generate(tile, layout, Variant { bias: true, ..Variant::default() })
+}
+
+/// [`register_matmul_source`] with A and B stored as 16-bit floats (`array<f16>`, or
+/// `array<vec4<f16>>` where the layout reads `vec4`), widened to f32 as they are loaded: the
+/// products and sums stay in f32, so the only error added is the rounding of the operands to
+/// f16. Needs a device with `shader-f16`. Never split along K.
+pub fn register_matmul_f16_source(tile: RegisterTile, layout: MatmulLayout) -> String {
+    assert!(tile.is_valid(), "invalid register tile {tile:?}");
+    generate(tile, layout, Variant { f16: true, ..Variant::default() })
+}
+
+/// Wraps every load `arr[...]` in `text` (where `arr` is a whole identifier) in `conv(...)`,
+/// so that the generator can write its loads once for f32 and f16 operands alike.
+fn widen_loads(text: &str, arr: &str, conv: &str) -> String {
+    let open = format!("{arr}[");
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    let mut rest = text;
+    while let Some(at) = rest.find(&open) {
+        let boundary = rest[..at].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        if !boundary {
+            out.push_str(&rest[..at + open.len()]);
+            rest = &rest[at + open.len()..];
+            continue;
+        }
+        let body = &rest[at + open.len()..];
+        let mut depth = 1;
+        let end = body
+            .char_indices()
+            .find(|&(_, c)| {
+                depth += match c {
+                    '[' => 1,
+                    ']' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .map(|(i, _)| i)
+            .expect("unbalanced brackets in generated WGSL");
+        out.push_str(&rest[..at]);
+        out.push_str(&format!("{conv}({arr}[{}])", &body[..end]));
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What one generated kernel adds to the plain register-blocked product.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Variant {
+    /// Adds `bias[col]` in the store (binding 4).
+    pub bias: bool,
+    /// Lanes per subgroup when the lanes of a subgroup share their loads of A
+    /// ([`crate::subgroup_matmul`]).
+    pub share_a: Option<u32>,
+    /// A and B hold 16-bit floats.
+    pub f16: bool,
+}
+
+// Index loops read best here: the indices name registers in the generated text.
+#[allow(clippy::needless_range_loop)]
+pub(crate) fn generate(tile: RegisterTile, layout: MatmulLayout, variant: Variant) -> String {
     let RegisterTile { rows: br, cols: bc, threads, threads_x } = tile;
     let MatmulLayout { trans_a: ta, trans_b: tb, vec_a, vec_b } = layout;
     let (br, bc) = (br as usize, bc as usize);
     let ty = threads / threads_x;
-    let ty_ = |v: bool| if v { "vec4<f32>" } else { "f32" };
+    let ty_ = |v: bool| match (v, variant.f16) {
+        (true, false) => "vec4<f32>",
+        (false, false) => "f32",
+        (true, true) => "vec4<f16>",
+        (false, true) => "f16",
+    };
     let mut s = String::new();
     let w = &mut s;
-    let _ = writeln!(w, "// Generated: {} block per thread, layout {}.", tile.name(), layout.name());
+    if variant.f16 {
+        let _ = writeln!(w, "enable f16;");
+    }
+    let _ = writeln!(w, "// Generated: {} block per thread, layout {}, {variant:?}.", tile.name(), layout.name());
     let _ = writeln!(
         w,
         "override ACCUMULATE: bool = false;
@@ -132,6 +210,20 @@ struct Params {{ m: u32, n: u32, k: u32, alpha: f32, k_chunk: u32, _pad0: u32, _
         ty_(vec_a),
         ty_(vec_b)
     );
+    if variant.bias {
+        let _ = writeln!(w, "@group(0) @binding(4) var<storage, read> bias: array<f32>;");
+    }
+    // The bias variant's store takes the four columns' bias values.
+    let (bias_param, bias_term) = if variant.bias { (", bv: vec4<f32>", " + bv[j]") } else { ("", "") };
+    // Where lanes share A, a thread's place comes from its subgroup and lane, so that the
+    // lanes of one subgroup hold one block row whatever order the driver numbers them in.
+    let (thread_args, thread_id) = match variant.share_a {
+        Some(lanes) => (
+            "@builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32",
+            format!("let t = sg * {lanes}u + lane;"),
+        ),
+        None => ("@builtin(local_invocation_index) t: u32", String::new()),
+    };
     // Scalar element access for the K tail, whatever the binding's element type.
     let a_idx = if ta { "kk * p.m + row" } else { "row * p.k + kk" };
     let b_idx = if tb { "col * p.k + kk" } else { "kk * p.n + col" };
@@ -146,7 +238,7 @@ struct Params {{ m: u32, n: u32, k: u32, alpha: f32, k_chunk: u32, _pad0: u32, _
         w,
         "fn a_el(row: u32, kk: u32) -> f32 {{ let i = {a_idx}; return {}; }}
 fn b_el(kk: u32, col: u32) -> f32 {{ let i = {b_idx}; return {}; }}
-fn put(row: u32, c0: u32, v: vec4<f32>, slice: u32) {{
+fn put(row: u32, c0: u32, v: vec4<f32>, slice: u32{bias_param}) {{
     if (row >= p.m) {{ return; }}
     for (var j = 0u; j < 4u; j++) {{
         let col = c0 + j;
@@ -158,11 +250,12 @@ fn put(row: u32, c0: u32, v: vec4<f32>, slice: u32) {{
         }}
         var out = p.alpha * v[j];
         if (ACCUMULATE) {{ out = out + c[idx]; }}
-        c[idx] = out;
+        c[idx] = out{bias_term};
     }}
 }}
 @compute @workgroup_size({threads})
-fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {{
+fn matmul(@builtin(workgroup_id) wg: vec3<u32>, {thread_args}) {{
+    {thread_id}
     let r0 = (wg.y * {ty}u + t / {threads_x}u) * {br}u;
     let c0 = (wg.x * {threads_x}u + t % {threads_x}u) * {bc}u;
     let lr = p.m - 1u;
@@ -220,36 +313,40 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     let _ = writeln!(w, "    for (var q = k_begin / 4u; q < q_end; q++) {{");
     let _ = writeln!(w, "        let k0 = 4u * q;");
     // a_val(i, kk) and b_vec(kk, g) name WGSL expressions after the loads below.
-    let a_val: Box<dyn Fn(usize, usize) -> String> = match (vec_a, ta) {
-        (true, false) => {
-            (0..br).for_each(|i| {
-                let _ = writeln!(w, "        let av{i} = a[ra{i} + q];");
-            });
-            Box::new(|i, kk| format!("av{i}.{}", COMP[kk]))
-        }
-        (true, true) => {
-            for kk in 0..4 {
-                for g in 0..br / 4 {
-                    let _ = writeln!(w, "        let av{kk}_{g} = a[(k0 + {kk}u) * m4 + ra{g}];");
-                }
+    let a_val: Box<dyn Fn(usize, usize) -> String> = if let Some(lanes) = variant.share_a {
+        crate::subgroup_matmul::shared_a_loads(w, br, layout, lanes)
+    } else {
+        match (vec_a, ta) {
+            (true, false) => {
+                (0..br).for_each(|i| {
+                    let _ = writeln!(w, "        let av{i} = a[ra{i} + q];");
+                });
+                Box::new(|i, kk| format!("av{i}.{}", COMP[kk]))
             }
-            Box::new(|i, kk| format!("av{kk}_{}.{}", i / 4, COMP[i % 4]))
-        }
-        (false, false) => {
-            for i in 0..br {
+            (true, true) => {
                 for kk in 0..4 {
-                    let _ = writeln!(w, "        let av{i}_{kk} = a[ra{i} + k0 + {kk}u];");
+                    for g in 0..br / 4 {
+                        let _ = writeln!(w, "        let av{kk}_{g} = a[(k0 + {kk}u) * m4 + ra{g}];");
+                    }
                 }
+                Box::new(|i, kk| format!("av{kk}_{}.{}", i / 4, COMP[i % 4]))
             }
-            Box::new(|i, kk| format!("av{i}_{kk}"))
-        }
-        (false, true) => {
-            for i in 0..br {
-                for kk in 0..4 {
-                    let _ = writeln!(w, "        let av{i}_{kk} = a[ra{i} + (k0 + {kk}u) * p.m];");
+            (false, false) => {
+                for i in 0..br {
+                    for kk in 0..4 {
+                        let _ = writeln!(w, "        let av{i}_{kk} = a[ra{i} + k0 + {kk}u];");
+                    }
                 }
+                Box::new(|i, kk| format!("av{i}_{kk}"))
             }
-            Box::new(|i, kk| format!("av{i}_{kk}"))
+            (false, true) => {
+                for i in 0..br {
+                    for kk in 0..4 {
+                        let _ = writeln!(w, "        let av{i}_{kk} = a[ra{i} + (k0 + {kk}u) * p.m];");
+                    }
+                }
+                Box::new(|i, kk| format!("av{i}_{kk}"))
+            }
         }
     };
     match (vec_b, tb) {
@@ -311,18 +408,40 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
         }
     }
     let _ = writeln!(w, "    }}");
+    let mut bias_arg = vec![String::new(); bc / 4];
+    if variant.bias {
+        // One load per column of the block, not one per element.
+        for g in 0..bc / 4 {
+            let parts: Vec<String> = (0..4).map(|jj| format!("bias[min(c0 + {}u, lc)]", 4 * g + jj)).collect();
+            let _ = writeln!(w, "    let bias{g} = vec4<f32>({});", parts.join(", "));
+            bias_arg[g] = format!(", bias{g}");
+        }
+    }
     for i in 0..br {
         for g in 0..bc / 4 {
-            let _ = writeln!(w, "    put(r0 + {i}u, c0 + {}u, acc{i}_{g}, wg.z);", 4 * g);
+            let _ = writeln!(w, "    put(r0 + {i}u, c0 + {}u, acc{i}_{g}, wg.z{});", 4 * g, bias_arg[g]);
         }
     }
     let _ = writeln!(w, "}}");
+    if variant.f16 {
+        // The declarations hold f16; every use of a load wants f32.
+        let (decl, body) = s.split_at(s.find("fn a_el").expect("generated text has a_el"));
+        let widen = |t: &str, arr: &str, v: bool| widen_loads(t, arr, if v { "vec4<f32>" } else { "f32" });
+        return format!("{decl}{}", widen(&widen(body, "a", vec_a), "b", vec_b));
+    }
     s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loads_are_widened_whole_identifiers_only() {
+        let t = "let x = a[i >> 2u][i & 3u] + ba[j] + b[c[k]];";
+        assert_eq!(widen_loads(t, "a", "vec4<f32>"), "let x = vec4<f32>(a[i >> 2u])[i & 3u] + ba[j] + b[c[k]];");
+        assert_eq!(widen_loads(t, "b", "f32"), "let x = a[i >> 2u][i & 3u] + ba[j] + f32(b[c[k]]);");
+    }
 
     #[test]
     fn names_round_trip() {

@@ -15,7 +15,9 @@ use super::common::{positive, DeviceArgs};
 pub struct BenchMatmulArgs {
     /// Kernels to time, comma-separated: auto (what training uses: the tuner's choice, or the
     /// default with --tune off), default (the choice without measuring), blocked, tiled, kdot,
-    /// or a register tile such as r32x32w8x4.
+    /// a register tile such as r32x32w8x4, or on a device with subgroups a subgroup tile such as
+    /// s8r32x8w8x8 (`s`, the device's subgroup size, a register tile whose threads along the
+    /// columns are a multiple of it).
     #[arg(long, value_delimiter = ',', default_value = "auto,blocked,tiled", value_parser = parse_kernel)]
     pub kernels: Vec<KernelArg>,
     /// Other products to time, comma-separated, as MxNxK with an optional transpose suffix
@@ -81,7 +83,10 @@ fn parse_kernel(s: &str) -> Result<KernelArg, String> {
         return Ok(KernelArg::Default);
     }
     MatmulKernel::parse(s).map(KernelArg::Kernel).ok_or_else(|| {
-        format!("unknown kernel '{s}'; use auto, default, blocked, tiled, kdot or a register tile such as r32x32w8x4")
+        format!(
+            "unknown kernel '{s}'; use auto, default, blocked, tiled, kdot, a register tile such as r32x32w8x4 \
+             or a subgroup tile such as s8r32x8w8x8"
+        )
     })
 }
 

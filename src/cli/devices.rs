@@ -17,9 +17,10 @@ pub fn run(args: DevicesArgs) -> Result<ExitCode> {
     if list.is_empty() {
         anyhow::bail!("{} (--backend)", asgd::engine::device::NO_ADAPTER_HINT);
     }
-    println!("{:<5} {:<40} {:<8} {:<15} driver", "index", "name", "backend", "type");
+    println!("{:<5} {:<40} {:<8} {:<15} {:<20} driver", "index", "name", "backend", "type", "features");
     for a in list {
-        println!("{:<5} {:<40} {:<8} {:<15} {}", a.index, a.name, a.backend, a.device_type, a.driver);
+        let features = a.features.describe();
+        println!("{:<5} {:<40} {:<8} {:<15} {:<20} {}", a.index, a.name, a.backend, a.device_type, features, a.driver);
     }
     Ok(ExitCode::SUCCESS)
 }

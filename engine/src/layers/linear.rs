@@ -5,8 +5,8 @@ use rand::Rng;
 use super::{uniform_init, Layer, LayerIo, LayerPlan, Mode, Param};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
-use crate::ops::bias::{bias_add, channel_sum};
-use crate::ops::matmul::{matmul, MatmulSpec};
+use crate::ops::bias::channel_sum;
+use crate::ops::matmul::{matmul, matmul_bias, MatmulSpec};
 use crate::ops::permute::swap_outer;
 use crate::tensor::{DType, Tensor};
 
@@ -63,9 +63,10 @@ impl Layer for Linear {
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
         let (b, i, o) = (io.batch, self.inputs, self.outputs);
         let (w, bias) = (&io.params[0], &io.params[1]);
-        let mut forward =
-            matmul(io.dev, io.y, io.x, w, MatmulSpec { trans_b: true, ..MatmulSpec::new(b, o, i) }, io.matmul)?;
-        forward.push(bias_add(io.dev, io.y, bias, b, 1)?);
+        // The bias is added in the product's store where the kernel can (one dispatch, and y
+        // written once instead of written, read and written again).
+        let spec = MatmulSpec { trans_b: true, ..MatmulSpec::new(b, o, i) };
+        let forward = matmul_bias(io.dev, io.y, io.x, w, bias, spec, io.matmul)?;
         let mut backward = Vec::new();
         if let Some(dy) = io.dy {
             // dW = dy^T x: (out, in) from dy (B, out) and x (B, in). dy is transposed first

@@ -4,10 +4,13 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{expect, u32_of};
 use crate::device::Device;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::kernel::{grid_1d, Dispatch, Kernel};
 use crate::tensor::{DType, Tensor};
-pub use asgd_shaders::{register_matmul_source, MatmulLayout, RegisterTile};
+pub use asgd_shaders::{
+    register_matmul_bias_source, register_matmul_f16_source, register_matmul_source, subgroup_matmul_bias_source,
+    subgroup_matmul_source, MatmulLayout, RegisterTile, SubgroupTile,
+};
 
 /// Which WGSL implementation runs a matrix product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,6 +25,10 @@ pub enum MatmulKernel {
     /// A generated kernel with a large register block per thread
     /// ([`asgd_shaders::register_matmul`]).
     Register(RegisterTile),
+    /// The generated register kernel with the loads of A shared by the lanes of a subgroup
+    /// ([`asgd_shaders::subgroup_matmul`]); only on devices whose subgroups have the tile's
+    /// lane count.
+    Subgroup(SubgroupTile),
     /// The device's tuner decides, per product shape ([`crate::tune`]).
     Auto,
 }
@@ -42,14 +49,15 @@ impl MatmulKernel {
         }
     }
 
-    /// A short name for tables, metrics and the tuning cache: `blocked`, `tiled`, `kdot` or a
-    /// register tile's name such as `r32x32w8x4`.
+    /// A short name for tables, metrics and the tuning cache: `blocked`, `tiled`, `kdot`, a
+    /// register tile's name such as `r32x32w8x4` or a subgroup tile's such as `s8r32x8w8x8`.
     pub fn name(&self) -> String {
         match self {
             Self::Blocked => "blocked".into(),
             Self::Tiled => "tiled".into(),
             Self::Kdot => "kdot".into(),
             Self::Register(t) => t.name(),
+            Self::Subgroup(t) => t.name(),
             Self::Auto => "auto".into(),
         }
     }
@@ -61,7 +69,9 @@ impl MatmulKernel {
             "tiled" => Some(Self::Tiled),
             "kdot" => Some(Self::Kdot),
             "auto" => Some(Self::Auto),
-            other => RegisterTile::parse(other).map(Self::Register),
+            other => RegisterTile::parse(other)
+                .map(Self::Register)
+                .or_else(|| SubgroupTile::parse(other).map(Self::Subgroup)),
         }
     }
 }
@@ -103,6 +113,37 @@ pub fn register_candidates(spec: &MatmulSpec) -> Vec<RegisterTile> {
     let mut seen = std::collections::HashSet::new();
     // Keep the best layout of each block shape.
     scored.into_iter().filter(|(_, t)| seen.insert((t.rows, t.cols))).map(|(_, t)| t).collect()
+}
+
+/// Subgroup tiles worth trying for `spec` on a device with `lanes`-lane subgroups, best first
+/// by the load count of [`register_candidates`]'s model with A's loads shared: per four steps
+/// of K a thread loads `rows / lanes` units of A (four times that where A is read as scalars)
+/// and all of its B (`cols`, or `4 cols` as scalars), for `rows * cols` multiply-adds. Tall
+/// blocks gain most; the threads of a row are exactly one subgroup.
+pub fn subgroup_candidates(spec: &MatmulSpec, lanes: u32) -> Vec<SubgroupTile> {
+    let (m, n) = (spec.m, spec.n);
+    let l = MatmulLayout::for_shape(m, n, spec.k, spec.trans_a, spec.trans_b);
+    let mut scored: Vec<(f64, SubgroupTile)> = Vec::new();
+    for (rows, cols) in [(32u32, 8u32), (16, 8), (32, 4), (16, 4), (8, 8), (8, 4), (4, 4)] {
+        for groups in [1u32, 2, 4] {
+            let block = RegisterTile { rows, cols, threads: lanes * groups, threads_x: lanes };
+            let tile = SubgroupTile { lanes, block };
+            if !tile.is_valid() {
+                continue;
+            }
+            let (tr, tc) = (block.tile_rows() as usize, block.tile_cols() as usize);
+            let padded = (m.div_ceil(tr) * tr * n.div_ceil(tc) * tc) as f64;
+            let live = (m.div_ceil(tr) * n.div_ceil(tc) * (lanes * groups) as usize) as f64;
+            let busy = (live / 16.0).min(1.0);
+            let a_units = if l.vec_a { rows } else { 4 * rows } as f64 / lanes as f64;
+            let b_units = if l.vec_b { cols } else { 4 * cols } as f64;
+            let cost = padded * (a_units.max(1.0) + b_units) / (rows * cols) as f64 / busy;
+            scored.push((cost, tile));
+        }
+    }
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut seen = std::collections::HashSet::new();
+    scored.into_iter().filter(|(_, t)| seen.insert((t.block.rows, t.block.cols))).map(|(_, t)| t).collect()
 }
 
 /// The register tile the cost model of [`register_candidates`] ranks first.
@@ -193,6 +234,35 @@ pub fn matmul(
     spec: MatmulSpec,
     kernel: MatmulKernel,
 ) -> Result<Vec<Dispatch>> {
+    matmul_with_bias(dev, c, a, b, None, spec, kernel)
+}
+
+/// `c = alpha * op(a) op(b) (+ c) + bias`, with `bias` (N) added to every row: a linear
+/// layer's forward. The generated kernels add it in their store, so the product and the bias
+/// are one dispatch and C is written once; where the kernel is another or K is split, a
+/// separate bias dispatch follows the product.
+pub fn matmul_bias(
+    dev: &Device,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    bias: &Tensor,
+    spec: MatmulSpec,
+    kernel: MatmulKernel,
+) -> Result<Vec<Dispatch>> {
+    expect(bias, "matmul bias", spec.n, DType::F32)?;
+    matmul_with_bias(dev, c, a, b, Some(bias), spec, kernel)
+}
+
+fn matmul_with_bias(
+    dev: &Device,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    spec: MatmulSpec,
+    kernel: MatmulKernel,
+) -> Result<Vec<Dispatch>> {
     let MatmulSpec { m, n, k, .. } = spec;
     expect(c, "matmul output", m * n, DType::F32)?;
     expect(a, "matmul left operand", m * k, DType::F32)?;
@@ -206,8 +276,18 @@ pub fn matmul(
     };
     let mut constants = vec![("ACCUMULATE", flag(spec.accumulate))];
     let transposes = [("TRANS_A", flag(spec.trans_a)), ("TRANS_B", flag(spec.trans_b))];
-    let (kern, rows, cols, min_groups) = match kernel {
-        MatmulKernel::Kdot | MatmulKernel::Auto => return matmul_kdot(dev, c, a, b, spec, &transposes),
+    // A kernel that does not add the bias itself: the product, then the bias.
+    let unfused = |d: Result<Vec<Dispatch>>| -> Result<Vec<Dispatch>> {
+        let mut d = d?;
+        if let Some(bias) = bias {
+            d.push(crate::ops::bias::bias_add(dev, c, bias, m, 1)?);
+        }
+        Ok(d)
+    };
+    let layout = MatmulLayout::for_shape(m, n, k, spec.trans_a, spec.trans_b);
+    type Source = Box<dyn Fn() -> String>;
+    let (kern, rows, cols, min_groups): (Option<(String, Source)>, _, _, _) = match kernel {
+        MatmulKernel::Kdot | MatmulKernel::Auto => return unfused(matmul_kdot(dev, c, a, b, spec, &transposes)),
         MatmulKernel::Blocked => {
             let tx = threads_along_columns(m, n);
             constants.extend(transposes);
@@ -219,14 +299,41 @@ pub fn matmul(
             (None, 64, 64, SPLIT_BELOW_GROUPS)
         }
         MatmulKernel::Register(tile) => {
-            let layout = MatmulLayout::for_shape(m, n, k, spec.trans_a, spec.trans_b);
-            let name = format!("matmul-{}-{}", tile.name(), layout.name());
             // A CPU driver runs a workgroup per core and needs few: split K only below 8, and
-            // never for blocks above 16x16, whose split variants compile for tens of seconds.
-            let below = if tile.rows * tile.cols <= 256 { 8 } else { 1 };
-            (Some((name, tile, layout)), tile.tile_rows() as usize, tile.tile_cols() as usize, below)
+            // never for blocks above 16x16, whose split variants compile for tens of seconds;
+            // never with a bias, which each split would add.
+            let below = if tile.rows * tile.cols <= 256 && bias.is_none() { 8 } else { 1 };
+            let source: Source = if bias.is_some() {
+                Box::new(move || register_matmul_bias_source(tile, layout))
+            } else {
+                Box::new(move || register_matmul_source(tile, layout))
+            };
+            (Some((tile.name(), source)), tile.tile_rows() as usize, tile.tile_cols() as usize, below)
+        }
+        MatmulKernel::Subgroup(tile) => {
+            if dev.subgroup_size() != Some(tile.lanes) {
+                return Err(EngineError::InvalidArgument(format!(
+                    "kernel {} needs subgroups of {} lanes; {} has {}",
+                    tile.name(),
+                    tile.lanes,
+                    dev.info().name,
+                    dev.features().describe()
+                )));
+            }
+            let block = tile.block;
+            let below = if block.rows * block.cols <= 256 && bias.is_none() { 8 } else { 1 };
+            let source: Source = if bias.is_some() {
+                Box::new(move || subgroup_matmul_bias_source(tile, layout))
+            } else {
+                Box::new(move || subgroup_matmul_source(tile, layout))
+            };
+            (Some((tile.name(), source)), block.tile_rows() as usize, block.tile_cols() as usize, below)
         }
     };
+    if kern.is_none() && bias.is_some() {
+        // The hand-written kernels have no bias binding.
+        return unfused(matmul_with_bias(dev, c, a, b, None, spec, kernel));
+    }
     let (gx, gy) = (n.div_ceil(cols), m.div_ceil(rows));
     let (splits, k_chunk) = split_k_below(gx * gy, k, min_groups);
     constants.push(("SPLIT", flag(splits > 1)));
@@ -239,18 +346,116 @@ pub fn matmul(
         _pad: [0; 3],
     };
     let kern = match (kern, kernel) {
-        (Some((name, tile, layout)), _) => {
-            Kernel::get_generated(dev, name, &|| register_matmul_source(tile, layout), "matmul", &constants)
+        (Some((name, source)), _) => {
+            let bias_tag = if bias.is_some() { "-bias" } else { "" };
+            let name = format!("matmul-{name}-{}{bias_tag}", layout.name());
+            Kernel::get_generated(dev, name, &*source, "matmul", &constants)
         }
         (None, MatmulKernel::Tiled) => Kernel::get(dev, &asgd_shaders::MATMUL_TILED, "matmul", &constants),
         (None, _) => Kernel::get(dev, &asgd_shaders::MATMUL, "matmul", &constants),
     };
     let groups = [gx as u32, gy as u32, splits as u32];
     if splits == 1 {
-        return Ok(vec![Dispatch::new(dev, kern, &params, &[c, a, b], groups)?]);
+        return Ok(vec![match bias {
+            Some(bias) => Dispatch::new(dev, kern, &params, &[c, a, b, bias], groups)?,
+            None => Dispatch::new(dev, kern, &params, &[c, a, b], groups)?,
+        }]);
     }
+    debug_assert!(bias.is_none(), "a product with a bias is never split");
     let part = Tensor::empty(dev, &[splits, m, n], DType::F32)?;
     Ok(vec![Dispatch::new(dev, kern, &params, &[&part, a, b], groups)?, split_sum(dev, c, &part, spec)?])
+}
+
+/// `c = alpha * op(a) op(b) (+ c)` with `a` and `b` holding 16-bit floats, two to a `u32`
+/// ([`pack_f16`]), and C in f32: the register kernel for `tile` widens each value as it loads
+/// it and computes in f32, so the error added is the operands' rounding to f16 (about 2^-11 of
+/// each value). Nothing in training uses it: it is for measuring what f16 operands cost in
+/// accuracy and gain in speed. On a CPU driver a `vec4<f16>` load is one lane loop as a
+/// `vec4<f32>` one is, so halving the bytes does not halve the cost there.
+///
+/// Errors: a device without `shader-f16`, or operands of the wrong size.
+pub fn matmul_f16(
+    dev: &Device,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    spec: MatmulSpec,
+    tile: RegisterTile,
+) -> Result<Vec<Dispatch>> {
+    let MatmulSpec { m, n, k, .. } = spec;
+    if !dev.has_f16() {
+        return Err(EngineError::InvalidArgument(format!(
+            "f16 matrix products need shader-f16, which {} lacks",
+            dev.info().name
+        )));
+    }
+    expect(c, "matmul output", m * n, DType::F32)?;
+    expect(a, "f16 matmul left operand (u32 pairs)", (m * k).div_ceil(2), DType::U32)?;
+    expect(b, "f16 matmul right operand (u32 pairs)", (k * n).div_ceil(2), DType::U32)?;
+    let layout = MatmulLayout::for_shape(m, n, k, spec.trans_a, spec.trans_b);
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let constants = [("ACCUMULATE", flag(spec.accumulate)), ("SPLIT", 0.0)];
+    let name = format!("matmul-{}-{}-f16", tile.name(), layout.name());
+    let kern = Kernel::get_generated(dev, name, &|| register_matmul_f16_source(tile, layout), "matmul", &constants);
+    let params = Params {
+        m: u32_of(m, "M")?,
+        n: u32_of(n, "N")?,
+        k: u32_of(k, "K")?,
+        alpha: spec.alpha,
+        k_chunk: u32_of(k, "K chunk")?,
+        _pad: [0; 3],
+    };
+    let groups = [n.div_ceil(tile.tile_cols() as usize) as u32, m.div_ceil(tile.tile_rows() as usize) as u32, 1];
+    Ok(vec![Dispatch::new(dev, kern, &params, &[c, a, b], groups)?])
+}
+
+/// The IEEE binary16 bits nearest to `x` (ties to even; overflow to infinity).
+pub fn f16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exp = ((bits >> 23) & 0xff) as i32;
+    let man = bits & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 31 {
+        return sign | 0x7c00;
+    }
+    // Rounds `v >> shift` to nearest, ties to even; a carry into the exponent is correct.
+    let round = |v: u32, shift: u32| {
+        let (q, rem, half) = (v >> shift, v & ((1 << shift) - 1), 1 << (shift - 1));
+        if rem > half || (rem == half && q & 1 == 1) {
+            q + 1
+        } else {
+            q
+        }
+    };
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        return sign | round(man | 0x80_0000, (14 - e) as u32) as u16;
+    }
+    sign | round(((e as u32) << 23) | man, 13) as u16
+}
+
+/// The value of IEEE binary16 bits.
+pub fn f16_value(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let (exp, man) = ((h >> 10) & 0x1f, (h & 0x3ff) as f32);
+    sign * match exp {
+        0 => man * 2f32.powi(-24),
+        31 if man == 0.0 => f32::INFINITY,
+        31 => f32::NAN,
+        e => (1.0 + man / 1024.0) * 2f32.powi(e as i32 - 15),
+    }
+}
+
+/// `values` rounded to f16 and packed two to a `u32`, the first in the low half: the layout of
+/// [`matmul_f16`]'s operands (upload with [`Tensor::from_u32`]).
+pub fn pack_f16(values: &[f32]) -> Vec<u32> {
+    values.chunks(2).map(|p| f16_bits(p[0]) as u32 | (p.get(1).map_or(0, |&v| f16_bits(v)) as u32) << 16).collect()
 }
 
 /// Adds the `(S, M, N)` partial products in `part` into `c` with the spec's alpha and

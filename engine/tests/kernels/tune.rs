@@ -60,3 +60,15 @@ fn the_same_choice_gives_the_same_bits() {
     };
     assert_eq!(out(), out());
 }
+
+#[test]
+fn subgroup_adapters_keep_their_choices_apart() {
+    // Choices timed without the subgroup candidates must not be reused where they exist.
+    let dir = temp_dir("features");
+    let with = dev().info().clone();
+    let mut without = with.clone();
+    without.features = Default::default();
+    let a = Tuner::new(TuneMode::Off, &with, Some(&dir));
+    let b = Tuner::new(TuneMode::Off, &without, Some(&dir));
+    assert_eq!(a.cache_path() == b.cache_path(), with.features.fixed_subgroup_size().is_none());
+}
