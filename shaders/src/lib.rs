@@ -63,3 +63,6 @@ shaders! {
 
 pub mod register_matmul;
 pub use register_matmul::{register_matmul_source, MatmulLayout, RegisterTile};
+
+pub mod conv_direct;
+pub use conv_direct::{conv_direct_source, conv_weight_grad_source, ConvPass, DirectConv, DirectWeightGrad};
