@@ -25,7 +25,8 @@ use crate::device::{AdapterSummary, Device};
 use crate::error::{EngineError, Result};
 use crate::kernel::{time_recorded, Dispatch};
 use crate::ops::conv2d::{
-    conv2d_backward, conv2d_forward, direct_backward, direct_forward, ConvAlgo, ConvScratch, ConvShape, DirectScratch,
+    conv2d_backward, conv2d_forward, direct_backward, direct_forward, direct_supported, ConvAlgo, ConvScratch,
+    ConvShape, DirectScratch,
 };
 use crate::ops::matmul::{matmul, register_candidates, use_kdot, MatmulKernel, MatmulSpec};
 use crate::tensor::Tensor;
@@ -317,6 +318,9 @@ impl Tuner {
     /// convolution is large enough to matter) the faster of the two paths timed forward and,
     /// with `backward`, backward together, else [`ConvAlgo::default_for`].
     pub fn conv_algo(&self, dev: &Device, s: &ConvShape, backward: bool) -> ConvAlgo {
+        if !direct_supported(s) {
+            return ConvAlgo::Im2col;
+        }
         let key = conv_key(s, backward);
         let flops = s.flops() * if backward { 3.0 } else { 1.0 };
         let tune = match self.mode {

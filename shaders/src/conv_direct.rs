@@ -7,16 +7,18 @@
 //! [`crate::register_matmul`]), so those copies cost more than the arithmetic. The kernels here
 //! read the NCHW tensors in place and keep all reuse in registers:
 //!
-//! - [`conv_direct_source`], pass [`ConvPass::Forward`]: a thread computes `rows` output
-//!   channels by `cols` consecutive output pixels of one output row. For each input channel and
-//!   kernel row it loads the `(cols - 1) * stride + KW` input values that row needs once (zero
-//!   in the padding) and reuses each for every `kx` tap and output channel; the weights of one
-//!   tap for the thread's channels are `rows / 4` `vec4` loads from a (Cin*KH*KW, Cout4) copy of
-//!   the weights (Cout padded to a multiple of 4 with zeros, so `vec4` works for any Cout).
+//! - [`conv_direct_source`], pass [`ConvPass::Forward`]: a thread computes `chans` output
+//!   channels by `lines` output rows by `cols` consecutive output pixels of each row. For each
+//!   input channel it loads the weights of every tap for its channels once (`chans / 4` `vec4`
+//!   loads per tap from a (Cin*KH*KW, Cout4) copy of the weights, Cout padded to a multiple of 4
+//!   with zeros so that `vec4` works for any Cout), then each of the `(lines - 1) * stride + KH`
+//!   input rows its outputs need, `(cols - 1) * stride + KW` values of it (zero in the padding),
+//!   once, and applies every tap that reaches one of its outputs to them.
 //! - the same generator with [`ConvPass::InputGrad`]: `dx` gathers from `dy` with the same
 //!   blocking. `dx[iy, ix]` takes tap `(ky, kx)` from `dy[(iy + pad - ky) / S, (ix + pad - kx) /
-//!   S]` when both divide; with `cols` a multiple of the stride, which taps each of a thread's
-//!   pixels takes is known when the kernel is generated, so no division is done per element.
+//!   S]` when both divide; with `lines` and `cols` multiples of the stride, which taps each of a
+//!   thread's outputs takes is known when the kernel is generated, so no division is done per
+//!   element.
 //! - [`conv_weight_grad_source`]: `dW[o, c, ky, kx]`, a thread owning `rows` output channels by
 //!   `chans` input channels by one kernel row (all `kx`) and one slice of the rows of the batch;
 //!   the slices' partial sums are added in a fixed order by `matmul_split.wgsl`, so the result
@@ -46,9 +48,11 @@ pub struct DirectConv {
     pub stride: u32,
     pub pad: u32,
     /// Output channels per thread: a multiple of 4 from 4 to 32.
-    pub rows: u32,
-    /// Consecutive output pixels of one row per thread, 1 to 32; a multiple of the stride for
-    /// [`ConvPass::InputGrad`].
+    pub chans: u32,
+    /// Output rows per thread, 1 to 8; a multiple of the stride for [`ConvPass::InputGrad`].
+    pub lines: u32,
+    /// Consecutive output pixels of each row per thread, 1 to 32; a multiple of the stride
+    /// for [`ConvPass::InputGrad`].
     pub cols: u32,
     /// Adds a per-channel bias (binding 4) to the output.
     pub bias: bool,
@@ -58,59 +62,70 @@ pub struct DirectConv {
 /// threads still make enough workgroups for every core of a CPU driver.
 pub const CONV_WORKGROUP: u32 = 32;
 
+/// Along one axis, for output `t` of a thread's run of `n` and tap `k`: the offset of the
+/// source value it reads within the thread's loaded span, or `None` when the tap does not reach
+/// that output (only in the input gradient at stride > 1). Also returns the span's first index
+/// relative to the thread's base (see the generated `col0` and `row0`).
+fn axis_taps(pass: ConvPass, n: u32, taps: u32, stride: u32, pad: u32) -> (i64, Vec<Vec<Option<usize>>>) {
+    let (s, p) = (stride as i64, pad as i64);
+    let raw = |t: i64, k: i64| -> Option<i64> {
+        match pass {
+            ConvPass::Forward => Some(t * s + k),
+            ConvPass::InputGrad => {
+                let r = t + p - k;
+                (r.rem_euclid(s) == 0).then(|| r.div_euclid(s))
+            }
+        }
+    };
+    let all: Vec<i64> = (0..n as i64).flat_map(|t| (0..taps as i64).filter_map(move |k| raw(t, k))).collect();
+    let min = all.iter().copied().min().unwrap_or(0);
+    let offs =
+        (0..n as i64).map(|t| (0..taps as i64).map(|k| raw(t, k).map(|o| (o - min) as usize)).collect()).collect();
+    (min, offs)
+}
+
 impl DirectConv {
     /// True when the fields are in range.
     pub fn is_valid(&self) -> bool {
-        let stride_ok = self.pass == ConvPass::Forward || self.cols.is_multiple_of(self.stride.max(1));
+        let s = self.stride.max(1);
+        let stride_ok = self.pass == ConvPass::Forward || (self.cols.is_multiple_of(s) && self.lines.is_multiple_of(s));
         self.kh >= 1
             && self.kw >= 1
             && self.stride >= 1
-            && self.rows.is_multiple_of(4)
-            && (4..=32).contains(&self.rows)
+            && self.chans.is_multiple_of(4)
+            && (4..=32).contains(&self.chans)
+            && (1..=8).contains(&self.lines)
             && (1..=32).contains(&self.cols)
             && stride_ok
     }
 
-    /// A name that identifies the generated source, such as `conv-f-k3x3s1p1-r16t8b`.
+    /// A name that identifies the generated source, such as `conv-f-k3x3s1p1-c16l2t8b`.
     pub fn name(&self) -> String {
         let pass = match self.pass {
             ConvPass::Forward => "f",
             ConvPass::InputGrad => "dx",
         };
         format!(
-            "conv-{pass}-k{}x{}s{}p{}-r{}t{}{}",
+            "conv-{pass}-k{}x{}s{}p{}-c{}l{}t{}{}",
             self.kh,
             self.kw,
             self.stride,
             self.pad,
-            self.rows,
+            self.chans,
+            self.lines,
             self.cols,
             if self.bias { "b" } else { "" }
         )
     }
 
-    /// For output pixel `t` of a thread and tap `kx`: the offset of the source value it reads
-    /// within the thread's loaded span, or `None` when the tap does not reach that pixel (only
-    /// in the input gradient at stride > 1). Also returns the span's first column relative to
-    /// the thread's base column (see the generated `col0`).
+    /// [`axis_taps`] along a row.
     fn taps(&self) -> (i64, Vec<Vec<Option<usize>>>) {
-        let (s, p) = (self.stride as i64, self.pad as i64);
-        let raw = |t: i64, kx: i64| -> Option<i64> {
-            match self.pass {
-                ConvPass::Forward => Some(t * s + kx),
-                ConvPass::InputGrad => {
-                    let r = t + p - kx;
-                    r.rem_euclid(s).eq(&0).then(|| r.div_euclid(s))
-                }
-            }
-        };
-        let all: Vec<i64> =
-            (0..self.cols as i64).flat_map(|t| (0..self.kw as i64).filter_map(move |kx| raw(t, kx))).collect();
-        let min = all.iter().copied().min().unwrap_or(0);
-        let offs = (0..self.cols as i64)
-            .map(|t| (0..self.kw as i64).map(|kx| raw(t, kx).map(|o| (o - min) as usize)).collect())
-            .collect();
-        (min, offs)
+        axis_taps(self.pass, self.cols, self.kw, self.stride, self.pad)
+    }
+
+    /// [`axis_taps`] down a column.
+    fn row_taps(&self) -> (i64, Vec<Vec<Option<usize>>>) {
+        axis_taps(self.pass, self.lines, self.kh, self.stride, self.pad)
     }
 }
 
@@ -119,24 +134,30 @@ impl DirectConv {
 /// Bindings: the uniform block, the output (B, Cout, OH, OW), the source (B, Cin, H, W) and the
 /// weights as `vec4` rows (Cin*KH*KW, Cout4), then the bias (Cout) with `bias`. For the input
 /// gradient "source" is `dy` and "output" is `dx`: Cin is the layer's Cout and the other way
-/// round. One thread per (image, channel block, output row, column block); grid
+/// round. One thread per (image, channel block, row block, column block); grid
 /// `grid_1d(n, CONV_WORKGROUP)`.
+///
+/// Per source channel a thread loads the weights of every tap for its channels once, then each
+/// source row its outputs need once, and applies every (row tap, column tap) pair to it:
+/// loads fall as the rows, columns and channels per thread grow.
 // Index loops read best here: the indices name registers in the generated text.
 #[allow(clippy::needless_range_loop)]
 pub fn conv_direct_source(k: DirectConv) -> String {
     assert!(k.is_valid(), "invalid direct convolution {k:?}");
-    let DirectConv { pass, kh, kw, stride: s, pad, rows, cols, bias } = k;
-    let (groups, cols_n) = ((rows / 4) as usize, cols as usize);
-    let (min, offs) = k.taps();
-    let span = offs.iter().flatten().flatten().max().map_or(0, |m| m + 1);
-    let used: Vec<bool> = (0..span).map(|j| offs.iter().flatten().any(|o| *o == Some(j))).collect();
+    let DirectConv { pass, kh, kw, stride: s, pad, chans, lines, cols, bias } = k;
+    let (groups, cols_n, lines_n) = ((chans / 4) as usize, cols as usize, lines as usize);
+    let (cmin, coffs) = k.taps();
+    let (rmin, roffs) = k.row_taps();
+    let span = |offs: &Vec<Vec<Option<usize>>>| offs.iter().flatten().flatten().max().map_or(0, |m| m + 1);
+    let (cspan, rspan) = (span(&coffs), span(&roffs));
+    let cused: Vec<bool> = (0..cspan).map(|j| coffs.iter().flatten().any(|o| *o == Some(j))).collect();
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(w, "// Generated: {}.", k.name());
     let _ = writeln!(
         w,
         "struct Params {{ batch: u32, cin: u32, h: u32, w: u32, cout: u32, cout4: u32, oh: u32, ow: u32,
-    col_blocks: u32, chan_blocks: u32, n: u32, _pad0: u32, }}
+    col_blocks: u32, row_blocks: u32, chan_blocks: u32, n: u32, }}
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -152,90 +173,111 @@ pub fn conv_direct_source(k: DirectConv) -> String {
 fn conv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
     let i = gid.x + gid.y * nwg.x * {wg}u;
     if (i >= p.n) {{ return; }}
-    // Consecutive threads take consecutive column blocks of one row and channel block: they
-    // load neighbouring inputs and the same weights.
+    // Consecutive threads take consecutive column blocks of one row block and channel block:
+    // they load neighbouring inputs and the same weights.
     let cb = i % p.col_blocks;
     let r1 = i / p.col_blocks;
-    let u = r1 % p.oh;
-    let r2 = r1 / p.oh;
+    let rb = r1 % p.row_blocks;
+    let r2 = r1 / p.row_blocks;
     let ob = r2 % p.chan_blocks;
     let b = r2 / p.chan_blocks;
     let v0 = cb * {cols}u;
+    let u0 = rb * {lines}u;
     let og = ob * {groups}u;
     let wlast = i32(p.w) - 1;"
     );
     match pass {
         ConvPass::Forward => {
-            let _ = writeln!(w, "    let col0 = i32(v0 * {s}u) - {pad} + ({min});");
+            let _ = writeln!(w, "    let col0 = i32(v0 * {s}u) - {pad} + ({cmin});");
+            let _ = writeln!(w, "    let row0 = i32(u0 * {s}u) - {pad} + ({rmin});");
         }
         ConvPass::InputGrad => {
-            // v0 is a multiple of the stride, so v0 / S is exact.
-            let _ = writeln!(w, "    let col0 = i32(cb * {}u) + ({min});", cols / s);
+            // v0 and u0 are multiples of the stride, so these divisions are exact.
+            let _ = writeln!(w, "    let col0 = i32(cb * {}u) + ({cmin});", cols / s);
+            let _ = writeln!(w, "    let row0 = i32(rb * {}u) + ({rmin});", lines / s);
         }
     }
     // The span's columns, clamped into the row, and whether each is inside it.
-    for j in (0..span).filter(|&j| used[j]) {
+    for j in (0..cspan).filter(|&j| cused[j]) {
         let _ = writeln!(w, "    let cj{j} = col0 + {j};");
         let _ = writeln!(w, "    let xc{j} = u32(clamp(cj{j}, 0, wlast));");
         let _ = writeln!(w, "    let xm{j} = cj{j} >= 0 && cj{j} <= wlast;");
     }
-    for t in 0..cols_n {
-        for g in 0..groups {
-            let _ = writeln!(w, "    var a{t}_{g} = vec4<f32>(0.0);");
+    for l in 0..lines_n {
+        for t in 0..cols_n {
+            for g in 0..groups {
+                let _ = writeln!(w, "    var a{l}_{t}_{g} = vec4<f32>(0.0);");
+            }
         }
     }
     let _ = writeln!(w, "    for (var c = 0u; c < p.cin; c++) {{");
     let _ = writeln!(w, "        let xplane = (b * p.cin + c) * p.h;");
-    let _ = writeln!(w, "        for (var ky = 0u; ky < {kh}u; ky++) {{");
-    match pass {
-        ConvPass::Forward => {
-            let _ = writeln!(w, "            let ry = i32(u * {s}u + ky) - {pad};");
-            let _ = writeln!(w, "            if (ry < 0 || ry >= i32(p.h)) {{ continue; }}");
-            let _ = writeln!(w, "            let xrow = (xplane + u32(ry)) * p.w;");
-        }
-        ConvPass::InputGrad => {
-            let _ = writeln!(w, "            let rr = i32(u) + {pad} - i32(ky);");
-            let _ = writeln!(w, "            if (rr < 0) {{ continue; }}");
-            if s > 1 {
-                let _ = writeln!(w, "            if (u32(rr) % {s}u != 0u) {{ continue; }}");
-            }
-            let _ = writeln!(w, "            let ry = u32(rr) / {s}u;");
-            let _ = writeln!(w, "            if (ry >= p.h) {{ continue; }}");
-            let _ = writeln!(w, "            let xrow = (xplane + ry) * p.w;");
-        }
-    }
-    for j in (0..span).filter(|&j| used[j]) {
-        let _ = writeln!(w, "            let x{j} = select(0.0, x[xrow + xc{j}], xm{j});");
-    }
-    let _ = writeln!(w, "            let wb = (c * {kh}u + ky) * {kw}u * p.cout4 + og;");
-    for kx in 0..kw as usize {
-        if offs.iter().all(|row| row[kx].is_none()) {
-            continue;
-        }
-        for g in 0..groups {
-            let _ = writeln!(w, "            let w{kx}_{g} = wt[wb + {kx}u * p.cout4 + {g}u];");
-        }
-    }
-    for t in 0..cols_n {
+    let _ = writeln!(w, "        let wb = c * {}u * p.cout4 + og;", kh * kw);
+    let tap_used =
+        |ky: usize, kx: usize| roffs.iter().any(|r| r[ky].is_some()) && coffs.iter().any(|c| c[kx].is_some());
+    for ky in 0..kh as usize {
         for kx in 0..kw as usize {
-            if let Some(j) = offs[t][kx] {
+            if tap_used(ky, kx) {
                 for g in 0..groups {
-                    let _ = writeln!(w, "            a{t}_{g} = fma(vec4<f32>(x{j}), w{kx}_{g}, a{t}_{g});");
+                    let _ = writeln!(
+                        w,
+                        "        let w{ky}_{kx}_{g} = wt[wb + {}u * p.cout4 + {g}u];",
+                        ky * kw as usize + kx
+                    );
                 }
             }
         }
     }
-    let _ = writeln!(w, "        }}");
+    for rr in 0..rspan {
+        let pairs: Vec<(usize, usize)> = (0..lines_n)
+            .flat_map(|l| (0..kh as usize).map(move |ky| (l, ky)))
+            .filter(|&(l, ky)| roffs[l][ky] == Some(rr))
+            .collect();
+        if pairs.is_empty() {
+            continue;
+        }
+        let _ = writeln!(w, "        {{");
+        let _ = writeln!(w, "            let ry = row0 + {rr};");
+        let _ = writeln!(w, "            if (ry >= 0 && ry < i32(p.h)) {{");
+        let _ = writeln!(w, "                let xrow = (xplane + u32(ry)) * p.w;");
+        for j in (0..cspan).filter(|&j| cused[j]) {
+            let _ = writeln!(w, "                let x{j} = select(0.0, x[xrow + xc{j}], xm{j});");
+        }
+        for &(l, ky) in &pairs {
+            for t in 0..cols_n {
+                for kx in 0..kw as usize {
+                    if let Some(j) = coffs[t][kx] {
+                        for g in 0..groups {
+                            let _ = writeln!(
+                                w,
+                                "                a{l}_{t}_{g} = fma(vec4<f32>(x{j}), w{ky}_{kx}_{g}, a{l}_{t}_{g});"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let _ = writeln!(w, "            }}");
+        let _ = writeln!(w, "        }}");
+    }
     let _ = writeln!(w, "    }}");
     for g in 0..groups {
         for e in 0..4 {
             let _ = writeln!(w, "    {{");
             let _ = writeln!(w, "        let o = (og + {g}u) * 4u + {e}u;");
             let _ = writeln!(w, "        if (o < p.cout) {{");
-            let _ = writeln!(w, "            let yb = ((b * p.cout + o) * p.oh + u) * p.ow + v0;");
             let bv = if bias { " + bias[o]" } else { "" };
-            for t in 0..cols_n {
-                let _ = writeln!(w, "            if (v0 + {t}u < p.ow) {{ y[yb + {t}u] = a{t}_{g}.{}{bv}; }}", COMP[e]);
+            for l in 0..lines_n {
+                let _ = writeln!(w, "            if (u0 + {l}u < p.oh) {{");
+                let _ = writeln!(w, "                let yb = ((b * p.cout + o) * p.oh + u0 + {l}u) * p.ow + v0;");
+                for t in 0..cols_n {
+                    let _ = writeln!(
+                        w,
+                        "                if (v0 + {t}u < p.ow) {{ y[yb + {t}u] = a{l}_{t}_{g}.{}{bv}; }}",
+                        COMP[e]
+                    );
+                }
+                let _ = writeln!(w, "            }}");
             }
             let _ = writeln!(w, "        }}");
             let _ = writeln!(w, "    }}");
@@ -493,8 +535,17 @@ mod tests {
     #[test]
     fn input_gradient_taps_follow_the_stride() {
         // Stride 2, pad 1, 3 taps: even pixels take the middle tap, odd ones the outer two.
-        let k =
-            DirectConv { pass: ConvPass::InputGrad, kh: 3, kw: 3, stride: 2, pad: 1, rows: 4, cols: 4, bias: false };
+        let k = DirectConv {
+            pass: ConvPass::InputGrad,
+            kh: 3,
+            kw: 3,
+            stride: 2,
+            pad: 1,
+            chans: 4,
+            lines: 2,
+            cols: 4,
+            bias: false,
+        };
         let (min, offs) = k.taps();
         assert_eq!(min, 0);
         assert_eq!(offs[0], vec![None, Some(0), None]);

@@ -79,8 +79,8 @@ fn every_generated_direct_convolution_validates() {
     let mut shaders = vec![leak("conv_weight_layout.wgsl".into(), CONV_WEIGHT_LAYOUT.into())];
     for (kh, kw, stride, pad) in [(3, 3, 1, 1), (3, 3, 2, 1), (1, 1, 2, 0), (5, 5, 1, 2), (3, 2, 3, 0)] {
         for pass in [ConvPass::Forward, ConvPass::InputGrad] {
-            for (rows, cols, bias) in [(4, 6, false), (16, 8, true)] {
-                let k = DirectConv { pass, kh, kw, stride, pad, rows, cols, bias };
+            for (chans, lines, cols, bias) in [(4, 1, 6, false), (16, 3, 8, true), (8, 6, 6, false)] {
+                let k = DirectConv { pass, kh, kw, stride, pad, chans, lines, cols, bias };
                 if k.is_valid() {
                     shaders.push(leak(format!("{}.wgsl", k.name()), conv_direct_source(k)));
                 }
