@@ -1,7 +1,8 @@
 //! Kernels chosen by measurement on the device at hand.
 //!
 //! When a plan is built, every matrix product whose kernel is [`MatmulKernel::Auto`] asks its
-//! device's [`Tuner`]. A shape seen before (in this process or in the cache file of this adapter
+//! device's [`Tuner`], and so does every convolution, for [`ConvAlgo::Direct`] or
+//! [`ConvAlgo::Im2col`] ([`Tuner::conv_algo`]). A shape seen before (in this process or in the cache file of this adapter
 //! and driver) gets the kernel chosen then; a new shape large enough to matter is timed with each
 //! candidate kernel for a few milliseconds and the fastest is kept and written to the cache, so
 //! the second run starts at once. Small products and a tuner that is off use
@@ -23,6 +24,10 @@ use std::sync::Mutex;
 use crate::device::{AdapterSummary, Device};
 use crate::error::{EngineError, Result};
 use crate::kernel::{time_recorded, Dispatch};
+use crate::ops::conv2d::{
+    conv2d_backward, conv2d_forward, direct_backward, direct_forward, direct_supported, ConvAlgo, ConvScratch,
+    ConvShape, DirectScratch,
+};
 use crate::ops::matmul::{matmul, register_candidates, subgroup_candidates, use_kdot, MatmulKernel, MatmulSpec};
 use crate::tensor::Tensor;
 
@@ -299,4 +304,129 @@ fn time(dev: &Device, d: &[Dispatch], best: Option<f64>) -> Result<Option<f64>> 
 /// The kernel for `spec` on `dev`, as [`Tuner::matmul_kernel`] decides.
 pub fn matmul_kernel(dev: &Device, spec: &MatmulSpec) -> MatmulKernel {
     dev.tuner().matmul_kernel(dev, spec)
+}
+
+// Convolutions: the direct kernels or im2col with matrix products, per shape.
+
+/// The cache key of a convolution: `conv:` and its geometry, with `+bw` when the plan also runs
+/// its backward pass (the two paths' costs differ most there). The prefix keeps these keys
+/// apart from the matrix products' in the same table.
+pub fn conv_key(s: &ConvShape, backward: bool) -> String {
+    format!(
+        "conv:{}x{}x{}x{}-{}k{}x{}s{}p{}{}",
+        s.batch,
+        s.cin,
+        s.h,
+        s.w,
+        s.cout,
+        s.kh,
+        s.kw,
+        s.stride,
+        s.pad,
+        if backward { "+bw" } else { "" }
+    )
+}
+
+impl Tuner {
+    /// How the convolution `s` runs on `dev`: the cached choice, else (when tuning and the
+    /// convolution is large enough to matter) the faster of the two paths timed forward and,
+    /// with `backward`, backward together, else [`ConvAlgo::default_for`].
+    pub fn conv_algo(&self, dev: &Device, s: &ConvShape, backward: bool) -> ConvAlgo {
+        if !direct_supported(s) {
+            return ConvAlgo::Im2col;
+        }
+        let key = conv_key(s, backward);
+        let flops = s.flops() * if backward { 3.0 } else { 1.0 };
+        let tune = match self.mode {
+            TuneMode::Off => false,
+            TuneMode::On => flops >= TUNE_MIN_FLOPS,
+            TuneMode::All => true,
+        };
+        let parse = |v: &String| ConvAlgo::parse(v);
+        let mut cached = self.known.lock().expect("tuner poisoned").get(&key).and_then(parse);
+        if cached.is_none() && tune {
+            if let Some(path) = &self.path {
+                cached = read_cache(path, &self.device_key).get(&key).and_then(parse);
+            }
+        }
+        let algo = match cached {
+            Some(a) => a,
+            None if tune => match measure_conv(dev, s, backward) {
+                Ok(a) => {
+                    self.remember_name(&key, a.name());
+                    a
+                }
+                Err(_) => ConvAlgo::default_for(dev),
+            },
+            None => ConvAlgo::default_for(dev),
+        };
+        self.used.lock().expect("tuner poisoned").insert(key, algo.name().to_string());
+        algo
+    }
+
+    /// Records `value` for `key` in memory and in the cache file, as [`Tuner::matmul_kernel`]
+    /// does for its choices.
+    fn remember_name(&self, key: &str, value: &str) {
+        let mut known = self.known.lock().expect("tuner poisoned");
+        known.insert(key.to_string(), value.to_string());
+        if let Some(path) = &self.path {
+            let mut merged = read_cache(path, &self.device_key);
+            for (k, v) in known.iter() {
+                merged.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            if let Err(e) = write_cache(path, &self.device_key, &merged) {
+                eprintln!("warning: could not save kernel choices to {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// Times both paths of `s` (zero data; the matrix products of the im2col path get their own
+/// tuned kernels first) and returns the faster.
+fn measure_conv(dev: &Device, s: &ConvShape, backward: bool) -> Result<ConvAlgo> {
+    let (nx, nw, ny) = s.sizes()?;
+    let x = Tensor::zeros(dev, &[nx])?;
+    let w = Tensor::zeros(dev, &[nw])?;
+    let y = Tensor::zeros(dev, &[ny])?;
+    let dw = Tensor::zeros(dev, &[nw])?;
+    let (dx, dy) = (Tensor::zeros(dev, &[nx])?, Tensor::zeros(dev, &[ny])?);
+    let mut best: Option<(f64, ConvAlgo)> = None;
+    for algo in [ConvAlgo::default_for(dev), other_algo(ConvAlgo::default_for(dev))] {
+        let d = match algo {
+            ConvAlgo::Im2col => {
+                let scratch = ConvScratch::new(dev, s, backward)?;
+                let mut d = conv2d_forward(dev, &y, &x, &w, &scratch, s, MatmulKernel::Auto)?;
+                if backward {
+                    d.extend(conv2d_backward(dev, &dw, Some(&dx), &dy, &w, &scratch, s, MatmulKernel::Auto)?);
+                }
+                d
+            }
+            ConvAlgo::Direct => {
+                let scratch = DirectScratch::new(dev, s, backward)?;
+                let mut d = direct_forward(dev, &y, &x, &w, None, &scratch, s)?;
+                if backward {
+                    d.extend(direct_backward(dev, &dw, Some(&dx), &dy, &x, &w, &scratch, s)?);
+                }
+                d
+            }
+        };
+        if let Some(secs) = time(dev, &d, best.map(|(t, _)| t))? {
+            if best.is_none_or(|(t, _)| secs < t) {
+                best = Some((secs, algo));
+            }
+        }
+    }
+    Ok(best.map(|(_, a)| a).unwrap_or_else(|| ConvAlgo::default_for(dev)))
+}
+
+fn other_algo(a: ConvAlgo) -> ConvAlgo {
+    match a {
+        ConvAlgo::Im2col => ConvAlgo::Direct,
+        ConvAlgo::Direct => ConvAlgo::Im2col,
+    }
+}
+
+/// How the convolution `s` runs on `dev`, as [`Tuner::conv_algo`] decides.
+pub fn conv_algo(dev: &Device, s: &ConvShape, backward: bool) -> ConvAlgo {
+    dev.tuner().conv_algo(dev, s, backward)
 }

@@ -67,3 +67,6 @@ pub use register_matmul::{
 };
 pub mod subgroup_matmul;
 pub use subgroup_matmul::{subgroup_matmul_bias_source, subgroup_matmul_source, SubgroupTile};
+
+pub mod conv_direct;
+pub use conv_direct::{conv_direct_source, conv_weight_grad_source, ConvPass, DirectConv, DirectWeightGrad};

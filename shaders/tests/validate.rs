@@ -142,3 +142,30 @@ fn every_generated_register_matmul_validates() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+fn leak(name: String, source: String) -> asgd_shaders::Shader {
+    asgd_shaders::Shader { name: Box::leak(name.into_boxed_str()), source: Box::leak(source.into_boxed_str()) }
+}
+
+#[test]
+fn every_generated_direct_convolution_validates() {
+    use asgd_shaders::conv_direct::CONV_WEIGHT_LAYOUT;
+    use asgd_shaders::{conv_direct_source, conv_weight_grad_source, ConvPass, DirectConv, DirectWeightGrad};
+    let mut shaders = vec![leak("conv_weight_layout.wgsl".into(), CONV_WEIGHT_LAYOUT.into())];
+    for (kh, kw, stride, pad) in [(3, 3, 1, 1), (3, 3, 2, 1), (1, 1, 2, 0), (5, 5, 1, 2), (3, 2, 3, 0)] {
+        for pass in [ConvPass::Forward, ConvPass::InputGrad] {
+            for (chans, lines, cols, bias) in [(4, 1, 6, false), (16, 3, 8, true), (8, 6, 6, false)] {
+                let k = DirectConv { pass, kh, kw, stride, pad, chans, lines, cols, bias };
+                if k.is_valid() {
+                    shaders.push(leak(format!("{}.wgsl", k.name()), conv_direct_source(k)));
+                }
+            }
+        }
+        for (rows, chans, cols, vec_dy) in [(4, 1, 3, false), (8, 4, 8, true)] {
+            let k = DirectWeightGrad { kh, kw, stride, pad, rows, chans, cols, vec_dy };
+            shaders.push(leak(format!("{}.wgsl", k.name()), conv_weight_grad_source(k)));
+        }
+    }
+    let failures: Vec<String> = shaders.iter().filter_map(|s| validate(s).err()).collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

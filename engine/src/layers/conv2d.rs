@@ -7,7 +7,11 @@ use super::{uniform_init, Layer, LayerIo, LayerPlan, Mode, Param};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::ops::bias::{bias_add, channel_sum};
-use crate::ops::conv2d::{conv2d_backward, conv2d_forward, cpu, ConvScratch, ConvShape};
+use crate::ops::conv2d::{
+    conv2d_backward, conv2d_forward, cpu, direct_backward, direct_forward, ConvAlgo, ConvScratch, ConvShape,
+    DirectScratch,
+};
+use crate::ops::matmul::MatmulKernel;
 use crate::tensor::Tensor;
 
 /// `y[b,o] = b[o] + sum_c x[b,c] * W[o,c]` (cross-correlation) with `x` `(B, Cin, H, W)`,
@@ -102,6 +106,45 @@ impl Conv2d {
     }
 }
 
+impl Conv2d {
+    fn build_im2col(&self, io: &LayerIo, s: &ConvShape) -> Result<LayerPlan> {
+        let (oh, ow) = s.out_hw()?;
+        let w = &io.params[0];
+        let bias = io.params.get(1);
+        let scratch = ConvScratch::new(io.dev, s, io.dy.is_some())?;
+        let mut forward = conv2d_forward(io.dev, io.y, io.x, w, &scratch, s, io.matmul)?;
+        if let Some(bias) = bias {
+            forward.push(bias_add(io.dev, io.y, bias, io.batch, oh * ow)?);
+        }
+        let mut backward = Vec::new();
+        if let Some(dy) = io.dy {
+            backward = conv2d_backward(io.dev, &io.grads[0], io.dx, dy, w, &scratch, s, io.matmul)?;
+            if bias.is_some() {
+                backward.push(channel_sum(io.dev, &io.grads[1], dy, io.batch, oh * ow)?);
+            }
+        }
+        Ok(LayerPlan { forward, backward })
+    }
+
+    /// The direct kernels: the bias is fused into the forward pass, and no column matrix is
+    /// allocated.
+    fn build_direct(&self, io: &LayerIo, s: &ConvShape) -> Result<LayerPlan> {
+        let (oh, ow) = s.out_hw()?;
+        let w = &io.params[0];
+        let bias = io.params.get(1);
+        let scratch = DirectScratch::new(io.dev, s, io.dy.is_some())?;
+        let forward = direct_forward(io.dev, io.y, io.x, w, bias, &scratch, s)?;
+        let mut backward = Vec::new();
+        if let Some(dy) = io.dy {
+            backward = direct_backward(io.dev, &io.grads[0], io.dx, dy, io.x, w, &scratch, s)?;
+            if bias.is_some() {
+                backward.push(channel_sum(io.dev, &io.grads[1], dy, io.batch, oh * ow)?);
+            }
+        }
+        Ok(LayerPlan { forward, backward })
+    }
+}
+
 impl Layer for Conv2d {
     fn name(&self) -> &str {
         &self.name
@@ -122,22 +165,16 @@ impl Layer for Conv2d {
 
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
         let s = self.shape(io.batch, io.in_shape)?;
-        let (oh, ow) = s.out_hw()?;
-        let w = &io.params[0];
-        let bias = io.params.get(1);
-        let scratch = ConvScratch::new(io.dev, &s, io.dy.is_some())?;
-        let mut forward = conv2d_forward(io.dev, io.y, io.x, w, &scratch, &s, io.matmul)?;
-        if let Some(bias) = bias {
-            forward.push(bias_add(io.dev, io.y, bias, io.batch, oh * ow)?);
+        // A plan that names a matrix-product kernel asks for the im2col path, which uses it;
+        // otherwise the tuner picks the path for this shape.
+        let algo = match io.matmul {
+            MatmulKernel::Auto => crate::tune::conv_algo(io.dev, &s, io.dy.is_some()),
+            _ => ConvAlgo::Im2col,
+        };
+        match algo {
+            ConvAlgo::Im2col => self.build_im2col(io, &s),
+            ConvAlgo::Direct => self.build_direct(io, &s),
         }
-        let mut backward = Vec::new();
-        if let Some(dy) = io.dy {
-            backward = conv2d_backward(io.dev, &io.grads[0], io.dx, dy, w, &scratch, &s, io.matmul)?;
-            if bias.is_some() {
-                backward.push(channel_sum(io.dev, &io.grads[1], dy, io.batch, oh * ow)?);
-            }
-        }
-        Ok(LayerPlan { forward, backward })
     }
 
     fn reference_forward(

@@ -1,4 +1,7 @@
-use asgd_engine::ops::conv2d::{col2im, conv2d_backward, conv2d_forward, cpu, im2col, ConvScratch, ConvShape};
+use asgd_engine::ops::conv2d::{
+    col2im, conv2d_backward, conv2d_forward, cpu, direct_backward, direct_forward, im2col, ConvScratch, ConvShape,
+    DirectScratch,
+};
 use asgd_engine::ops::matmul::MatmulKernel;
 use asgd_engine::{DType, Tensor};
 
@@ -15,6 +18,85 @@ const SHAPES: &[ConvShape] = &[
     ConvShape { batch: 1, cin: 4, h: 9, w: 8, cout: 3, kh: 3, kw: 2, stride: 3, pad: 0 },
     ConvShape { batch: 5, cin: 1, h: 5, w: 5, cout: 1, kh: 1, kw: 1, stride: 2, pad: 1 },
 ];
+
+/// Shapes for the direct kernels: channels 1, 3, 5, 6, 7 (and counts past one block of 16),
+/// odd heights and widths, stride 1 and 2, padding 0 to 2 (also more than the kernel's reach
+/// back, which makes the input gradient's own padding negative), kernels 1, 3 and 5, batch 1
+/// and 3, and ResNet-like shapes whose rows take the `vec4` paths.
+#[rustfmt::skip]
+const DIRECT_SHAPES: &[ConvShape] = &[
+    ConvShape { batch: 1, cin: 1, h: 7, w: 9, cout: 6, kh: 5, kw: 5, stride: 1, pad: 2 },
+    ConvShape { batch: 3, cin: 3, h: 9, w: 7, cout: 5, kh: 3, kw: 3, stride: 1, pad: 1 },
+    ConvShape { batch: 3, cin: 5, h: 11, w: 9, cout: 7, kh: 3, kw: 3, stride: 2, pad: 1 },
+    ConvShape { batch: 1, cin: 7, h: 9, w: 11, cout: 3, kh: 1, kw: 1, stride: 2, pad: 0 },
+    ConvShape { batch: 3, cin: 6, h: 13, w: 11, cout: 1, kh: 5, kw: 5, stride: 1, pad: 0 },
+    ConvShape { batch: 1, cin: 3, h: 7, w: 7, cout: 7, kh: 3, kw: 3, stride: 2, pad: 2 },
+    ConvShape { batch: 3, cin: 5, h: 9, w: 9, cout: 6, kh: 1, kw: 1, stride: 1, pad: 1 },
+    ConvShape { batch: 1, cin: 7, h: 15, w: 13, cout: 20, kh: 3, kw: 3, stride: 1, pad: 0 },
+    ConvShape { batch: 3, cin: 6, h: 5, w: 7, cout: 5, kh: 5, kw: 5, stride: 2, pad: 2 },
+    ConvShape { batch: 3, cin: 1, h: 11, w: 13, cout: 3, kh: 3, kw: 3, stride: 1, pad: 2 },
+    ConvShape { batch: 2, cin: 16, h: 16, w: 16, cout: 32, kh: 3, kw: 3, stride: 2, pad: 1 },
+    ConvShape { batch: 2, cin: 16, h: 12, w: 12, cout: 16, kh: 3, kw: 3, stride: 1, pad: 1 },
+    ConvShape { batch: 1, cin: 18, h: 8, w: 8, cout: 36, kh: 1, kw: 1, stride: 2, pad: 0 },
+];
+
+/// The direct kernels' forward pass (with and without the fused bias), weight gradient and
+/// input gradient against the f64 references.
+#[test]
+fn direct_kernels_match_reference() {
+    for (i, s) in DIRECT_SHAPES.iter().chain(SHAPES).enumerate() {
+        let (nx, nw, ny) = s.sizes().unwrap();
+        let (oh, ow) = s.out_hw().unwrap();
+        let seed = 3000 + 10 * i as u64;
+        let x = as_f32(&rand_vec(seed, nx));
+        let w = as_f32(&rand_vec(seed + 1, nw));
+        let dy = as_f32(&rand_vec(seed + 2, ny));
+        let bias = as_f32(&rand_vec(seed + 3, s.cout));
+        let with_bias = i % 2 == 0;
+        let tx = upload(&[s.batch, s.cin, s.h, s.w], &x);
+        let tw = upload(&[s.cout, s.cin, s.kh, s.kw], &w);
+        let tb = upload(&[s.cout], &bias);
+        let tdy = upload(&[s.batch, s.cout, oh, ow], &dy);
+        // NaN where a kernel forgets to write.
+        let ty = upload(&[s.batch, s.cout, oh, ow], &vec![f64::NAN; ny]);
+        let tdx = upload(&[s.batch, s.cin, s.h, s.w], &vec![f64::NAN; nx]);
+        let tdw = upload(&[s.cout, s.cin, s.kh, s.kw], &vec![f64::NAN; nw]);
+        let scratch = DirectScratch::new(dev(), s, true).unwrap();
+        let mut all = direct_forward(dev(), &ty, &tx, &tw, with_bias.then_some(&tb), &scratch, s).unwrap();
+        all.extend(direct_backward(dev(), &tdw, Some(&tdx), &tdy, &tx, &tw, &scratch, s).unwrap());
+        asgd_engine::kernel::run_all(dev(), &all.iter().collect::<Vec<_>>());
+        let (mut y, mut dx, mut dw) = (vec![0.0; ny], vec![0.0; nx], vec![0.0; nw]);
+        cpu::conv2d_forward(&mut y, &x, &w, s);
+        if with_bias {
+            asgd_engine::ops::bias::cpu::bias_add(&mut y, &bias, s.batch, oh * ow);
+        }
+        cpu::conv2d_backward_input(&mut dx, &dy, &w, s);
+        cpu::conv2d_backward_weight(&mut dw, &dy, &x, s);
+        let tol = 1e-5 * ((s.batch * oh * ow) as f64).sqrt();
+        assert_close(&format!("direct forward (bias {with_bias}) {s:?}"), &ty.to_vec_f32().unwrap(), &y, tol);
+        assert_close(&format!("direct backward input {s:?}"), &tdx.to_vec_f32().unwrap(), &dx, tol);
+        assert_close(&format!("direct backward weight {s:?}"), &tdw.to_vec_f32().unwrap(), &dw, tol);
+    }
+}
+
+#[test]
+fn direct_weight_gradient_is_deterministic() {
+    // Its slices of the batch are summed in a fixed order: two runs, the same bits.
+    let s = &DIRECT_SHAPES[11];
+    let (nx, nw, ny) = s.sizes().unwrap();
+    let tx = upload(&[nx], &rand_vec(1, nx));
+    let tdy = upload(&[ny], &rand_vec(2, ny));
+    let tw = upload(&[nw], &rand_vec(3, nw));
+    let scratch = DirectScratch::new(dev(), s, true).unwrap();
+    let run = || {
+        let tdw = upload(&[nw], &vec![0.0; nw]);
+        let d = direct_backward(dev(), &tdw, None, &tdy, &tx, &tw, &scratch, s).unwrap();
+        assert!(d.len() >= 2, "expected the batch split into slices");
+        asgd_engine::kernel::run_all(dev(), &d.iter().collect::<Vec<_>>());
+        tdw.to_vec_f32().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}
 
 #[test]
 fn im2col_and_col2im_match_reference() {
@@ -34,8 +116,8 @@ fn im2col_and_col2im_match_reference() {
     }
 }
 
-fn forward_and_backward(kernel: MatmulKernel) {
-    for (i, s) in SHAPES.iter().enumerate() {
+fn forward_and_backward(kernel: MatmulKernel, shapes: &[ConvShape]) {
+    for (i, s) in shapes.iter().enumerate() {
         let (nx, nw, ny) = s.sizes().unwrap();
         let (oh, ow) = s.out_hw().unwrap();
         let seed = 1000 + 10 * i as u64;
@@ -65,19 +147,25 @@ fn forward_and_backward(kernel: MatmulKernel) {
 
 #[test]
 fn forward_and_backward_match_reference_blocked() {
-    forward_and_backward(MatmulKernel::Blocked);
+    forward_and_backward(MatmulKernel::Blocked, SHAPES);
 }
 
 #[test]
 fn forward_and_backward_match_reference_tiled() {
-    forward_and_backward(MatmulKernel::Tiled);
+    forward_and_backward(MatmulKernel::Tiled, SHAPES);
 }
 
 #[test]
 fn forward_and_backward_match_reference_as_plans_build_them() {
     // What a plan uses: the device's default kernel for each product (register tiles on a CPU
     // driver, with split-K and K-parallel products for the weight gradients).
-    forward_and_backward(MatmulKernel::Auto);
+    forward_and_backward(MatmulKernel::Auto, SHAPES);
+}
+
+#[test]
+fn im2col_path_matches_reference_on_the_direct_shapes() {
+    // The other selection on the same shapes as the direct kernels.
+    forward_and_backward(MatmulKernel::Auto, DIRECT_SHAPES);
 }
 
 #[test]

@@ -71,4 +71,31 @@ fn subgroup_adapters_keep_their_choices_apart() {
     let a = Tuner::new(TuneMode::Off, &with, Some(&dir));
     let b = Tuner::new(TuneMode::Off, &without, Some(&dir));
     assert_eq!(a.cache_path() == b.cache_path(), with.features.fixed_subgroup_size().is_none());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn convolution_choices_are_measured_cached_and_listed() {
+    use asgd_engine::ops::conv2d::{ConvAlgo, ConvShape};
+    use asgd_engine::tune::conv_key;
+    let dir = temp_dir("conv");
+    let s = ConvShape { batch: 2, cin: 3, h: 9, w: 9, cout: 4, kh: 3, kw: 3, stride: 1, pad: 1 };
+    let first = Tuner::new(TuneMode::All, dev().info(), Some(&dir));
+    let a = first.conv_algo(dev(), &s, true);
+    let key = conv_key(&s, true);
+    assert_eq!(first.choices().get(&key).map(String::as_str), Some(a.name()));
+    let path = first.cache_path().unwrap().to_path_buf();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(&key), "{text}");
+
+    // Tuning off takes the cached choice, even the one the default would not be.
+    let other = if a == ConvAlgo::Direct { ConvAlgo::Im2col } else { ConvAlgo::Direct };
+    let edited = text.replace(&format!("\"{key}\": \"{}\"", a.name()), &format!("\"{key}\": \"{}\"", other.name()));
+    std::fs::write(&path, edited).unwrap();
+    assert_eq!(Tuner::new(TuneMode::Off, dev().info(), Some(&dir)).conv_algo(dev(), &s, true), other);
+
+    // Nothing cached and tuning off: the fixed default.
+    let fresh = Tuner::new(TuneMode::Off, dev().info(), None);
+    assert_eq!(fresh.conv_algo(dev(), &s, true), ConvAlgo::default_for(dev()));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
