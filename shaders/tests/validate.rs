@@ -143,10 +143,6 @@ fn every_generated_register_matmul_validates() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-fn leak(name: String, source: String) -> asgd_shaders::Shader {
-    asgd_shaders::Shader { name: Box::leak(name.into_boxed_str()), source: Box::leak(source.into_boxed_str()) }
-}
-
 #[test]
 fn every_generated_direct_convolution_validates() {
     use asgd_shaders::conv_direct::CONV_WEIGHT_LAYOUT;
