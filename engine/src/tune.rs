@@ -193,19 +193,7 @@ impl Tuner {
     }
 
     fn remember(&self, key: &str, kernel: MatmulKernel) {
-        let mut known = self.known.lock().expect("tuner poisoned");
-        known.insert(key.to_string(), kernel.name());
-        if let Some(path) = &self.path {
-            // Another process may have added shapes meanwhile: merge before writing, and keep
-            // what it wrote first, so that every later run agrees on one choice per shape.
-            let mut merged = read_cache(path, &self.device_key);
-            for (k, v) in known.iter() {
-                merged.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-            if let Err(e) = write_cache(path, &self.device_key, &merged) {
-                eprintln!("warning: could not save kernel choices to {}: {e}", path.display());
-            }
-        }
+        self.remember_name(key, &kernel.name());
     }
 }
 
@@ -364,12 +352,13 @@ impl Tuner {
         algo
     }
 
-    /// Records `value` for `key` in memory and in the cache file, as [`Tuner::matmul_kernel`]
-    /// does for its choices.
+    /// Records `value` for `key` in memory and in the cache file.
     fn remember_name(&self, key: &str, value: &str) {
         let mut known = self.known.lock().expect("tuner poisoned");
         known.insert(key.to_string(), value.to_string());
         if let Some(path) = &self.path {
+            // Another process may have added shapes meanwhile: merge before writing, and keep
+            // what it wrote first, so that every later run agrees on one choice per shape.
             let mut merged = read_cache(path, &self.device_key);
             for (k, v) in known.iter() {
                 merged.entry(k.clone()).or_insert_with(|| v.clone());

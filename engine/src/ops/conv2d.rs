@@ -293,8 +293,13 @@ fn even_block(len: usize, max: usize) -> usize {
 pub fn direct_forward_kernel(s: &ConvShape, bias: bool) -> DirectConv {
     let (oh, ow) = s.out_hw().unwrap_or((1, 1));
     let (chans, lines, cols) = (pad4(s.cout).min(16), 4.min(oh), even_block(ow, 16));
+    direct_kernel(ConvPass::Forward, s, [chans, lines, cols], bias)
+}
+
+/// The kernel of `pass` for the geometry of `s` with `[chans, lines, cols]` per thread.
+fn direct_kernel(pass: ConvPass, s: &ConvShape, [chans, lines, cols]: [usize; 3], bias: bool) -> DirectConv {
     DirectConv {
-        pass: ConvPass::Forward,
+        pass,
         kh: s.kh as u32,
         kw: s.kw as u32,
         stride: s.stride as u32,
@@ -313,17 +318,7 @@ pub fn direct_input_grad_kernel(s: &ConvShape) -> DirectConv {
     let cols = (even_block(s.w, 16).div_ceil(st) * st).min(32 / st * st).max(st);
     let lines = if st == 1 { 4.min(s.h) } else { (4 / st).max(1) * st };
     let (chans, lines) = (pad4(s.cin).min(16), lines.min(8 / st * st).max(st));
-    DirectConv {
-        pass: ConvPass::InputGrad,
-        kh: s.kh as u32,
-        kw: s.kw as u32,
-        stride: s.stride as u32,
-        pad: s.pad as u32,
-        chans: chans as u32,
-        lines: lines as u32,
-        cols: cols as u32,
-        bias: false,
-    }
+    direct_kernel(ConvPass::InputGrad, s, [chans, lines, cols], false)
 }
 
 /// Threads the weight gradient aims for: enough to occupy every core of a CPU driver several
