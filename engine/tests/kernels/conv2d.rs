@@ -22,22 +22,20 @@ const SHAPES: &[ConvShape] = &[
 /// Shapes for the direct kernels: channels 1, 3, 5, 6, 7 (and counts past one block of 16),
 /// odd heights and widths, stride 1 and 2, padding 0 to 2 (also more than the kernel's reach
 /// back, which makes the input gradient's own padding negative), kernels 1, 3 and 5, batch 1
-/// and 3, and ResNet-like shapes whose rows take the `vec4` paths.
+/// and 3, and ResNet-like shapes whose rows take the `vec4` paths; [`SHAPES`] adds LeNet-5's, a
+/// 5x5 kernel at stride 2 and a 3x2 kernel at stride 3. Each geometry is a pipeline of its own,
+/// and a CPU driver takes seconds to compile one, so the list covers each case once.
 #[rustfmt::skip]
 const DIRECT_SHAPES: &[ConvShape] = &[
     ConvShape { batch: 1, cin: 1, h: 7, w: 9, cout: 6, kh: 5, kw: 5, stride: 1, pad: 2 },
-    ConvShape { batch: 3, cin: 3, h: 9, w: 7, cout: 5, kh: 3, kw: 3, stride: 1, pad: 1 },
     ConvShape { batch: 3, cin: 5, h: 11, w: 9, cout: 7, kh: 3, kw: 3, stride: 2, pad: 1 },
     ConvShape { batch: 1, cin: 7, h: 9, w: 11, cout: 3, kh: 1, kw: 1, stride: 2, pad: 0 },
-    ConvShape { batch: 3, cin: 6, h: 13, w: 11, cout: 1, kh: 5, kw: 5, stride: 1, pad: 0 },
     ConvShape { batch: 1, cin: 3, h: 7, w: 7, cout: 7, kh: 3, kw: 3, stride: 2, pad: 2 },
     ConvShape { batch: 3, cin: 5, h: 9, w: 9, cout: 6, kh: 1, kw: 1, stride: 1, pad: 1 },
     ConvShape { batch: 1, cin: 7, h: 15, w: 13, cout: 20, kh: 3, kw: 3, stride: 1, pad: 0 },
-    ConvShape { batch: 3, cin: 6, h: 5, w: 7, cout: 5, kh: 5, kw: 5, stride: 2, pad: 2 },
     ConvShape { batch: 3, cin: 1, h: 11, w: 13, cout: 3, kh: 3, kw: 3, stride: 1, pad: 2 },
     ConvShape { batch: 2, cin: 16, h: 16, w: 16, cout: 32, kh: 3, kw: 3, stride: 2, pad: 1 },
     ConvShape { batch: 2, cin: 16, h: 12, w: 12, cout: 16, kh: 3, kw: 3, stride: 1, pad: 1 },
-    ConvShape { batch: 1, cin: 18, h: 8, w: 8, cout: 36, kh: 1, kw: 1, stride: 2, pad: 0 },
 ];
 
 /// The direct kernels' forward pass (with and without the fused bias), weight gradient and
@@ -82,7 +80,7 @@ fn direct_kernels_match_reference() {
 #[test]
 fn direct_weight_gradient_is_deterministic() {
     // Its slices of the batch are summed in a fixed order: two runs, the same bits.
-    let s = &DIRECT_SHAPES[11];
+    let s = &DIRECT_SHAPES[8];
     let (nx, nw, ny) = s.sizes().unwrap();
     let tx = upload(&[nx], &rand_vec(1, nx));
     let tdy = upload(&[ny], &rand_vec(2, ny));
