@@ -15,7 +15,7 @@ use bytemuck::{Pod, Zeroable};
 use asgd_shaders::conv_direct::{CONV_WEIGHT_LAYOUT, CONV_WORKGROUP};
 use asgd_shaders::{conv_direct_source, conv_weight_grad_source, ConvPass, DirectConv, DirectWeightGrad};
 
-use super::matmul::{matmul, MatmulKernel, MatmulSpec};
+use super::matmul::{matmul, split_sum, MatmulKernel, MatmulSpec};
 use super::permute::swap_outer;
 use super::{expect, u32_of};
 use crate::device::Device;
@@ -407,15 +407,6 @@ struct WeightGradParams {
     _pad: [u32; 2],
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SplitParams {
-    mn: u32,
-    splits: u32,
-    alpha: f32,
-    accumulate: u32,
-}
-
 /// Scratch buffers of the direct kernels: the weights laid out for the forward pass and for the
 /// input gradient, and the weight gradient's partial sums. All are the size of the weights
 /// (times the slices for the partial sums); none depends on the image size.
@@ -577,10 +568,8 @@ pub fn direct_backward(
     d.push(Dispatch::new(dev, kernel, &p, &[part, dy, x], grid_1d(n, CONV_WORKGROUP))?);
     if slices > 1 {
         // The slices' partial sums, added in slice order: the same bits every run.
-        let sp =
-            SplitParams { mn: u32_of(nw, "weights")?, splits: u32_of(slices, "slices")?, alpha: 1.0, accumulate: 0 };
-        let k = Kernel::get(dev, &asgd_shaders::MATMUL_SPLIT, "split_sum", &[]);
-        d.push(Dispatch::new(dev, k, &sp, &[dw, &scratch.part], grid_1d(nw, 256))?);
+        // `part` holds exactly `slices` blocks of `nw` (checked above): a (nw x 1) product's split.
+        d.push(split_sum(dev, dw, &scratch.part, MatmulSpec::new(nw, 1, 0))?);
     }
     if let Some(dx) = dx {
         expect(dx, "conv2d input gradient", nx, DType::F32)?;

@@ -460,7 +460,7 @@ pub fn pack_f16(values: &[f32]) -> Vec<u32> {
 
 /// Adds the `(S, M, N)` partial products in `part` into `c` with the spec's alpha and
 /// accumulation.
-fn split_sum(dev: &Device, c: &Tensor, part: &Tensor, spec: MatmulSpec) -> Result<Dispatch> {
+pub(crate) fn split_sum(dev: &Device, c: &Tensor, part: &Tensor, spec: MatmulSpec) -> Result<Dispatch> {
     let mn = spec.m * spec.n;
     let sp = SplitParams {
         mn: u32_of(mn, "M*N")?,
