@@ -35,19 +35,75 @@ fn per_channel(seed: u64, c: usize, around: f64) -> Vec<f64> {
     as_f32(&rand_vec(seed, c).iter().map(|v| around + 0.5 * v).collect::<Vec<_>>())
 }
 
-#[test]
-fn train_forward_twice_matches_reference() {
-    for (k, &(b, c, hw)) in SHAPES.iter().enumerate() {
-        let s = 7000 + 10 * k as u64;
-        let n = b * c * hw;
-        let (x1, x2) = (input(s, n), input(s + 1, n));
-        let (gamma, beta) = (per_channel(s + 2, c, 1.0), per_channel(s + 3, c, 0.0));
-        let (mut rm, mut rv) = (per_channel(s + 4, c, 0.0), per_channel(s + 5, c, 1.0));
+/// The reference's training-mode state: the output, the saved statistics and the running ones.
+struct Reference {
+    y: Vec<f64>,
+    mean: Vec<f64>,
+    invstd: Vec<f64>,
+    rm: Vec<f64>,
+    rv: Vec<f64>,
+    nb: f64,
+    shape: (usize, usize, usize),
+}
+
+impl Reference {
+    fn new((b, c, hw): (usize, usize, usize), rm: &[f64], rv: &[f64]) -> Self {
+        let (y, mean, invstd) = (vec![0.0; b * c * hw], vec![0.0; c], vec![0.0; c]);
+        Self { y, mean, invstd, rm: rm.to_vec(), rv: rv.to_vec(), nb: 0.0, shape: (b, c, hw) }
+    }
+
+    /// One training-mode forward pass of `x`.
+    fn forward(mut self, x: &[f64], gamma: &[f64], beta: &[f64], eps: f64) -> Self {
+        let (b, c, hw) = self.shape;
+        cpu::batchnorm_train_forward(
+            &mut self.y,
+            &mut self.mean,
+            &mut self.invstd,
+            &mut self.rm,
+            &mut self.rv,
+            &mut self.nb,
+            x,
+            gamma,
+            beta,
+            b,
+            c,
+            hw,
+            MOMENTUM as f64,
+            eps,
+        );
+        self
+    }
+}
+
+/// The kernels' training-mode forward pass with its buffers: `x` is uploaded, rewrite `tx` for
+/// another batch.
+struct Gpu {
+    ty: Tensor,
+    tmean: Tensor,
+    tinvstd: Tensor,
+    trm: Tensor,
+    trv: Tensor,
+    tnb: Tensor,
+    tx: Tensor,
+    _params: [Tensor; 2],
+    d: Vec<Dispatch>,
+}
+
+impl Gpu {
+    fn new(
+        x: &[f64],
+        gamma: &[f64],
+        beta: &[f64],
+        rm: &[f64],
+        rv: &[f64],
+        (b, c, hw): (usize, usize, usize),
+        eps: f32,
+    ) -> Self {
         let ty = Tensor::empty(dev(), &[b, c, hw], DType::F32).unwrap();
         let (tmean, tinvstd) =
             (Tensor::empty(dev(), &[c], DType::F32).unwrap(), Tensor::empty(dev(), &[c], DType::F32).unwrap());
-        let (trm, trv, tnb) = (upload(&[c], &rm), upload(&[c], &rv), upload(&[1], &[0.0]));
-        let (tx, tg, tb) = (upload(&[b, c, hw], &x1), upload(&[c], &gamma), upload(&[c], &beta));
+        let (trm, trv, tnb) = (upload(&[c], rm), upload(&[c], rv), upload(&[1], &[0.0]));
+        let (tx, tg, tb) = (upload(&[b, c, hw], x), upload(&[c], gamma), upload(&[c], beta));
         let d = batchnorm_train_forward(
             dev(),
             &ty,
@@ -63,37 +119,35 @@ fn train_forward_twice_matches_reference() {
             c,
             hw,
             MOMENTUM,
-            EPS,
+            eps,
         )
         .unwrap();
-        let (mut y, mut mean, mut invstd, mut nb) = (vec![0.0; n], vec![0.0; c], vec![0.0; c], 0.0);
+        Self { ty, tmean, tinvstd, trm, trv, tnb, tx, _params: [tg, tb], d }
+    }
+}
+
+#[test]
+fn train_forward_twice_matches_reference() {
+    for (k, &(b, c, hw)) in SHAPES.iter().enumerate() {
+        let s = 7000 + 10 * k as u64;
+        let n = b * c * hw;
+        let (x1, x2) = (input(s, n), input(s + 1, n));
+        let (gamma, beta) = (per_channel(s + 2, c, 1.0), per_channel(s + 3, c, 0.0));
+        let (rm, rv) = (per_channel(s + 4, c, 0.0), per_channel(s + 5, c, 1.0));
+        let g = Gpu::new(&x1, &gamma, &beta, &rm, &rv, (b, c, hw), EPS);
+        let mut r = Reference::new((b, c, hw), &rm, &rv);
         for x in [&x1, &x2] {
-            tx.write_f32(&x.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
-            run(&d);
-            cpu::batchnorm_train_forward(
-                &mut y,
-                &mut mean,
-                &mut invstd,
-                &mut rm,
-                &mut rv,
-                &mut nb,
-                x,
-                &gamma,
-                &beta,
-                b,
-                c,
-                hw,
-                MOMENTUM as f64,
-                EPS as f64,
-            );
+            g.tx.write_f32(&x.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+            run(&g.d);
+            r = r.forward(x, &gamma, &beta, EPS as f64);
         }
         let what = format!("(B, C, HW) = ({b}, {c}, {hw})");
-        assert_close(&format!("{what} y"), &ty.to_vec_f32().unwrap(), &y, 1e-4);
-        assert_close(&format!("{what} mean"), &tmean.to_vec_f32().unwrap(), &mean, 1e-5);
-        assert_close(&format!("{what} invstd"), &tinvstd.to_vec_f32().unwrap(), &invstd, 1e-4);
-        assert_close(&format!("{what} running mean"), &trm.to_vec_f32().unwrap(), &rm, 1e-5);
-        assert_close(&format!("{what} running var"), &trv.to_vec_f32().unwrap(), &rv, 1e-5);
-        assert_eq!(tnb.to_vec_f32().unwrap(), vec![2.0], "{what} num_batches");
+        assert_close(&format!("{what} y"), &g.ty.to_vec_f32().unwrap(), &r.y, 1e-4);
+        assert_close(&format!("{what} mean"), &g.tmean.to_vec_f32().unwrap(), &r.mean, 1e-5);
+        assert_close(&format!("{what} invstd"), &g.tinvstd.to_vec_f32().unwrap(), &r.invstd, 1e-4);
+        assert_close(&format!("{what} running mean"), &g.trm.to_vec_f32().unwrap(), &r.rm, 1e-5);
+        assert_close(&format!("{what} running var"), &g.trv.to_vec_f32().unwrap(), &r.rv, 1e-5);
+        assert_eq!(g.tnb.to_vec_f32().unwrap(), vec![2.0], "{what} num_batches");
     }
 }
 
@@ -111,49 +165,11 @@ fn train_statistics_keep_their_digits() {
     let x = as_f32(&x);
     let eps = 1e-12;
     let (gamma, beta) = (vec![1.0; c], vec![0.0; c]);
-    let ty = Tensor::empty(dev(), &[b, c, hw], DType::F32).unwrap();
-    let (tmean, tinvstd) =
-        (Tensor::empty(dev(), &[c], DType::F32).unwrap(), Tensor::empty(dev(), &[c], DType::F32).unwrap());
-    let (trm, trv, tnb) = (upload(&[c], &[0.0; 2]), upload(&[c], &[1.0; 2]), upload(&[1], &[0.0]));
-    let (tx, tg, tb) = (upload(&[b, c, hw], &x), upload(&[c], &gamma), upload(&[c], &beta));
-    let d = batchnorm_train_forward(
-        dev(),
-        &ty,
-        &tmean,
-        &tinvstd,
-        &trm,
-        &trv,
-        &tnb,
-        &tx,
-        &tg,
-        &tb,
-        b,
-        c,
-        hw,
-        MOMENTUM,
-        eps as f32,
-    )
-    .unwrap();
-    run(&d);
-    let (mut y, mut mean, mut invstd, mut nb) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c], 0.0);
-    let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
-    cpu::batchnorm_train_forward(
-        &mut y,
-        &mut mean,
-        &mut invstd,
-        &mut rm,
-        &mut rv,
-        &mut nb,
-        &x,
-        &gamma,
-        &beta,
-        b,
-        c,
-        hw,
-        MOMENTUM as f64,
-        eps,
-    );
-    let (gmean, ginvstd) = (tmean.to_vec_f32().unwrap(), tinvstd.to_vec_f32().unwrap());
+    let g = Gpu::new(&x, &gamma, &beta, &[0.0; 2], &[1.0; 2], (b, c, hw), eps as f32);
+    run(&g.d);
+    let r = Reference::new((b, c, hw), &[0.0; 2], &[1.0; 2]).forward(&x, &gamma, &beta, eps);
+    let (mean, invstd) = (&r.mean, &r.invstd);
+    let (gmean, ginvstd) = (g.tmean.to_vec_f32().unwrap(), g.tinvstd.to_vec_f32().unwrap());
     for ch in 0..c {
         let rel = |g: f32, c: f64| ((g as f64 - c) / c).abs();
         assert!(rel(gmean[ch], mean[ch]) < 1e-6, "channel {ch} mean: gpu {} vs cpu {}", gmean[ch], mean[ch]);
@@ -204,26 +220,8 @@ fn eval_forward_matches_reference() {
 
 /// Batch statistics of `x` from the reference, for the backward's saved inputs.
 fn saved_stats(x: &[f64], gamma: &[f64], b: usize, c: usize, hw: usize) -> (Vec<f64>, Vec<f64>) {
-    let (mut y, mut mean, mut invstd) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-    let (mut rm, mut rv, mut nb) = (vec![0.0; c], vec![1.0; c], 0.0);
-    let beta = vec![0.0; c];
-    cpu::batchnorm_train_forward(
-        &mut y,
-        &mut mean,
-        &mut invstd,
-        &mut rm,
-        &mut rv,
-        &mut nb,
-        x,
-        gamma,
-        &beta,
-        b,
-        c,
-        hw,
-        0.1,
-        EPS as f64,
-    );
-    (as_f32(&mean), as_f32(&invstd))
+    let r = Reference::new((b, c, hw), &vec![0.0; c], &vec![1.0; c]).forward(x, gamma, &vec![0.0; c], EPS as f64);
+    (as_f32(&r.mean), as_f32(&r.invstd))
 }
 
 #[test]
@@ -266,25 +264,8 @@ fn backward_matches_finite_differences() {
         let (x, r) = (input(s, n), as_f32(&rand_vec(s + 1, n)));
         let (gamma, beta) = (per_channel(s + 2, c, 1.0), per_channel(s + 3, c, 0.0));
         let loss = |x: &[f64], gamma: &[f64], beta: &[f64]| {
-            let (mut y, mut mean, mut invstd) = (vec![0.0; n], vec![0.0; c], vec![0.0; c]);
-            let (mut rm, mut rv, mut nb) = (vec![0.0; c], vec![1.0; c], 0.0);
-            cpu::batchnorm_train_forward(
-                &mut y,
-                &mut mean,
-                &mut invstd,
-                &mut rm,
-                &mut rv,
-                &mut nb,
-                x,
-                gamma,
-                beta,
-                b,
-                c,
-                hw,
-                0.1,
-                EPS as f64,
-            );
-            y.iter().zip(&r).map(|(y, r)| y * r).sum::<f64>()
+            let state = Reference::new((b, c, hw), &vec![0.0; c], &vec![1.0; c]);
+            state.forward(x, gamma, beta, EPS as f64).y.iter().zip(&r).map(|(y, r)| y * r).sum::<f64>()
         };
         let h = 1e-5;
         let central = |v: &[f64], i: usize, f: &dyn Fn(&[f64]) -> f64| {
