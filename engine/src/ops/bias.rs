@@ -48,10 +48,19 @@ pub(crate) fn grid_per_item(items: usize) -> [u32; 3] {
 pub fn channel_sum(dev: &Device, db: &Tensor, dy: &Tensor, outer: usize, inner: usize) -> Result<Dispatch> {
     let c = db.numel();
     expect(dy, "channel_sum input", outer * c * inner, DType::F32)?;
-    let k = Kernel::get(dev, &asgd_shaders::BIAS, "channel_sum", &[]);
     let p = params(outer, c, inner)?;
+    if inner == 1 && outer <= COLUMN_SUM_MAX_ROWS {
+        let k = Kernel::get(dev, &asgd_shaders::BIAS, "column_sum", &[]);
+        return Dispatch::new(dev, k, &p, &[db, dy], grid_1d(c, 64));
+    }
+    let k = Kernel::get(dev, &asgd_shaders::BIAS, "channel_sum", &[]);
     Dispatch::new(dev, k, &p, &[db, dy], grid_per_item(c))
 }
+
+/// Rows up to which a (rows, C) bias gradient is one thread per column rather than one
+/// workgroup per column: a linear layer's at batch 128 took 11.7 ms in the workgroup form (512
+/// workgroups of 256 threads, each adding at most one value, then 8 barriers) on a CPU driver.
+const COLUMN_SUM_MAX_ROWS: usize = 1024;
 
 /// CPU references in f64.
 pub mod cpu {

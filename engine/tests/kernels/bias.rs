@@ -21,7 +21,10 @@ fn bias_add_matches_reference() {
 
 #[test]
 fn channel_sum_matches_reference() {
-    for (i, &(outer, c, inner)) in SHAPES.iter().chain(&[(1000, 3, 7)]).enumerate() {
+    // inner = 1 with at most 1024 rows takes the one-thread-per-column kernel (515 columns:
+    // several workgroups, the last one partial); more rows, or inner > 1, the workgroup tree.
+    let more = [(1000, 3, 7), (200, 515, 1), (1024, 9, 1), (1025, 9, 1), (3000, 70, 1)];
+    for (i, &(outer, c, inner)) in SHAPES.iter().chain(&more).enumerate() {
         let n = outer * c * inner;
         let dy = as_f32(&rand_vec(700 + i as u64, n));
         let tdy = upload(&[n], &dy);
