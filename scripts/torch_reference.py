@@ -26,6 +26,8 @@ torch.backends.cudnn.allow_tf32 = False
 torch.backends.cudnn.benchmark = True
 dev = torch.device("cuda")
 
+from torch_models import resnet  # noqa: E402 (after the check that torch is there)
+
 
 def timed(fn, min_time=0.2):
     fn()
@@ -60,33 +62,6 @@ def matmuls(sizes):
         print(json.dumps({"bench": "matmul", "shape": label, "m": m, "n": n, "k": k, "trans_a": ta,
                           "trans_b": tb, "kernel": "torch", "ms": 1e3 * secs,
                           "gflops": 2 * m * n * k / secs / 1e9, "device": torch.cuda.get_device_name()}))
-
-
-class Block(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.b1 = nn.BatchNorm2d(cout)
-        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.b2 = nn.BatchNorm2d(cout)
-        self.short = None
-        if stride != 1 or cin != cout:
-            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        y = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
-        return F.relu(y + (x if self.short is None else self.short(x)))
-
-
-def resnet(widths, blocks, classes=10):
-    layers = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
-    cin = widths[0]
-    for i, (w, n) in enumerate(zip(widths, blocks)):
-        for j in range(n):
-            layers.append(Block(cin, w, 2 if (i > 0 and j == 0) else 1))
-            cin = w
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes)]
-    return nn.Sequential(*layers)
 
 
 def model(name):
