@@ -53,18 +53,3 @@ fn channel_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         out[ch] = partial[0];
     }
 }
-
-// db[c] = sum over o of dy[o, c] where inner = 1 and the rows are few (a linear layer's bias
-// gradient): one thread per channel adds its column in row order, so the sum is deterministic
-// and there is no barrier (the tree above costs more than the sums on such shapes). Adjacent
-// threads read adjacent values. Grid: grid_1d(C, 64).
-@compute @workgroup_size(64)
-fn column_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let ch = gid.x + gid.y * nwg.x * 64u;
-    if (ch >= p.channels) { return; }
-    var acc = 0.0;
-    for (var o = 0u; o < p.outer; o++) {
-        acc += in0[o * p.channels + ch];
-    }
-    out[ch] = acc;
-}

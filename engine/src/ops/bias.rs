@@ -3,6 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::matmul::{split_sum, MatmulSpec};
 use super::{expect, u32_of};
 use crate::device::Device;
 use crate::error::Result;
@@ -50,8 +51,9 @@ pub fn channel_sum(dev: &Device, db: &Tensor, dy: &Tensor, outer: usize, inner: 
     expect(dy, "channel_sum input", outer * c * inner, DType::F32)?;
     let p = params(outer, c, inner)?;
     if inner == 1 && outer <= COLUMN_SUM_MAX_ROWS {
-        let k = Kernel::get(dev, &asgd_shaders::BIAS, "column_sum", &[]);
-        return Dispatch::new(dev, k, &p, &[db, dy], grid_1d(c, 64));
+        // (outer, C) is a (C x 1) product split into `outer` parts: one thread per column adds
+        // its rows in order (deterministic), with no barrier.
+        return split_sum(dev, db, dy, MatmulSpec::new(c, 1, 0));
     }
     let k = Kernel::get(dev, &asgd_shaders::BIAS, "channel_sum", &[]);
     Dispatch::new(dev, k, &p, &[db, dy], grid_per_item(c))
