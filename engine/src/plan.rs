@@ -7,7 +7,7 @@
 
 use crate::error::{EngineError, Result};
 use crate::kernel::Dispatch;
-use crate::layers::{LayerIo, LayerPlan, Mode};
+use crate::layers::{absorbs_relu, LayerIo, LayerPlan, Mode};
 use crate::model::Model;
 use crate::ops::matmul::MatmulKernel;
 use crate::ops::metrics::accumulate;
@@ -61,14 +61,19 @@ impl Plan {
         let with_batch = |s: &[usize]| [&[batch][..], s].concat();
         let matmul = MatmulKernel::Auto;
 
-        // Activations: a view layer (flatten) shares its input's buffer.
+        // Activations: a view layer (flatten) shares its input's buffer, and so does a ReLU
+        // that the layer before it applies (its input is already its output).
+        let chain = model.layers();
         let mut acts: Vec<Tensor> =
             vec![Tensor::empty(dev, &with_batch(&shapes[0]), DType::F32).map_err(sized("the input".into()))?];
         let mut dacts: Vec<Option<Tensor>> = vec![None];
-        for (i, layer) in model.layers().iter().enumerate() {
+        for (i, layer) in chain.iter().enumerate() {
             let shape = with_batch(&shapes[i + 1]);
             let output = || sized(format!("the output of layer {}", layer.name()));
-            if layer.is_view() {
+            if i > 0 && absorbs_relu(chain, i - 1, dev) {
+                acts.push(acts[i].clone());
+                dacts.push(dacts[i].clone());
+            } else if layer.is_view() {
                 acts.push(acts[i].reshape(&shape)?);
                 let d = match &dacts[i] {
                     Some(d) => Some(d.reshape(&shape)?),
@@ -87,7 +92,13 @@ impl Plan {
 
         let mut grads = Vec::new();
         let mut layers = Vec::new();
-        for (i, layer) in model.layers().iter().enumerate() {
+        for (i, layer) in chain.iter().enumerate() {
+            if i > 0 && absorbs_relu(chain, i - 1, dev) {
+                // Applied by layer i - 1's kernels.
+                layers.push(LayerPlan::default());
+                grads.push(Vec::new());
+                continue;
+            }
             let g: Vec<Tensor> = if training {
                 layer.params().iter().map(|p| Tensor::empty_like(&p.value)).collect()
             } else {
@@ -121,6 +132,7 @@ impl Plan {
                 grads: &g,
                 matmul,
                 mode: if training { Mode::Train } else { Mode::Eval },
+                relu: absorbs_relu(chain, i, dev),
             };
             layers.push(layer.build(&io).map_err(sized(format!("layer {}", layer.name())))?);
             grads.push(g);

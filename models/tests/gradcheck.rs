@@ -111,6 +111,52 @@ fn resnet8_gradients_match_finite_differences() {
     check(&model, 3, 22);
 }
 
+/// Every place a plan applies a ReLU inside the layer before it: a batch norm or linear layer
+/// followed by a ReLU at the top level, inside a block's main path, and at the end of a main
+/// path and of a shortcut (where the block cannot add in place into the fused output).
+#[test]
+fn fused_relus_differentiate_like_separate_ones() {
+    use asgd_engine::layers::{BatchNorm2d, Conv2d, GlobalAvgPool, Layer, Linear, Relu, Residual};
+    let dev = dev();
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let conv = |name: &str, cin, cout, k, stride, rng: &mut ChaCha8Rng| -> Box<dyn Layer> {
+        Box::new(Conv2d::without_bias(&dev, name, cin, cout, k, stride, k / 2, rng).unwrap())
+    };
+    let bn = |name: &str, c| -> Box<dyn Layer> { Box::new(BatchNorm2d::new(&dev, name, c).unwrap()) };
+    let relu = |name: &str| -> Box<dyn Layer> { Box::new(Relu::new(name)) };
+    let ends_fused = Residual::new(
+        "block1",
+        vec![conv("conv1", 3, 4, 3, 2, &mut rng), bn("bn1", 4), relu("relu")],
+        vec![conv("downsample.0", 3, 4, 1, 2, &mut rng), bn("downsample.1", 4), relu("relu")],
+    )
+    .unwrap();
+    let basic = Residual::new(
+        "block2",
+        vec![
+            conv("conv1", 4, 4, 3, 1, &mut rng),
+            bn("bn1", 4),
+            relu("relu"),
+            conv("conv2", 4, 4, 3, 1, &mut rng),
+            bn("bn2", 4),
+        ],
+        Vec::new(),
+    )
+    .unwrap();
+    let layers: Vec<Box<dyn Layer>> = vec![
+        conv("conv1", 2, 3, 3, 1, &mut rng),
+        bn("bn1", 3),
+        relu("relu"),
+        Box::new(ends_fused),
+        Box::new(basic),
+        Box::new(GlobalAvgPool::new("avgpool")),
+        Box::new(Linear::new(&dev, "fc1", 4, 6, &mut rng).unwrap()),
+        relu("relu1"),
+        Box::new(Linear::new(&dev, "fc2", 6, 5, &mut rng).unwrap()),
+    ];
+    let model = Model::new(&dev, "fused", &[2, 5, 5], layers).unwrap();
+    check(&model, 3, 24);
+}
+
 #[test]
 fn plans_differentiate_the_parameter_values_they_read() {
     // A plan of one model reading another's parameters (weight stashing in asynchronous

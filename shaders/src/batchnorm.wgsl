@@ -6,6 +6,9 @@
 //                s = 1 / sqrt(running_var + eps) (eval, from_running = 1)
 //   backward_dx: xhat = (x - mean) invstd;
 //                dx = gamma invstd / N (N dy - dbeta - xhat dgamma), N = B*HW
+// With RELU set, the ReLU that follows is applied in the same pass: normalize writes
+// max(y, 0), and backward_dx takes dy as the gradient after the ReLU, counted only where the
+// saved output (binding 9) is positive. Without it, binding 9 is bound but not read.
 // x, y, dy and dx are (B, C, HW); every other tensor is (C). Grid: grid_1d(n, 256).
 
 struct Params {
@@ -29,6 +32,17 @@ struct Params {
 @group(0) @binding(6) var<storage, read> beta_or_dy: array<f32>; // beta (C) or dy (B, C, HW)
 @group(0) @binding(7) var<storage, read> dgamma: array<f32>;
 @group(0) @binding(8) var<storage, read> dbeta: array<f32>;
+@group(0) @binding(9) var<storage, read> relu_out: array<f32>;  // the forward's output (backward_dx)
+
+override RELU: bool = false;
+
+// dy at i, where the fused ReLU lets it through.
+fn output_gradient(i: u32) -> f32 {
+    if (RELU) {
+        return select(0.0, beta_or_dy[i], relu_out[i] > 0.0);
+    }
+    return beta_or_dy[i];
+}
 
 // A thread normalises `seg` consecutive values of one (b, c) row, so that it divides and loads the
 // channel's statistics once for all of them, not once per value: a CPU driver has no vector
@@ -54,7 +68,8 @@ fn batchnorm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     let w = gamma[c];
     let b = beta_or_dy[c];
     for (var i = r.y; i < r.z; i++) {
-        out[i] = w * (x[i] - m) * s + b;
+        let v = w * (x[i] - m) * s + b;
+        out[i] = select(v, max(v, 0.0), RELU);
     }
 }
 
@@ -72,6 +87,6 @@ fn batchnorm_backward_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     let dg = dgamma[c];
     for (var i = r.y; i < r.z; i++) {
         let xhat = (x[i] - m) * s;
-        out[i] = k * (nf * beta_or_dy[i] - db - xhat * dg);
+        out[i] = k * (nf * output_gradient(i) - db - xhat * dg);
     }
 }

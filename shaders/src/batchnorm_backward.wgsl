@@ -2,7 +2,9 @@
 //   dgamma[c] = sum dy xhat;  dbeta[c] = sum dy   (over the N = B*HW values of channel c)
 // Why its own kernel before the input gradient: every dx of a channel needs both sums. One
 // workgroup per channel reduces them together by a tree in workgroup memory (deterministic).
-// dy and x are (B, C, HW); dgamma, dbeta, mean and invstd are (C).
+// With RELU set, dy is the gradient after a fused ReLU and counts only where the saved output
+// (binding 7) is positive; without it, binding 7 is bound but not read.
+// dy, x and the saved output are (B, C, HW); dgamma, dbeta, mean and invstd are (C).
 // Grid: one workgroup per channel, (min(C, 65535), ceil(C / 65535), 1).
 
 struct Params {
@@ -24,6 +26,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read> x: array<f32>;
 @group(0) @binding(5) var<storage, read> mean: array<f32>;
 @group(0) @binding(6) var<storage, read> invstd: array<f32>;
+@group(0) @binding(7) var<storage, read> relu_out: array<f32>;
+
+override RELU: bool = false;
 
 // (sum dy (x - mean), sum dy) partial sums.
 var<workgroup> partial: array<vec2<f32>, 256>;
@@ -47,7 +52,10 @@ fn batchnorm_backward_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
         var i = t - b0 * p.hw;
         var idx = (b0 * p.channels + ch) * p.hw + i;
         for (var j = t; j < count; j += 256u) {
-            let g = dy[idx];
+            var g = dy[idx];
+            if (RELU) {
+                g = select(0.0, g, relu_out[idx] > 0.0);
+            }
             acc += vec2<f32>(g * (x[idx] - mu), g);
             idx += sb * row + si;
             i += si;

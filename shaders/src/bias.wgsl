@@ -12,13 +12,17 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;  // y (add) or db (sum)
 @group(0) @binding(2) var<storage, read> in0: array<f32>;        // bias (add) or dy (sum)
 
-// y[o, c, i] += bias[c]. Grid: grid_1d(n, 256).
+// y[o, c, i] += bias[c], and with RELU set y = max(y + bias, 0) (the ReLU after it fused).
+// Grid: grid_1d(n, 256).
+override RELU: bool = false;
+
 @compute @workgroup_size(256)
 fn bias_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= p.n) { return; }
     let ch = (i / p.inner) % p.channels;
-    out[i] = out[i] + in0[ch];
+    let v = out[i] + in0[ch];
+    out[i] = select(v, max(v, 0.0), RELU);
 }
 
 var<workgroup> partial: array<f32, 256>;

@@ -1,5 +1,8 @@
 // y = alpha * x + beta * y over flat buffers of n elements (beta = 0 writes a scaled copy).
-// Used to average gradients and models. Grid: grid_1d(n, 256), flat index folded as in relu.wgsl.
+// Used to average gradients and models, and with RELU set, y = max(x + y, 0) for a residual
+// block's sum and ReLU in one pass. Grid: grid_1d(n, 256), flat index folded as in relu.wgsl.
+
+override RELU: bool = false;
 
 struct Params {
     n: u32,
@@ -20,6 +23,9 @@ fn scale_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     // beta == 0 must not read y: it may hold NaN from a recycled buffer.
     if (p.beta != 0.0) {
         acc = acc + p.beta * y[i];
+    }
+    if (RELU) {
+        acc = max(acc, 0.0);
     }
     y[i] = acc;
 }

@@ -114,7 +114,8 @@ pub fn register_matmul_source(tile: RegisterTile, layout: MatmulLayout) -> Strin
 }
 
 /// [`register_matmul_source`] with a per-column bias added in the store:
-/// `C = alpha * op(A) op(B) (+ C) + bias` with `bias` (N) at binding 4. A separate kernel
+/// `C = alpha * op(A) op(B) (+ C) + bias` with `bias` (N) at binding 4, and with the override
+/// constant `RELU` set, `C = max(C, 0)` in the same store. A separate kernel
 /// rather than a flag, because wgpu derives a pipeline's bindings from the bindings its entry
 /// point uses, and the products without bias keep their four. Never split along K (each
 /// split would add the bias).
@@ -212,9 +213,12 @@ struct Params {{ m: u32, n: u32, k: u32, alpha: f32, k_chunk: u32, _pad0: u32, _
     );
     if variant.bias {
         let _ = writeln!(w, "@group(0) @binding(4) var<storage, read> bias: array<f32>;");
+        let _ = writeln!(w, "override RELU: bool = false;");
     }
-    // The bias variant's store takes the four columns' bias values.
+    // The bias variant's store takes the four columns' bias values, and applies a fused ReLU
+    // where RELU is set.
     let (bias_param, bias_term) = if variant.bias { (", bv: vec4<f32>", " + bv[j]") } else { ("", "") };
+    let relu = if variant.bias { "out = select(out, max(out, 0.0), RELU);" } else { "" };
     // Where lanes share A, a thread's place comes from its subgroup and lane, so that the
     // lanes of one subgroup hold one block row whatever order the driver numbers them in.
     let (thread_args, thread_id) = match variant.share_a {
@@ -250,7 +254,9 @@ fn put(row: u32, c0: u32, v: vec4<f32>, slice: u32{bias_param}) {{
         }}
         var out = p.alpha * v[j];
         if (ACCUMULATE) {{ out = out + c[idx]; }}
-        c[idx] = out{bias_term};
+        out = out{bias_term};
+        {relu}
+        c[idx] = out;
     }}
 }}
 @compute @workgroup_size({threads})

@@ -263,11 +263,15 @@ pub fn run_step(args: BenchStepArgs) -> Result<ExitCode> {
 fn per_layer(dev: &Device, model: &Model, plan: &asgd::engine::Plan, reps: usize) -> Result<()> {
     let time = |f: &dyn Fn(&mut wgpu::ComputePass<'_>)| -> Result<f64> { Ok(1e3 * time_recorded(dev, reps, f)?) };
     for (i, layer) in model.layers().iter().enumerate() {
+        let (fwd, bwd) = plan.layer_dispatches(i);
+        if layer.is_relu() && fwd.is_empty() && bwd.is_empty() && i > 0 {
+            println!("    {:<10} applied by {}'s kernels", layer.name(), model.layers()[i - 1].name());
+            continue;
+        }
         let f = time(&|p| plan.record_forward_layer(i, p))?;
         let b = time(&|p| plan.record_backward(i, p))?;
         println!("    {:<10} forward {f:>8.3} ms   backward {b:>8.3} ms", layer.name());
         // Where a layer runs several kernels, each one's share.
-        let (fwd, bwd) = plan.layer_dispatches(i);
         for (pass, list) in [("forward", fwd), ("backward", bwd)] {
             if list.len() < 2 {
                 continue;

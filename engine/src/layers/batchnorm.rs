@@ -4,7 +4,9 @@
 use super::{Buffer, BufferKind, Layer, LayerIo, LayerPlan, Mode, Param};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
-use crate::ops::batchnorm::{batchnorm_backward, batchnorm_eval_forward, batchnorm_train_forward, cpu};
+use crate::ops::batchnorm::{
+    batchnorm_backward, batchnorm_eval_forward, batchnorm_train_forward, cpu, FUSED_RELU_STORAGE_BUFFERS,
+};
 use crate::tensor::{DType, Tensor};
 
 /// `y = weight (x - mean) / sqrt(var + eps) + bias` per channel of `x` `(B, C, H, W)`.
@@ -90,6 +92,11 @@ impl Layer for BatchNorm2d {
         &self.buffers
     }
 
+    fn fuses_relu(&self, dev: &Device) -> bool {
+        // The fused backward's input-gradient kernel binds one buffer more (the output).
+        dev.limits().max_storage_buffers_per_shader_stage >= FUSED_RELU_STORAGE_BUFFERS
+    }
+
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
         let (c, hw) = self.dims(io.in_shape)?;
         let (gamma, beta) = (&io.params[0], &io.params[1]);
@@ -107,6 +114,7 @@ impl Layer for BatchNorm2d {
                 c,
                 hw,
                 self.eps,
+                io.relu,
             )?;
             return Ok(LayerPlan { forward, backward: Vec::new() });
         }
@@ -123,7 +131,7 @@ impl Layer for BatchNorm2d {
         #[rustfmt::skip]
         let forward = batchnorm_train_forward(
             io.dev, io.y, &mean, &invstd, running_mean, running_var, count, io.x, gamma, beta,
-            io.batch, c, hw, self.momentum, self.eps,
+            io.batch, c, hw, self.momentum, self.eps, io.relu,
         )?;
         let backward = match io.dy {
             Some(dy) => batchnorm_backward(
@@ -139,6 +147,7 @@ impl Layer for BatchNorm2d {
                 io.batch,
                 c,
                 hw,
+                io.relu.then_some(io.y),
             )?,
             None => Vec::new(),
         };

@@ -114,7 +114,7 @@ impl Conv2d {
         let scratch = ConvScratch::new(io.dev, s, io.dy.is_some())?;
         let mut forward = conv2d_forward(io.dev, io.y, io.x, w, &scratch, s, io.matmul)?;
         if let Some(bias) = bias {
-            forward.push(bias_add(io.dev, io.y, bias, io.batch, oh * ow)?);
+            forward.push(bias_add(io.dev, io.y, bias, io.batch, oh * ow, false)?);
         }
         let mut backward = Vec::new();
         if let Some(dy) = io.dy {

@@ -8,6 +8,7 @@ use crate::error::{EngineError, Result};
 use crate::ops::bias::channel_sum;
 use crate::ops::matmul::{matmul, matmul_bias, MatmulSpec};
 use crate::ops::permute::swap_outer;
+use crate::ops::relu::relu_backward;
 use crate::tensor::{DType, Tensor};
 
 /// `y = x W^T + b` with `x` `(B, in)`, `W` `[out, in]`, `b` `[out]`, `y` `(B, out)`.
@@ -60,15 +61,26 @@ impl Layer for Linear {
         &self.params
     }
 
+    fn fuses_relu(&self, _dev: &Device) -> bool {
+        true
+    }
+
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
         let (b, i, o) = (io.batch, self.inputs, self.outputs);
         let (w, bias) = (&io.params[0], &io.params[1]);
-        // The bias is added in the product's store where the kernel can (one dispatch, and y
-        // written once instead of written, read and written again).
+        // The bias, and a ReLU that follows, are applied in the product's store where the kernel
+        // can (one dispatch, and y written once instead of written, read and written again).
         let spec = MatmulSpec { trans_b: true, ..MatmulSpec::new(b, o, i) };
-        let forward = matmul_bias(io.dev, io.y, io.x, w, bias, spec, io.matmul)?;
+        let forward = matmul_bias(io.dev, io.y, io.x, w, bias, io.relu, spec, io.matmul)?;
         let mut backward = Vec::new();
-        if let Some(dy) = io.dy {
+        if let Some(dy_out) = io.dy {
+            // With the fused ReLU, the gradient before it first: dy where y > 0. Three of the
+            // four kernels below read dy, so masking it once is cheaper than in each.
+            let masked = if io.relu { Some(Tensor::empty(io.dev, &[b, o], DType::F32)?) } else { None };
+            if let Some(m) = &masked {
+                backward.push(relu_backward(io.dev, m, dy_out, io.y)?);
+            }
+            let dy = masked.as_ref().unwrap_or(dy_out);
             // dW = dy^T x: (out, in) from dy (B, out) and x (B, in). dy is transposed first
             // rather than read transposed by the product: on lavapipe (Mesa 22.3) some
             // transposed-A products leak driver memory on every dispatch (512x784x32 lost

@@ -103,6 +103,10 @@ pub struct LayerIo<'a> {
     pub matmul: MatmulKernel,
     /// Training (batch statistics, `dy` given) or evaluation.
     pub mode: Mode,
+    /// The layer applies the ReLU that follows it in its own kernels (only for a layer whose
+    /// [`Layer::fuses_relu`] is true): `y` receives `max(output, 0)`, `dy` is the gradient with
+    /// respect to that, and the backward counts it only where `y > 0`.
+    pub relu: bool,
 }
 
 impl LayerIo<'_> {
@@ -130,6 +134,7 @@ impl LayerIo<'_> {
             params,
             matmul: self.matmul,
             mode: self.mode,
+            relu: false,
         }
     }
 }
@@ -172,6 +177,19 @@ pub trait Layer: Send + Sync {
         false
     }
 
+    /// True for a ReLU, `y = max(x, 0)`: a plan hands it to the layer before it where that
+    /// layer [`fuses_relu`](Layer::fuses_relu), and the ReLU then runs no kernel of its own.
+    fn is_relu(&self) -> bool {
+        false
+    }
+
+    /// True when the layer can apply a following ReLU in its own kernels ([`LayerIo::relu`])
+    /// on `dev`: its output is then written once, already rectified, instead of written, read
+    /// and written again, and its backward masks `dy` where it reads it.
+    fn fuses_relu(&self, _dev: &Device) -> bool {
+        false
+    }
+
     /// Builds the forward and backward dispatches over `io`'s buffers.
     fn build(&self, io: &LayerIo) -> Result<LayerPlan>;
 
@@ -187,6 +205,11 @@ pub trait Layer: Send + Sync {
         in_shape: &[usize],
         mode: Mode,
     ) -> Vec<f64>;
+}
+
+/// Whether layer `i` of `chain` applies the ReLU that follows it (which then runs nothing).
+pub(crate) fn absorbs_relu(chain: &[Box<dyn Layer>], i: usize, dev: &Device) -> bool {
+    chain[i].fuses_relu(dev) && chain.get(i + 1).is_some_and(|next| next.is_relu())
 }
 
 /// Per-sample shapes through the chain `layers` from `input`, input first.

@@ -24,6 +24,10 @@ impl Layer for Relu {
         Ok(input.to_vec())
     }
 
+    fn is_relu(&self) -> bool {
+        true
+    }
+
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
         let forward = vec![relu_forward(io.dev, io.y, io.x)?];
         let backward = match (io.dy, io.dx) {

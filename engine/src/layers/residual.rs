@@ -9,10 +9,10 @@
 //! model's names are PyTorch's (`layer1.0.conv1.weight`). Layer-wise updates treat the
 //! block as one unit: its parameters are updated together once its backward has run.
 
-use super::{chain_shapes, reference_chain, Buffer, Layer, LayerIo, LayerPlan, Mode, Param};
+use super::{absorbs_relu, chain_shapes, reference_chain, Buffer, Layer, LayerIo, LayerPlan, Mode, Param};
 use crate::error::{EngineError, Result};
-use crate::ops::elementwise::scale_add;
-use crate::ops::relu::{relu_backward, relu_forward};
+use crate::ops::elementwise::{add_relu, scale_add};
+use crate::ops::relu::relu_backward;
 use crate::tensor::{DType, Tensor};
 
 /// `y = relu(main(x) + shortcut(x))`, the shortcut being the identity when it has no layers.
@@ -77,12 +77,24 @@ impl Residual {
         let shapes = chain_shapes(chain, io.in_shape)?;
         let with_batch = |s: &[usize]| [&[io.batch][..], s].concat();
         let n = chain.len();
-        // acts[i] is layer i's input; the last layer writes y.
+        // acts[i] is layer i's input; the last layer writes y. A ReLU that the layer before it
+        // applies shares that layer's output (and its gradient).
+        let fused = |i: usize| i > 0 && absorbs_relu(chain, i - 1, io.dev);
         let mut acts = vec![x.clone()];
         let mut grads = vec![dx.cloned()];
         for (i, shape) in shapes.iter().enumerate().take(n).skip(1) {
-            acts.push(Tensor::empty(io.dev, &with_batch(shape), DType::F32)?);
-            grads.push(dy.map(|_| Tensor::empty(io.dev, &with_batch(&shapes[i]), DType::F32)).transpose()?);
+            if fused(i - 1) {
+                acts.push(acts[i - 1].clone());
+                grads.push(grads[i - 1].clone());
+            } else {
+                acts.push(Tensor::empty(io.dev, &with_batch(shape), DType::F32)?);
+                grads.push(dy.map(|_| Tensor::empty(io.dev, &with_batch(&shapes[i]), DType::F32)).transpose()?);
+            }
+        }
+        if n > 1 && fused(n - 1) {
+            // The chain ends in a ReLU applied by the layer before: that layer writes y.
+            acts[n - 1] = y.clone();
+            grads[n - 1] = dy.cloned();
         }
         acts.push(y.clone());
         grads.push(dy.cloned());
@@ -90,10 +102,13 @@ impl Residual {
         let mut backward = Vec::new();
         let mut next = first;
         for (i, layer) in chain.iter().enumerate() {
+            if fused(i) {
+                continue;
+            }
             let k = layer.params().len();
             let none: [Tensor; 0] = [];
             let g = if dy.is_some() { &io.grads[next..next + k] } else { &none[..] };
-            let inner = io.inner(
+            let mut inner = io.inner(
                 &shapes[i],
                 &acts[i],
                 &acts[i + 1],
@@ -102,6 +117,7 @@ impl Residual {
                 g,
                 &io.params[next..next + k],
             );
+            inner.relu = absorbs_relu(chain, i, io.dev);
             let built = layer.build(&inner)?;
             plan.forward.extend(built.forward);
             backward.push(built.backward);
@@ -148,36 +164,44 @@ impl Layer for Residual {
 
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {
         let out = [&[io.batch][..], &self.output_shape(io.in_shape)?].concat();
-        // The sum main(x) + shortcut(x), before the final ReLU. The main path's last layer
-        // writes it; the shortcut is added in place (no inner layer reads its own output in
-        // its backward pass, so overwriting it is safe).
-        let sum = Tensor::empty(io.dev, &out, DType::F32)?;
+        // y = relu(main(x) + shortcut(x)): the main path's last layer writes main(x) into y,
+        // and one pass adds the shortcut and applies the ReLU in place. The ReLU's gradient
+        // reads y, which is positive exactly where the sum is. That is safe because the last
+        // layer does not read its own output in its backward pass; the one kind that does, a
+        // layer applying a fused ReLU (a main path ending in batch norm and ReLU), writes a
+        // buffer of its own, copied into y.
+        let last = self.main.len() - 1;
+        let in_place = !(last > 0 && absorbs_relu(&self.main, last - 1, io.dev));
+        let main_out = if in_place { io.y.clone() } else { Tensor::empty(io.dev, &out, DType::F32)? };
         let dsum = io.dy.map(|_| Tensor::empty(io.dev, &out, DType::F32)).transpose()?;
-        let main = Self::build_chain(io, &self.main, 0, io.x, &sum, dsum.as_ref(), io.dx)?;
+        let main = Self::build_chain(io, &self.main, 0, io.x, &main_out, dsum.as_ref(), io.dx)?;
         let main_params: usize = self.main.iter().map(|l| l.params().len()).sum();
         let mut forward = main.forward;
+        if !in_place {
+            forward.push(scale_add(io.dev, io.y, &main_out, 1.0, 0.0)?);
+        }
         let mut backward = Vec::new();
         if let (Some(dy), Some(dsum)) = (io.dy, &dsum) {
-            backward.push(relu_backward(io.dev, dsum, dy, &sum)?);
+            backward.push(relu_backward(io.dev, dsum, dy, io.y)?);
         }
         backward.extend(main.backward);
-        if self.shortcut.is_empty() {
-            forward.push(scale_add(io.dev, &sum, io.x, 1.0, 1.0)?);
+        let short = if self.shortcut.is_empty() {
             if let (Some(dx), Some(dsum)) = (io.dx, &dsum) {
                 backward.push(scale_add(io.dev, dx, dsum, 1.0, 1.0)?);
             }
+            io.x.clone()
         } else {
             let short = Tensor::empty(io.dev, &out, DType::F32)?;
             let dx_short = io.dx.map(Tensor::empty_like);
             let s = Self::build_chain(io, &self.shortcut, main_params, io.x, &short, dsum.as_ref(), dx_short.as_ref())?;
             forward.extend(s.forward);
-            forward.push(scale_add(io.dev, &sum, &short, 1.0, 1.0)?);
             backward.extend(s.backward);
             if let (Some(dx), Some(dx_short)) = (io.dx, &dx_short) {
                 backward.push(scale_add(io.dev, dx, dx_short, 1.0, 1.0)?);
             }
-        }
-        forward.push(relu_forward(io.dev, io.y, &sum)?);
+            short
+        };
+        forward.push(add_relu(io.dev, io.y, &short)?);
         Ok(LayerPlan { forward, backward })
     }
 

@@ -70,12 +70,24 @@ fn params(
     })
 }
 
+/// Storage buffers that the input-gradient kernel of a batch norm with a fused ReLU binds: one
+/// more than WebGPU's default limit of 8 per shader stage, which drivers for desktop GPUs and
+/// lavapipe exceed by far. Where a device offers fewer, batch norm leaves the ReLU to itself.
+pub const FUSED_RELU_STORAGE_BUFFERS: u32 = 9;
+
+/// The kernels' constant for a fused ReLU.
+fn relu_constant(relu: bool) -> Vec<(&'static str, f64)> {
+    vec![("RELU", if relu { 1.0 } else { 0.0 })]
+}
+
 /// Training-mode forward: batch mean and biased variance per channel over N = B*HW values,
 /// `y = gamma (x - mean) invstd + beta` with `invstd = 1 / sqrt(var + eps)`; saves `mean` and
 /// `invstd` for the backward; updates `running_mean = (1 - momentum) running_mean + momentum
 /// mean`, `running_var = (1 - momentum) running_var + momentum var N / (N - 1)` (unbiased), and
 /// adds 1 to `num_batches` (f32, shape `[1]`). Fails if N < 2, as PyTorch does ("Expected more
 /// than 1 value per channel when training").
+///
+/// With `relu`, `y = max(y, 0)` in the same pass (the ReLU that follows, fused).
 ///
 /// Returns two dispatches to record in order: the statistics, then the normalisation.
 // y and x are (B, C, HW); mean, invstd, running_mean, running_var, gamma, beta are (C);
@@ -97,6 +109,7 @@ pub fn batchnorm_train_forward(
     hw: usize,
     momentum: f32,
     eps: f32,
+    relu: bool,
 ) -> Result<Vec<Dispatch>> {
     if batch * hw < 2 {
         return Err(EngineError::InvalidArgument(format!(
@@ -122,13 +135,14 @@ pub fn batchnorm_train_forward(
     let k = Kernel::get(dev, &asgd_shaders::BATCHNORM_STATS, "batchnorm_stats", &[]);
     let stats =
         Dispatch::new(dev, k, &p, &[mean, invstd, running_mean, running_var, num_batches, x], grid_per_item(channels))?;
-    let k = Kernel::get(dev, &asgd_shaders::BATCHNORM, "batchnorm_normalize", &[]);
+    let k = Kernel::get(dev, &asgd_shaders::BATCHNORM, "batchnorm_normalize", &relu_constant(relu));
     let norm = Dispatch::new(dev, k, &p, &[y, x, mean, invstd, gamma, beta], grid_1d(p.threads(), 256))?;
     Ok(vec![stats, norm])
 }
 
 /// Eval-mode forward from the running statistics:
-/// `y = gamma (x - running_mean) / sqrt(running_var + eps) + beta`. One dispatch.
+/// `y = gamma (x - running_mean) / sqrt(running_var + eps) + beta`, and with `relu`
+/// `y = max(y, 0)` in the same pass. One dispatch.
 // y and x are (B, C, HW); gamma, beta, running_mean, running_var are (C).
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_eval_forward(
@@ -143,6 +157,7 @@ pub fn batchnorm_eval_forward(
     channels: usize,
     hw: usize,
     eps: f32,
+    relu: bool,
 ) -> Result<Vec<Dispatch>> {
     let n = batch * channels * hw;
     expect(y, "batch norm output", n, DType::F32)?;
@@ -156,7 +171,7 @@ pub fn batchnorm_eval_forward(
         expect(t, what, channels, DType::F32)?;
     }
     let p = params(dev, batch, channels, hw, 0.0, eps, true)?;
-    let k = Kernel::get(dev, &asgd_shaders::BATCHNORM, "batchnorm_normalize", &[]);
+    let k = Kernel::get(dev, &asgd_shaders::BATCHNORM, "batchnorm_normalize", &relu_constant(relu));
     let grid = grid_1d(p.threads(), 256);
     Ok(vec![Dispatch::new(dev, k, &p, &[y, x, running_mean, running_var, gamma, beta], grid)?])
 }
@@ -165,8 +180,11 @@ pub fn batchnorm_eval_forward(
 /// `dgamma = sum dy xhat` and `dbeta = sum dy` (both overwritten, shape `[C]`); if `dx` is
 /// given, `dx = gamma invstd / N (N dy - sum dy - xhat sum(dy xhat))` (overwritten).
 ///
+/// With `relu_out`, the forward applied a fused ReLU and wrote `relu_out`: `dy` is the gradient
+/// after the ReLU and counts only where `relu_out > 0` (in every formula above).
+///
 /// Returns the per-channel sums, then (with `dx`) the input gradient that reads them.
-// dx, dy and x are (B, C, HW); dgamma, dbeta, mean, invstd and gamma are (C).
+// dx, dy, x and relu_out are (B, C, HW); dgamma, dbeta, mean, invstd and gamma are (C).
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_backward(
     dev: &Device,
@@ -181,9 +199,24 @@ pub fn batchnorm_backward(
     batch: usize,
     channels: usize,
     hw: usize,
+    relu_out: Option<&Tensor>,
 ) -> Result<Vec<Dispatch>> {
     let n = batch * channels * hw;
     expect(dy, "batch norm output gradient", n, DType::F32)?;
+    if let Some(r) = relu_out {
+        expect(r, "batch norm output", n, DType::F32)?;
+        let offered = dev.limits().max_storage_buffers_per_shader_stage;
+        if offered < FUSED_RELU_STORAGE_BUFFERS {
+            return Err(EngineError::InvalidArgument(format!(
+                "batch norm's backward with a fused ReLU binds {FUSED_RELU_STORAGE_BUFFERS} storage buffers and {} \
+                 offers {offered} per shader stage; run the ReLU as its own layer",
+                dev.info().name
+            )));
+        }
+    }
+    // Without the ReLU the mask's binding is read by no one: dy stands in for it.
+    let mask = relu_out.unwrap_or(dy);
+    let constants = relu_constant(relu_out.is_some());
     expect(x, "batch norm input", n, DType::F32)?;
     for (t, what) in [
         (dgamma, "batch norm weight gradient"),
@@ -195,13 +228,14 @@ pub fn batchnorm_backward(
         expect(t, what, channels, DType::F32)?;
     }
     let p = params(dev, batch, channels, hw, 0.0, 0.0, false)?;
-    let k = Kernel::get(dev, &asgd_shaders::BATCHNORM_BACKWARD, "batchnorm_backward_reduce", &[]);
-    let mut out = vec![Dispatch::new(dev, k, &p, &[dgamma, dbeta, dy, x, mean, invstd], grid_per_item(channels))?];
+    let k = Kernel::get(dev, &asgd_shaders::BATCHNORM_BACKWARD, "batchnorm_backward_reduce", &constants);
+    let sums = [dgamma, dbeta, dy, x, mean, invstd, mask];
+    let mut out = vec![Dispatch::new(dev, k, &p, &sums, grid_per_item(channels))?];
     if let Some(dx) = dx {
         expect(dx, "batch norm input gradient", n, DType::F32)?;
-        let k = Kernel::get(dev, &asgd_shaders::BATCHNORM, "batchnorm_backward_dx", &[]);
+        let k = Kernel::get(dev, &asgd_shaders::BATCHNORM, "batchnorm_backward_dx", &constants);
         let grid = grid_1d(p.threads(), 256);
-        out.push(Dispatch::new(dev, k, &p, &[dx, x, mean, invstd, gamma, dy, dgamma, dbeta], grid)?);
+        out.push(Dispatch::new(dev, k, &p, &[dx, x, mean, invstd, gamma, dy, dgamma, dbeta, mask], grid)?);
     }
     Ok(out)
 }

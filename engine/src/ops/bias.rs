@@ -28,12 +28,12 @@ fn params(outer: usize, channels: usize, inner: usize) -> Result<Params> {
     })
 }
 
-/// `y[o, c, i] += bias[c]`, in place.
+/// `y[o, c, i] += bias[c]`, in place; with `relu`, then `y = max(y, 0)` in the same pass.
 // y is (outer, C, inner), bias is (C).
-pub fn bias_add(dev: &Device, y: &Tensor, bias: &Tensor, outer: usize, inner: usize) -> Result<Dispatch> {
+pub fn bias_add(dev: &Device, y: &Tensor, bias: &Tensor, outer: usize, inner: usize, relu: bool) -> Result<Dispatch> {
     let c = bias.numel();
     expect(y, "bias_add tensor", outer * c * inner, DType::F32)?;
-    let k = Kernel::get(dev, &asgd_shaders::BIAS, "bias_add", &[]);
+    let k = Kernel::get(dev, &asgd_shaders::BIAS, "bias_add", &[("RELU", if relu { 1.0 } else { 0.0 })]);
     let p = params(outer, c, inner)?;
     Dispatch::new(dev, k, &p, &[y, bias], grid_1d(outer * c * inner, 256))
 }

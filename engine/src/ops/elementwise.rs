@@ -1,4 +1,5 @@
-//! `y = alpha * x + beta * y`: gradient and model averaging.
+//! `y = alpha * x + beta * y`: gradient and model averaging; `y = max(x + y, 0)`: a residual
+//! block's sum and ReLU.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -32,6 +33,16 @@ pub fn scale_add(dev: &Device, y: &Tensor, x: &Tensor, alpha: f32, beta: f32) ->
     Dispatch::new(dev, k, &Params::new(n, alpha, beta)?, &[y, x], grid_1d(n, 256))
 }
 
+/// `y = max(x + y, 0)` in place: a residual block's sum of its two paths and the ReLU after
+/// it in one pass.
+// y and x are (N).
+pub fn add_relu(dev: &Device, y: &Tensor, x: &Tensor) -> Result<Dispatch> {
+    let n = x.numel();
+    expect(y, "add_relu output", n, DType::F32)?;
+    let k = Kernel::get(dev, &asgd_shaders::ELEMENTWISE, "scale_add", &[("RELU", 1.0)]);
+    Dispatch::new(dev, k, &Params::new(n, 1.0, 1.0)?, &[y, x], grid_1d(n, 256))
+}
+
 /// Changes `alpha` and `beta` of a [`scale_add`] dispatch over `n` elements, for its runs in
 /// submissions after this call.
 pub fn set_scale_add(dev: &Device, d: &Dispatch, n: usize, alpha: f32, beta: f32) -> Result<()> {
@@ -45,6 +56,13 @@ pub mod cpu {
     pub fn scale_add(y: &mut [f64], x: &[f64], alpha: f64, beta: f64) {
         for (y, &x) in y.iter_mut().zip(x) {
             *y = alpha * x + if beta != 0.0 { beta * *y } else { 0.0 };
+        }
+    }
+
+    /// `y = max(x + y, 0)`.
+    pub fn add_relu(y: &mut [f64], x: &[f64]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = (x + *y).max(0.0);
         }
     }
 }

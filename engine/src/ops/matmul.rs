@@ -234,32 +234,37 @@ pub fn matmul(
     spec: MatmulSpec,
     kernel: MatmulKernel,
 ) -> Result<Vec<Dispatch>> {
-    matmul_with_bias(dev, c, a, b, None, spec, kernel)
+    matmul_with_bias(dev, c, a, b, None, false, spec, kernel)
 }
 
-/// `c = alpha * op(a) op(b) (+ c) + bias`, with `bias` (N) added to every row: a linear
-/// layer's forward. The generated kernels add it in their store, so the product and the bias
-/// are one dispatch and C is written once; where the kernel is another or K is split, a
-/// separate bias dispatch follows the product.
+/// `c = alpha * op(a) op(b) (+ c) + bias`, with `bias` (N) added to every row, and with `relu`
+/// then `c = max(c, 0)`: a linear layer's forward, and the ReLU after it. The generated
+/// kernels do both in their store, so the product, the bias and the ReLU are one dispatch and
+/// C is written once; where the kernel is another, a separate dispatch adds the bias (and
+/// applies the ReLU) after the product.
+#[allow(clippy::too_many_arguments)]
 pub fn matmul_bias(
     dev: &Device,
     c: &Tensor,
     a: &Tensor,
     b: &Tensor,
     bias: &Tensor,
+    relu: bool,
     spec: MatmulSpec,
     kernel: MatmulKernel,
 ) -> Result<Vec<Dispatch>> {
     expect(bias, "matmul bias", spec.n, DType::F32)?;
-    matmul_with_bias(dev, c, a, b, Some(bias), spec, kernel)
+    matmul_with_bias(dev, c, a, b, Some(bias), relu, spec, kernel)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn matmul_with_bias(
     dev: &Device,
     c: &Tensor,
     a: &Tensor,
     b: &Tensor,
     bias: Option<&Tensor>,
+    relu: bool,
     spec: MatmulSpec,
     kernel: MatmulKernel,
 ) -> Result<Vec<Dispatch>> {
@@ -280,7 +285,7 @@ fn matmul_with_bias(
     let unfused = |d: Result<Vec<Dispatch>>| -> Result<Vec<Dispatch>> {
         let mut d = d?;
         if let Some(bias) = bias {
-            d.push(crate::ops::bias::bias_add(dev, c, bias, m, 1)?);
+            d.push(crate::ops::bias::bias_add(dev, c, bias, m, 1, relu)?);
         }
         Ok(d)
     };
@@ -332,7 +337,7 @@ fn matmul_with_bias(
     };
     if kern.is_none() && bias.is_some() {
         // The hand-written kernels have no bias binding.
-        return unfused(matmul_with_bias(dev, c, a, b, None, spec, kernel));
+        return unfused(matmul_with_bias(dev, c, a, b, None, false, spec, kernel));
     }
     let (gx, gy) = (n.div_ceil(cols), m.div_ceil(rows));
     let (splits, k_chunk) = split_k_below(gx * gy, k, min_groups);
@@ -349,6 +354,10 @@ fn matmul_with_bias(
         (Some((name, source)), _) => {
             let bias_tag = if bias.is_some() { "-bias" } else { "" };
             let name = format!("matmul-{name}-{}{bias_tag}", layout.name());
+            if bias.is_some() {
+                // Only the bias variant declares it.
+                constants.push(("RELU", flag(relu)));
+            }
             Kernel::get_generated(dev, name, &*source, "matmul", &constants)
         }
         (None, MatmulKernel::Tiled) => Kernel::get(dev, &asgd_shaders::MATMUL_TILED, "matmul", &constants),

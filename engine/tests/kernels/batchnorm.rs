@@ -1,5 +1,6 @@
 use asgd_engine::kernel::{run_all, Dispatch};
 use asgd_engine::ops::batchnorm::{batchnorm_backward, batchnorm_eval_forward, batchnorm_train_forward, cpu};
+use asgd_engine::ops::relu::cpu as relu;
 use asgd_engine::{DType, Tensor};
 
 use crate::support::*;
@@ -90,6 +91,7 @@ struct Gpu {
 }
 
 impl Gpu {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         x: &[f64],
         gamma: &[f64],
@@ -98,6 +100,7 @@ impl Gpu {
         rv: &[f64],
         (b, c, hw): (usize, usize, usize),
         eps: f32,
+        relu: bool,
     ) -> Self {
         let ty = Tensor::empty(dev(), &[b, c, hw], DType::F32).unwrap();
         let (tmean, tinvstd) =
@@ -120,29 +123,38 @@ impl Gpu {
             hw,
             MOMENTUM,
             eps,
+            relu,
         )
         .unwrap();
         Self { ty, tmean, tinvstd, trm, trv, tnb, tx, _params: [tg, tb], d }
     }
 }
 
+/// `max(v, 0)` of every value: the fused ReLU's reference.
+fn rectified(v: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; v.len()];
+    relu::relu_forward(&mut out, v);
+    out
+}
+
 #[test]
 fn train_forward_twice_matches_reference() {
-    for (k, &(b, c, hw)) in SHAPES.iter().enumerate() {
+    for (k, (&(b, c, hw), relu)) in SHAPES.iter().flat_map(|s| [(s, false), (s, true)]).enumerate() {
         let s = 7000 + 10 * k as u64;
         let n = b * c * hw;
         let (x1, x2) = (input(s, n), input(s + 1, n));
         let (gamma, beta) = (per_channel(s + 2, c, 1.0), per_channel(s + 3, c, 0.0));
         let (rm, rv) = (per_channel(s + 4, c, 0.0), per_channel(s + 5, c, 1.0));
-        let g = Gpu::new(&x1, &gamma, &beta, &rm, &rv, (b, c, hw), EPS);
+        let g = Gpu::new(&x1, &gamma, &beta, &rm, &rv, (b, c, hw), EPS, relu);
         let mut r = Reference::new((b, c, hw), &rm, &rv);
         for x in [&x1, &x2] {
             g.tx.write_f32(&x.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
             run(&g.d);
             r = r.forward(x, &gamma, &beta, EPS as f64);
         }
-        let what = format!("(B, C, HW) = ({b}, {c}, {hw})");
-        assert_close(&format!("{what} y"), &g.ty.to_vec_f32().unwrap(), &r.y, 1e-4);
+        let what = format!("(B, C, HW) = ({b}, {c}, {hw}), relu {relu}");
+        let want = if relu { rectified(&r.y) } else { r.y.clone() };
+        assert_close(&format!("{what} y"), &g.ty.to_vec_f32().unwrap(), &want, 1e-4);
         assert_close(&format!("{what} mean"), &g.tmean.to_vec_f32().unwrap(), &r.mean, 1e-5);
         assert_close(&format!("{what} invstd"), &g.tinvstd.to_vec_f32().unwrap(), &r.invstd, 1e-4);
         assert_close(&format!("{what} running mean"), &g.trm.to_vec_f32().unwrap(), &r.rm, 1e-5);
@@ -165,7 +177,7 @@ fn train_statistics_keep_their_digits() {
     let x = as_f32(&x);
     let eps = 1e-12;
     let (gamma, beta) = (vec![1.0; c], vec![0.0; c]);
-    let g = Gpu::new(&x, &gamma, &beta, &[0.0; 2], &[1.0; 2], (b, c, hw), eps as f32);
+    let g = Gpu::new(&x, &gamma, &beta, &[0.0; 2], &[1.0; 2], (b, c, hw), eps as f32, false);
     run(&g.d);
     let r = Reference::new((b, c, hw), &[0.0; 2], &[1.0; 2]).forward(&x, &gamma, &beta, eps);
     let (mean, invstd) = (&r.mean, &r.invstd);
@@ -182,7 +194,7 @@ fn train_forward_refuses_one_value_per_channel() {
     let (b, c, hw) = (1, 3, 1);
     let t = |shape: &[usize]| Tensor::zeros(dev(), shape).unwrap();
     let (y, x, s) = (t(&[b, c, hw]), t(&[b, c, hw]), t(&[c]));
-    let err = batchnorm_train_forward(dev(), &y, &s, &s, &s, &s, &t(&[1]), &x, &s, &s, b, c, hw, MOMENTUM, EPS)
+    let err = batchnorm_train_forward(dev(), &y, &s, &s, &s, &s, &t(&[1]), &x, &s, &s, b, c, hw, MOMENTUM, EPS, false)
         .err()
         .expect("N = 1 accepted");
     assert!(err.to_string().contains("more than 1 value per channel"), "{err}");
@@ -190,7 +202,8 @@ fn train_forward_refuses_one_value_per_channel() {
 
 #[test]
 fn eval_forward_matches_reference() {
-    for (k, &(b, c, hw)) in SHAPES.iter().chain(&[(1, 3, 1)]).enumerate() {
+    let shapes = SHAPES.iter().chain(&[(1, 3, 1)]);
+    for (k, (&(b, c, hw), relu)) in shapes.flat_map(|s| [(s, false), (s, true)]).enumerate() {
         let s = 7500 + 10 * k as u64;
         let n = b * c * hw;
         let x = input(s, n);
@@ -209,12 +222,14 @@ fn eval_forward_matches_reference() {
             c,
             hw,
             EPS,
+            relu,
         )
         .unwrap();
         run(&d);
         let mut y = vec![0.0; n];
         cpu::batchnorm_eval_forward(&mut y, &x, &gamma, &beta, &rm, &rv, b, c, hw, EPS as f64);
-        assert_close("eval y", &ty.to_vec_f32().unwrap(), &y, 1e-5);
+        let want = if relu { rectified(&y) } else { y };
+        assert_close(&format!("eval y, relu {relu}"), &ty.to_vec_f32().unwrap(), &want, 1e-5);
     }
 }
 
@@ -226,27 +241,41 @@ fn saved_stats(x: &[f64], gamma: &[f64], b: usize, c: usize, hw: usize) -> (Vec<
 
 #[test]
 fn backward_matches_reference() {
-    for (k, &(b, c, hw)) in SHAPES.iter().enumerate() {
+    for (k, (&(b, c, hw), relu)) in SHAPES.iter().flat_map(|s| [(s, false), (s, true)]).enumerate() {
         let s = 8000 + 10 * k as u64;
         let n = b * c * hw;
         let (x, dy, gamma) = (input(s, n), as_f32(&rand_vec(s + 1, n)), per_channel(s + 2, c, 1.0));
+        let beta = per_channel(s + 3, c, 0.0);
         let (mean, invstd) = saved_stats(&x, &gamma, b, c, hw);
+        // With the fused ReLU: the forward's rectified output, and the reference's gradient
+        // masked by it before the batch norm's backward.
+        let y = Reference::new((b, c, hw), &vec![0.0; c], &vec![1.0; c]).forward(&x, &gamma, &beta, EPS as f64).y;
+        let y = as_f32(&rectified(&y));
+        let mut dz = dy.clone();
+        if relu {
+            relu::relu_backward(&mut dz, &dy, &y);
+            let kept = y.iter().filter(|&&v| v > 0.0).count();
+            assert!(n < 8 || (kept > n / 5 && kept < n - n / 5), "{kept} of {n} values pass the ReLU");
+        }
         // Recycled buffers may hold anything: every output must be overwritten.
         let nan = |shape: &[usize]| upload(shape, &vec![f64::NAN; shape.iter().product()]);
         let (tdg, tdb, tdx) = (nan(&[c]), nan(&[c]), nan(&[b, c, hw]));
-        let (tdy, tx) = (upload(&[b, c, hw], &dy), upload(&[b, c, hw], &x));
+        let (tdy, tx, ty) = (upload(&[b, c, hw], &dy), upload(&[b, c, hw], &x), upload(&[b, c, hw], &y));
         let (tmean, tinvstd, tg) = (upload(&[c], &mean), upload(&[c], &invstd), upload(&[c], &gamma));
-        run(&batchnorm_backward(dev(), &tdg, &tdb, Some(&tdx), &tdy, &tx, &tmean, &tinvstd, &tg, b, c, hw).unwrap());
+        let mask = relu.then_some(&ty);
+        #[rustfmt::skip]
+        run(&batchnorm_backward(dev(), &tdg, &tdb, Some(&tdx), &tdy, &tx, &tmean, &tinvstd, &tg, b, c, hw, mask).unwrap());
         let (mut dg, mut db, mut dx) = (vec![0.0; c], vec![0.0; c], vec![0.0; n]);
-        cpu::batchnorm_backward(&mut dg, &mut db, Some(&mut dx), &dy, &x, &mean, &invstd, &gamma, b, c, hw);
-        let what = format!("(B, C, HW) = ({b}, {c}, {hw})");
+        cpu::batchnorm_backward(&mut dg, &mut db, Some(&mut dx), &dz, &x, &mean, &invstd, &gamma, b, c, hw);
+        let what = format!("(B, C, HW) = ({b}, {c}, {hw}), relu {relu}");
         assert_close(&format!("{what} dgamma"), &tdg.to_vec_f32().unwrap(), &dg, 1e-4);
         assert_close(&format!("{what} dbeta"), &tdb.to_vec_f32().unwrap(), &db, 1e-4);
         assert_close(&format!("{what} dx"), &tdx.to_vec_f32().unwrap(), &dx, 1e-4);
 
         // Without dx: only the parameter gradients, still overwritten.
         let (tdg2, tdb2) = (nan(&[c]), nan(&[c]));
-        let d = batchnorm_backward(dev(), &tdg2, &tdb2, None, &tdy, &tx, &tmean, &tinvstd, &tg, b, c, hw).unwrap();
+        let d =
+            batchnorm_backward(dev(), &tdg2, &tdb2, None, &tdy, &tx, &tmean, &tinvstd, &tg, b, c, hw, mask).unwrap();
         assert_eq!(d.len(), 1, "dispatches without dx");
         run(&d);
         assert_close(&format!("{what} dgamma without dx"), &tdg2.to_vec_f32().unwrap(), &dg, 1e-4);
@@ -295,6 +324,7 @@ fn backward_matches_finite_differences() {
             b,
             c,
             hw,
+            None,
         )
         .unwrap();
         run(&d);

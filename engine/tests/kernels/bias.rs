@@ -7,15 +7,18 @@ const SHAPES: &[(usize, usize, usize)] = &[(1, 1, 1), (37, 13, 1), (5, 7, 49), (
 
 #[test]
 fn bias_add_matches_reference() {
-    for (i, &(outer, c, inner)) in SHAPES.iter().enumerate() {
+    for (i, (&(outer, c, inner), relu)) in SHAPES.iter().flat_map(|s| [(s, false), (s, true)]).enumerate() {
         let n = outer * c * inner;
         let y0 = as_f32(&rand_vec(500 + i as u64, n));
         let b = as_f32(&rand_vec(600 + i as u64, c));
         let (ty, tb) = (upload(&[n], &y0), upload(&[c], &b));
-        bias_add(dev(), &ty, &tb, outer, inner).unwrap().run(dev());
+        bias_add(dev(), &ty, &tb, outer, inner, relu).unwrap().run(dev());
         let mut want = y0.clone();
         cpu::bias_add(&mut want, &b, outer, inner);
-        assert_close("bias_add", &ty.to_vec_f32().unwrap(), &want, 1e-6);
+        if relu {
+            want.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        assert_close(&format!("bias_add, relu {relu}"), &ty.to_vec_f32().unwrap(), &want, 1e-6);
     }
 }
 

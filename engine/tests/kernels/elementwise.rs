@@ -1,5 +1,5 @@
 use asgd_engine::kernel::MAX_GROUPS_PER_DIM;
-use asgd_engine::ops::elementwise::{cpu, scale_add};
+use asgd_engine::ops::elementwise::{add_relu, cpu, scale_add};
 
 use crate::support::*;
 
@@ -15,6 +15,20 @@ fn scale_add_matches_reference() {
             cpu::scale_add(&mut want, &x, alpha as f64, beta as f64);
             assert_close("scale_add", &ty.to_vec_f32().unwrap(), &want, 1e-6);
         }
+    }
+}
+
+#[test]
+fn add_relu_matches_reference() {
+    for (i, n) in [1usize, 333, 4097].into_iter().enumerate() {
+        let x = as_f32(&rand_vec(500 + i as u64, n));
+        let y0 = as_f32(&rand_vec(600 + i as u64, n));
+        let (tx, ty) = (upload(&[n], &x), upload(&[n], &y0));
+        add_relu(dev(), &ty, &tx).unwrap().run(dev());
+        let mut want = y0.clone();
+        cpu::add_relu(&mut want, &x);
+        assert!(n < 100 || want.iter().filter(|&&v| v == 0.0).count() > n / 4, "half the sums are negative");
+        assert_close("add_relu", &ty.to_vec_f32().unwrap(), &want, 1e-6);
     }
 }
 

@@ -236,7 +236,7 @@ fn a_subgroup_tile_names_round_trip_and_needs_its_subgroup_size() {
     assert_eq!(offered, dev().subgroup_size().is_some());
 }
 
-fn check_bias(kernel: MatmulKernel, s: MatmulSpec, seed: u64) -> usize {
+fn check_bias(kernel: MatmulKernel, s: MatmulSpec, relu: bool, seed: u64) -> usize {
     use asgd_engine::ops::matmul::matmul_bias;
     let a = as_f32(&rand_vec(seed, s.m * s.k));
     let b = as_f32(&rand_vec(seed + 1, s.k * s.n));
@@ -246,13 +246,18 @@ fn check_bias(kernel: MatmulKernel, s: MatmulSpec, seed: u64) -> usize {
     let b_shape = if s.trans_b { [s.n, s.k] } else { [s.k, s.n] };
     let (ta, tb, tc) = (upload(&a_shape, &a), upload(&b_shape, &b), upload(&[s.m, s.n], &c0));
     let tbias = upload(&[s.n], &bias);
-    let d = matmul_bias(dev(), &tc, &ta, &tb, &tbias, s, kernel).unwrap();
+    let d = matmul_bias(dev(), &tc, &ta, &tb, &tbias, relu, s, kernel).unwrap();
     asgd_engine::kernel::run_all(dev(), &d.iter().collect::<Vec<_>>());
     let mut want = c0.clone();
     cpu::matmul(&mut want, &a, &b, s);
     asgd_engine::ops::bias::cpu::bias_add(&mut want, &bias, s.m, 1);
+    if relu {
+        let zeroed = want.iter().filter(|&&v| v < 0.0).count();
+        assert!(zeroed > want.len() / 5, "{zeroed} of {} values below 0", want.len());
+        want.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
     let tol = 1e-5 * (s.k as f64).sqrt().max(1.0);
-    assert_close(&format!("{kernel:?} {s:?} + bias"), &tc.to_vec_f32().unwrap(), &want, tol);
+    assert_close(&format!("{kernel:?} {s:?} + bias, relu {relu}"), &tc.to_vec_f32().unwrap(), &want, tol);
     d.len()
 }
 
@@ -266,10 +271,11 @@ fn bias_is_added_in_the_store_of_generated_kernels() {
             if matches!(kernel, MatmulKernel::Register(t) if t.rows > 16) && (m, n, k) != (36, 44, 52) {
                 continue; // large blocks only where both reads are vec4
             }
-            for accumulate in [false, true] {
+            // The fused ReLU is only ever asked of a linear layer's forward (no accumulate).
+            for (accumulate, relu) in [(false, false), (true, false), (false, true)] {
                 seed += 10;
                 let s = MatmulSpec { trans_b, accumulate, alpha: 0.5, ..MatmulSpec::new(m, n, k) };
-                let dispatches = check_bias(kernel, s, seed);
+                let dispatches = check_bias(kernel, s, relu, seed);
                 // One dispatch where fused, even with a long K (never split); else the product's
                 // (two where K is split) and the bias's.
                 assert_eq!(dispatches == 1, fused, "{kernel:?} {s:?}: {dispatches} dispatches");
@@ -290,11 +296,12 @@ fn linear_forward_matches_reference_in_one_dispatch() {
     let params: Vec<Tensor> = layer.params().iter().map(|p| p.value.clone()).collect();
     let host: Vec<Vec<f64>> =
         params.iter().map(|p| p.to_vec_f32().unwrap().iter().map(|&v| v as f64).collect()).collect();
-    let want = layer.reference_forward(&host, &[], &x, batch, &[inputs], Mode::Eval);
+    let linear = layer.reference_forward(&host, &[], &x, batch, &[inputs], Mode::Eval);
     let mut kernels =
         vec![tile(4, 4, 8, 2), MatmulKernel::default_for(dev(), &MatmulSpec::new(batch, outputs, inputs))];
     kernels.extend(subgroup_tile(8, 4, 1));
-    for kernel in kernels {
+    for (kernel, relu) in kernels.into_iter().flat_map(|k| [(k, false), (k, true)]) {
+        let want: Vec<f64> = linear.iter().map(|&v| if relu { v.max(0.0) } else { v }).collect();
         let y = Tensor::zeros(dev(), &[batch, outputs]).unwrap();
         let io = LayerIo {
             dev: dev(),
@@ -308,11 +315,13 @@ fn linear_forward_matches_reference_in_one_dispatch() {
             params: &params,
             matmul: kernel,
             mode: Mode::Eval,
+            relu,
         };
         let plan = layer.build(&io).unwrap();
-        assert_eq!(plan.forward.len(), 1, "{kernel:?}: the bias is fused into the product");
+        assert_eq!(plan.forward.len(), 1, "{kernel:?}: the bias (and ReLU) fused into the product");
         asgd_engine::kernel::run_all(dev(), &plan.forward.iter().collect::<Vec<_>>());
-        assert_close(&format!("linear {kernel:?}"), &y.to_vec_f32().unwrap(), &want, 1e-5 * 37f64.sqrt());
+        let what = format!("linear {kernel:?}, relu {relu}");
+        assert_close(&what, &y.to_vec_f32().unwrap(), &want, 1e-5 * 37f64.sqrt());
     }
 }
 
