@@ -48,8 +48,8 @@ pub use asgd_engine::ops::adam::AdamParams;
 pub use asgd_engine::ops::sgd::SgdParams;
 pub use asgd_engine::optim::{Adam, OptimConfig, Optimizer, Sgd};
 pub use asgd_engine::train::{
-    evaluate, load_checkpoint, save_checkpoint, train_sync, Checkpoint, CheckpointMeta, DelaySpec, Event, Position,
-    Schedule, StaleLr, Summary, TrainConfig, Weights,
+    evaluate, load_checkpoint, save_checkpoint, train_sync, Checkpoint, CheckpointMeta, DelaySpec, Elapsed, Event,
+    Position, Schedule, StaleLr, Summary, TrainConfig, Weights,
 };
 pub use asgd_engine::{list_adapters, BackendChoice, Device, DeviceOptions, EngineError, Model, Tensor};
 pub use asgd_models::ModelConfig;

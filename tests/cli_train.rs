@@ -69,13 +69,36 @@ fn digits_training_learns_and_is_deterministic() {
 fn resume_continues_exactly_where_the_run_stopped() {
     let d = dir("resume");
     let (full, half) = (d.join("full.safetensors"), d.join("half.safetensors"));
+    let metrics = d.join("half.jsonl");
     train(&["--epochs", "3", "--checkpoint", p(&full)]);
     // Stop mid-epoch (step 40 of 22 per epoch), then resume to the end.
-    train(&["--epochs", "3", "--max-steps", "40", "--checkpoint", p(&half)]);
+    let m = ["--metrics", p(&metrics), "--eval-every", "10"];
+    train(&[&["--epochs", "3", "--max-steps", "40", "--checkpoint", p(&half)][..], &m].concat());
     let meta = load_safetensors(&half).unwrap().1;
     assert_eq!(meta["step"], "40");
-    train(&["--epochs", "3", "--resume", p(&half), "--checkpoint", p(&half)]);
+    let saved_wall: f64 = meta["wall_s"].parse().unwrap();
+    assert!(saved_wall > 0.0, "the checkpoint records the run's time: {meta:?}");
+    train(&[&["--epochs", "3", "--resume", p(&half), "--checkpoint", p(&half)][..], &m].concat());
     assert_eq!(tensors(&full), tensors(&half), "resumed run must equal the uninterrupted one");
+
+    // The resumed process's clock goes on from the checkpoint's: one run's times, in order.
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&metrics).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let starts: Vec<usize> = (0..lines.len()).filter(|&i| lines[i]["event"] == "start").collect();
+    assert_eq!(starts.len(), 2, "one start event per process");
+    let resumed = &lines[starts[1]];
+    assert_eq!(resumed["start_step"], 40);
+    assert_eq!(resumed["wall_s"].as_f64().unwrap(), saved_wall, "the resumed start is at the checkpoint's time");
+    let time = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+    for pair in lines[starts[1]..].windows(2) {
+        assert!(time(&pair[1], "wall_s") >= time(&pair[0], "wall_s"), "wall_s goes back: {pair:?}");
+    }
+    let evals: Vec<&serde_json::Value> = lines.iter().filter(|v| v["event"] == "eval").collect();
+    for pair in evals.windows(2) {
+        assert!(time(pair[1], "train_s") > time(pair[0], "train_s"), "train_s goes back: {pair:?}");
+    }
+    let done: Vec<&serde_json::Value> = lines.iter().filter(|v| v["event"] == "done").collect();
+    assert!(time(done[1], "wall_s") > time(done[0], "wall_s") && time(done[1], "train_s") > time(done[0], "train_s"));
 }
 
 #[test]

@@ -42,13 +42,22 @@ pub fn run(args: PlotArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `(x, test accuracy in %)` of every `eval` event in a metrics file.
+/// `(x, test accuracy in %)` of every `eval` event in a metrics file. A resumed run appends
+/// a `start` event at the step it resumed from: the earlier process's evaluations past that
+/// step are superseded (that part of the run was trained again) and left out.
 fn series(path: &Path, x: XAxis) -> Result<Vec<(f64, f64)>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut points = Vec::new();
+    // (step, x, accuracy)
+    let mut points: Vec<(f64, f64, f64)> = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let v: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
+        if v["event"] == "start" {
+            if let Some(start) = v["start_step"].as_f64() {
+                points.retain(|&(step, _, _)| step <= start);
+            }
+            continue;
+        }
         if v["event"] != "eval" {
             continue;
         }
@@ -59,7 +68,7 @@ fn series(path: &Path, x: XAxis) -> Result<Vec<(f64, f64)>> {
             XAxis::Samples => "samples",
         };
         if let (Some(xv), Some(acc)) = (v[key].as_f64(), v["test_acc"].as_f64()) {
-            points.push((xv, 100.0 * acc));
+            points.push((v["step"].as_f64().unwrap_or(0.0), xv, 100.0 * acc));
         }
     }
     if points.is_empty() {
@@ -69,7 +78,7 @@ fn series(path: &Path, x: XAxis) -> Result<Vec<(f64, f64)>> {
             path.display()
         );
     }
-    Ok(points)
+    Ok(points.into_iter().map(|(_, x, acc)| (x, acc)).collect())
 }
 
 /// Draws every file's test accuracy against `x` into an SVG at `out`, under `title`.
@@ -112,4 +121,28 @@ pub fn draw(files: &[PathBuf], out: &Path, x: XAxis, title: &str) -> Result<()> 
     chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(|e| fail(&e))?;
     root.present().map_err(|e| fail(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run stopped after step 30, resumed from its checkpoint of step 20: the first process's
+    /// evaluation of step 30 is superseded by the second's.
+    #[test]
+    fn a_resumed_run_supersedes_the_steps_it_trains_again() {
+        let path = std::env::temp_dir().join(format!("asgd-plot-resumed-{}.jsonl", std::process::id()));
+        let lines = [
+            r#"{"event":"start","wall_s":0.0,"start_step":0}"#,
+            r#"{"event":"eval","step":10,"samples":640,"test_acc":0.5,"wall_s":1.0,"train_s":0.9}"#,
+            r#"{"event":"eval","step":20,"samples":1280,"test_acc":0.6,"wall_s":2.0,"train_s":1.8}"#,
+            r#"{"event":"eval","step":30,"samples":1920,"test_acc":0.1,"wall_s":3.0,"train_s":2.7}"#,
+            r#"{"event":"start","wall_s":2.1,"start_step":20}"#,
+            r#"{"event":"eval","step":30,"samples":1920,"test_acc":0.7,"wall_s":3.2,"train_s":2.8}"#,
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let got = series(&path, XAxis::Step);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(got.unwrap(), vec![(10.0, 50.0), (20.0, 60.0), (30.0, 70.0)]);
+    }
 }

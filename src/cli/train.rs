@@ -403,6 +403,8 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             extra,
             ..Default::default()
         },
+        // A resumed run's clock goes on from its checkpoint's.
+        elapsed: resume.as_ref().map(|ck| ck.meta.elapsed).unwrap_or_default(),
         ..TrainConfig::default()
     };
     let spec = args.workers.spec(algorithm, optim, delays, cfg, start);

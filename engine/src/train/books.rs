@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::{save_checkpoint, Evaluator, Event, Observer, Position, Summary, TrainConfig};
+use super::{save_checkpoint, Elapsed, Evaluator, Event, Observer, Position, Summary, TrainConfig};
 use crate::data::Dataset;
 use crate::error::{EngineError, Result};
 
@@ -27,9 +27,9 @@ pub(crate) trait Ledger {
     /// The test loss and accuracy of the model as it stands (NaNs where this process does not
     /// evaluate, see [`test_metrics`]).
     fn evaluate(&mut self) -> Result<(f64, f64)>;
-    /// Writes a checkpoint of the run at `pos` (see [`save_at`]); its path, or `None` when the
-    /// run writes none.
-    fn save(&mut self, pos: Position) -> Result<Option<PathBuf>>;
+    /// Writes a checkpoint of the run at `pos`, `elapsed` into it (see [`save_at`]); its path,
+    /// or `None` when the run writes none.
+    fn save(&mut self, pos: Position, elapsed: Elapsed) -> Result<Option<PathBuf>>;
 }
 
 /// What falls due at a step.
@@ -89,18 +89,18 @@ impl<'c> Books<'c> {
         params: usize,
         obs: &mut Observer,
     ) -> Result<Self> {
-        obs(&Event::Start { steps_per_epoch, total_steps, start_step, params })?;
+        obs(&Event::Start { steps_per_epoch, total_steps, start_step, params, wall_s: cfg.elapsed.wall_s })?;
         let every = |n: Option<u64>| n.filter(|&n| n > 0).map(|n| after(start_step, n));
         Ok(Self {
             cfg,
             steps_per_epoch: steps_per_epoch.max(1),
             start_step,
-            clock: Clock::start(),
+            clock: Clock::start(cfg.elapsed),
             next_log: after(start_step, cfg.log_every.max(1)),
             next_eval: every(cfg.eval_every),
             next_epoch: after(start_step, steps_per_epoch.max(1)),
             next_checkpoint: every(cfg.checkpoint.as_ref().and(cfg.checkpoint_every)),
-            window: (start_step, 0.0),
+            window: (start_step, cfg.elapsed.train_s),
             epoch_loss: (0.0, 0.0),
             last_eval: None,
             last_checkpoint: None,
@@ -149,7 +149,7 @@ impl<'c> Books<'c> {
         if due.eval || due.epoch {
             let (test_loss, test_acc) = self.evaluate(step, run, obs)?;
             if due.epoch {
-                let t = self.clock.train();
+                let t = self.clock.own_train();
                 let samples = (step - self.start_step) * self.cfg.batch as u64;
                 let (loss, count) = std::mem::take(&mut self.epoch_loss);
                 // A polling loop sees the boundary a few steps late; name the epoch it closed.
@@ -219,7 +219,8 @@ impl<'c> Books<'c> {
 
     fn save(&mut self, step: u64, run: &mut dyn Ledger, obs: &mut Observer) -> Result<()> {
         let pos = self.position(step);
-        if let Some(path) = self.clock.paused(|| run.save(pos))? {
+        let elapsed = Elapsed { wall_s: self.clock.wall(), train_s: self.clock.train() };
+        if let Some(path) = self.clock.paused(|| run.save(pos, elapsed))? {
             obs(&Event::Checkpoint { path, step, wall_s: self.clock.wall() })?;
         }
         self.last_checkpoint = Some(step);
@@ -251,15 +252,14 @@ impl<'c> Books<'c> {
         }
         let steps = step - self.start_step;
         let samples = steps * self.cfg.batch as u64;
-        let train_s = self.clock.train();
         Ok(Summary {
             steps,
             samples,
             test_acc,
             test_loss,
             wall_s: self.clock.wall(),
-            train_s,
-            samples_per_s: samples as f64 / train_s.max(1e-9),
+            train_s: self.clock.train(),
+            samples_per_s: samples as f64 / self.clock.own_train().max(1e-9),
             time_to_target_s: self.time_to_target,
             ..Summary::default()
         })
@@ -300,10 +300,12 @@ pub(crate) fn save_at(
     model: &crate::Model,
     optim: &dyn crate::optim::Optimizer,
     pos: Position,
+    elapsed: Elapsed,
 ) -> Result<Option<PathBuf>> {
     let Some(path) = &cfg.checkpoint else { return Ok(None) };
     let mut meta = cfg.checkpoint_meta.clone();
     meta.position = pos;
+    meta.elapsed = elapsed;
     meta.seed = cfg.seed;
     save_checkpoint(path, model, Some(optim), &meta)?;
     Ok(Some(path.clone()))
@@ -313,19 +315,28 @@ pub(crate) fn save_at(
 struct Clock {
     start: Instant,
     paused: f64,
+    /// The run's time before this process took it up.
+    before: Elapsed,
 }
 
 impl Clock {
-    fn start() -> Self {
-        Self { start: Instant::now(), paused: 0.0 }
+    fn start(before: Elapsed) -> Self {
+        Self { start: Instant::now(), paused: 0.0, before }
     }
 
+    /// The run's wall time, earlier processes included.
     fn wall(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
+        self.before.wall_s + self.start.elapsed().as_secs_f64()
     }
 
+    /// The run's training time, earlier processes included.
     fn train(&self) -> f64 {
-        self.wall() - self.paused
+        self.before.train_s + self.own_train()
+    }
+
+    /// This process's training time (for its rates).
+    fn own_train(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() - self.paused
     }
 
     /// Runs `f` without counting it as training time.
@@ -359,7 +370,7 @@ mod tests {
             self.evals += 1;
             Ok((1.0, self.evals as f64 / 10.0))
         }
-        fn save(&mut self, pos: Position) -> Result<Option<PathBuf>> {
+        fn save(&mut self, pos: Position, _elapsed: Elapsed) -> Result<Option<PathBuf>> {
             self.saved.push(pos);
             Ok(Some(PathBuf::from("ck.safetensors")))
         }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::Position;
+use super::{Elapsed, Position};
 use crate::error::{EngineError, Result};
 use crate::io::checkpoint::{check_finite, load_safetensors, save_safetensors, NamedTensor};
 use crate::model::Model;
@@ -31,6 +31,9 @@ pub struct CheckpointMeta {
     pub seed: u64,
     /// Anything else worth recording (algorithm, batch, learning rate...).
     pub extra: BTreeMap<String, String>,
+    /// Time the run had spent when the checkpoint was written (0 in checkpoints that predate
+    /// the record): a resumed run's clock continues from it ([`super::TrainConfig::elapsed`]).
+    pub elapsed: Elapsed,
 }
 
 const FORMAT: &str = "asgd-checkpoint-1";
@@ -48,6 +51,8 @@ impl CheckpointMeta {
         m.insert("batch_in_epoch".into(), self.position.batch_in_epoch.to_string());
         m.insert("step".into(), self.position.step.to_string());
         m.insert("seed".into(), self.seed.to_string());
+        m.insert("wall_s".into(), self.elapsed.wall_s.to_string());
+        m.insert("train_s".into(), self.elapsed.train_s.to_string());
         m
     }
 
@@ -74,6 +79,11 @@ impl CheckpointMeta {
         let batch_in_epoch = take("batch_in_epoch")?.parse().map_err(|_| bad("batch_in_epoch"))?;
         let step = take("step")?.parse().map_err(|_| bad("step"))?;
         let seed = take("seed")?.parse().map_err(|_| bad("seed"))?;
+        let mut time = |k: &str| match m.remove(k) {
+            None => Ok(0.0),
+            Some(v) => v.parse::<f64>().ok().filter(|t| t.is_finite() && *t >= 0.0).ok_or_else(|| bad(k)),
+        };
+        let elapsed = Elapsed { wall_s: time("wall_s")?, train_s: time("train_s")? };
         Ok(Self {
             model,
             data,
@@ -82,6 +92,7 @@ impl CheckpointMeta {
             position: Position { epoch, batch_in_epoch, step },
             seed,
             extra: m,
+            elapsed,
         })
     }
 }

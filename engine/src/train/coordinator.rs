@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::books::{test_metrics, Books, Ledger};
 use super::feed::Feed;
-use super::{Evaluator, Observer, Position, Summary, TrainConfig};
+use super::{Elapsed, Evaluator, Observer, Position, Summary, TrainConfig};
 use crate::data::Dataset;
 use crate::device::Device;
 use crate::error::{EngineError, Result};
@@ -114,7 +114,7 @@ pub(crate) struct Hooks<'h> {
     pub take_totals: &'h mut dyn FnMut() -> Result<(f64, f64, f64)>,
     /// Writes a checkpoint of where the run stands (called while paused); returns its path,
     /// or `None` when the run writes no checkpoints.
-    pub save: &'h mut dyn FnMut(Position) -> Result<Option<std::path::PathBuf>>,
+    pub save: &'h mut dyn FnMut(Position, Elapsed) -> Result<Option<std::path::PathBuf>>,
     /// Called once when every worker has stopped, before the final evaluation (to apply
     /// updates still in flight between workers).
     pub finish: &'h mut dyn FnMut() -> Result<()>,
@@ -235,8 +235,8 @@ impl Ledger for HookLedger<'_, '_, '_> {
         test_metrics(self.cfg, self.evaluator, self.test)
     }
 
-    fn save(&mut self, pos: Position) -> Result<Option<std::path::PathBuf>> {
+    fn save(&mut self, pos: Position, elapsed: Elapsed) -> Result<Option<std::path::PathBuf>> {
         self.wait_all()?;
-        (self.hooks.save)(pos)
+        (self.hooks.save)(pos, elapsed)
     }
 }

@@ -16,7 +16,7 @@ use super::books::{report_done, save_at, Books};
 use super::coordinator::{coordinate, Hooks, Shared};
 use super::delay::DelaySpec;
 use super::feed::Feed;
-use super::{Evaluator, Observer, Position, Summary, TrainConfig};
+use super::{Elapsed, Evaluator, Observer, Position, Summary, TrainConfig};
 use crate::data::{num_batches, Splits};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
@@ -133,7 +133,7 @@ pub fn train_data_parallel(
             }
             Ok(sum)
         };
-        let mut save = |pos: Position| save_at(cfg, replicas[0].0, replicas[0].1, pos);
+        let mut save = |pos: Position, elapsed: Elapsed| save_at(cfg, replicas[0].0, replicas[0].1, pos, elapsed);
         let mut finish = || Ok(());
         let hooks = Hooks {
             devices: devices.clone(),

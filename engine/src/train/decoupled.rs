@@ -28,7 +28,7 @@ use super::coordinator::{coordinate, Hooks, Shared};
 use super::delay::{DelaySampler, DelaySpec};
 use super::feed::Feed;
 use super::staleness::Staleness;
-use super::{Evaluator, Observer, Position, Summary, TrainConfig, UpdateCounts};
+use super::{Elapsed, Evaluator, Observer, Position, Summary, TrainConfig, UpdateCounts};
 use crate::data::Splits;
 use crate::device::Device;
 use crate::error::{EngineError, Result};
@@ -597,7 +597,7 @@ pub fn train_decoupled_with(
             Ok(sum)
         };
         let mut finish = || -> Result<()> { rts_ref.iter().try_for_each(|rt| rt.drain_inbox(shared_ref)) };
-        let mut save = |pos: Position| save_at(cfg, replicas[0].0, replicas[0].1, pos);
+        let mut save = |pos: Position, elapsed: Elapsed| save_at(cfg, replicas[0].0, replicas[0].1, pos, elapsed);
         let hooks = Hooks {
             devices: devices.clone(),
             take_totals: &mut take_totals,

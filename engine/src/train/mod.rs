@@ -110,6 +110,17 @@ pub struct TrainConfig {
     pub shard: Shard,
     /// Evaluate on the test set (off on all but one of several processes).
     pub evaluate: bool,
+    /// Time the run had already spent before this process took it up: a resumed run's
+    /// [`CheckpointMeta::elapsed`]. Its clock continues from there, so the times of its events,
+    /// of its checkpoints and of its target read as one run's.
+    pub elapsed: Elapsed,
+}
+
+/// Time spent by a run: `wall_s` all of it, `train_s` without evaluations and checkpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Elapsed {
+    pub wall_s: f64,
+    pub train_s: f64,
 }
 
 /// Process `rank` of `world` processes training together.
@@ -224,6 +235,7 @@ impl Default for TrainConfig {
             checkpoint_meta: CheckpointMeta::default(),
             shard: Shard::default(),
             evaluate: true,
+            elapsed: Elapsed::default(),
         }
     }
 }
@@ -250,8 +262,10 @@ impl Position {
 /// Progress of a run. Epochs are reported 1-based (`epoch: 1` is the first).
 #[derive(Clone, Debug)]
 pub enum Event {
-    /// Before the first step.
-    Start { steps_per_epoch: u64, total_steps: u64, start_step: u64, params: usize },
+    /// Before the first step. A resumed run starts at `start_step` and at the `wall_s` its
+    /// checkpoint recorded: events of an earlier process of the run past `start_step` are
+    /// superseded by this one's.
+    Start { steps_per_epoch: u64, total_steps: u64, start_step: u64, params: usize, wall_s: f64 },
     /// After every step (for progress bars; not written to metrics).
     Tick { epoch: usize, step: u64 },
     /// Every `log_every` steps: the mean training loss and accuracy over the window.
@@ -269,7 +283,9 @@ pub enum Event {
     Done(Summary),
 }
 
-/// What a run achieved. `wall_s` includes evaluations; `train_s` excludes them.
+/// What a run achieved. `wall_s` includes evaluations; `train_s` excludes them. Both count the
+/// whole run, a resumed run's earlier processes included ([`TrainConfig::elapsed`]); `steps`,
+/// `samples` and `samples_per_s` are this process's.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
     pub steps: u64,
@@ -350,8 +366,8 @@ impl Event {
         use serde_json::json;
         Some(match self {
             Event::Tick { .. } => return None,
-            Event::Start { steps_per_epoch, total_steps, start_step, params } => json!({
-                "event": "start", "wall_s": 0.0, "steps_per_epoch": steps_per_epoch,
+            Event::Start { steps_per_epoch, total_steps, start_step, params, wall_s } => json!({
+                "event": "start", "wall_s": wall_s, "steps_per_epoch": steps_per_epoch,
                 "total_steps": total_steps, "start_step": start_step, "params": params,
             }),
             Event::Log { epoch, step, train_loss, train_acc, samples_per_s, wall_s } => json!({

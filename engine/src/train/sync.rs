@@ -8,7 +8,7 @@
 //! prepares the next batches while the GPU works.
 
 use super::books::{report_done, save_at, test_metrics, Books, Ledger};
-use super::{Evaluator, Observer, Position, Summary, TrainConfig};
+use super::{Elapsed, Evaluator, Observer, Position, Summary, TrainConfig};
 use crate::data::{epoch_order, Dataset, Splits};
 use crate::error::{EngineError, Result};
 use crate::model::Model;
@@ -187,7 +187,7 @@ impl Ledger for StepLedger<'_> {
         test_metrics(self.cfg, &mut self.evaluator, self.test)
     }
 
-    fn save(&mut self, pos: Position) -> Result<Option<std::path::PathBuf>> {
-        save_at(self.cfg, self.model, self.optim, pos)
+    fn save(&mut self, pos: Position, elapsed: Elapsed) -> Result<Option<std::path::PathBuf>> {
+        save_at(self.cfg, self.model, self.optim, pos, elapsed)
     }
 }
