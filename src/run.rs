@@ -66,7 +66,8 @@ pub struct RunSpec {
     /// optimiser's). Its `shard` is
     /// the job's; across processes only rank 0 evaluates and writes the checkpoint.
     pub config: TrainConfig,
-    /// Where the run starts (a checkpoint's position when resuming).
+    /// Where the run starts (a checkpoint's `meta.position` when resuming, with its
+    /// `meta.elapsed` as `config.elapsed`).
     pub start: Position,
 }
 
