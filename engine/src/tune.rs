@@ -392,7 +392,7 @@ fn measure_conv(dev: &Device, s: &ConvShape, backward: bool) -> Result<ConvAlgo>
             }
             ConvAlgo::Direct => {
                 let scratch = DirectScratch::new(dev, s, backward)?;
-                let mut d = direct_forward(dev, &y, &x, &w, None, &scratch, s)?;
+                let mut d = direct_forward(dev, &y, &x, &w, None, false, &scratch, s)?;
                 if backward {
                     d.extend(direct_backward(dev, &dw, Some(&dx), &dy, &x, &w, &scratch, s)?);
                 }

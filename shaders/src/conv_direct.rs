@@ -132,7 +132,8 @@ impl DirectConv {
 /// The WGSL of a forward or input-gradient kernel; entry point `conv`.
 ///
 /// Bindings: the uniform block, the output (B, Cout, OH, OW), the source (B, Cin, H, W) and the
-/// weights as `vec4` rows (Cin*KH*KW, Cout4), then the bias (Cout) with `bias`. For the input
+/// weights as `vec4` rows (Cin*KH*KW, Cout4), then the bias (Cout) with `bias`. The forward
+/// kernel has an override constant `RELU` that applies `max(y, 0)` in its store. For the input
 /// gradient "source" is `dy` and "output" is `dx`: Cin is the layer's Cout and the other way
 /// round. One thread per (image, channel block, row block, column block); grid
 /// `grid_1d(n, CONV_WORKGROUP)`.
@@ -165,6 +166,12 @@ pub fn conv_direct_source(k: DirectConv) -> String {
     );
     if bias {
         let _ = writeln!(w, "@group(0) @binding(4) var<storage, read> bias: array<f32>;");
+    }
+    let forward = pass == ConvPass::Forward;
+    if forward {
+        // The forward pass applies a ReLU that follows it where RELU is set.
+        let _ = writeln!(w, "override RELU: bool = false;");
+        let _ = writeln!(w, "fn store(v: f32) -> f32 {{ return select(v, max(v, 0.0), RELU); }}");
     }
     let wg = CONV_WORKGROUP;
     let _ = writeln!(
@@ -271,11 +278,9 @@ fn conv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 let _ = writeln!(w, "            if (u0 + {l}u < p.oh) {{");
                 let _ = writeln!(w, "                let yb = ((b * p.cout + o) * p.oh + u0 + {l}u) * p.ow + v0;");
                 for t in 0..cols_n {
-                    let _ = writeln!(
-                        w,
-                        "                if (v0 + {t}u < p.ow) {{ y[yb + {t}u] = a{l}_{t}_{g}.{}{bv}; }}",
-                        COMP[e]
-                    );
+                    let value = format!("a{l}_{t}_{g}.{}{bv}", COMP[e]);
+                    let value = if forward { format!("store({value})") } else { value };
+                    let _ = writeln!(w, "                if (v0 + {t}u < p.ow) {{ y[yb + {t}u] = {value}; }}");
                 }
                 let _ = writeln!(w, "            }}");
             }

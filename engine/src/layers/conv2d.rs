@@ -3,7 +3,7 @@
 
 use rand::Rng;
 
-use super::{uniform_init, Layer, LayerIo, LayerPlan, Mode, Param};
+use super::{before_relu, uniform_init, Layer, LayerIo, LayerPlan, Mode, Param};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::ops::bias::{bias_add, channel_sum};
@@ -114,11 +114,13 @@ impl Conv2d {
         let scratch = ConvScratch::new(io.dev, s, io.dy.is_some())?;
         let mut forward = conv2d_forward(io.dev, io.y, io.x, w, &scratch, s, io.matmul)?;
         if let Some(bias) = bias {
-            forward.push(bias_add(io.dev, io.y, bias, io.batch, oh * ow, false)?);
+            // With the bias, and the ReLU after it where the plan fused one.
+            forward.push(bias_add(io.dev, io.y, bias, io.batch, oh * ow, io.relu)?);
         }
         let mut backward = Vec::new();
         if let Some(dy) = io.dy {
-            backward = conv2d_backward(io.dev, &io.grads[0], io.dx, dy, w, &scratch, s, io.matmul)?;
+            let dy = &before_relu(io, dy, &mut backward)?;
+            backward.extend(conv2d_backward(io.dev, &io.grads[0], io.dx, dy, w, &scratch, s, io.matmul)?);
             if bias.is_some() {
                 backward.push(channel_sum(io.dev, &io.grads[1], dy, io.batch, oh * ow)?);
             }
@@ -126,17 +128,18 @@ impl Conv2d {
         Ok(LayerPlan { forward, backward })
     }
 
-    /// The direct kernels: the bias is fused into the forward pass, and no column matrix is
-    /// allocated.
+    /// The direct kernels: the bias (and a fused ReLU) are applied in the forward pass's store,
+    /// and no column matrix is allocated.
     fn build_direct(&self, io: &LayerIo, s: &ConvShape) -> Result<LayerPlan> {
         let (oh, ow) = s.out_hw()?;
         let w = &io.params[0];
         let bias = io.params.get(1);
         let scratch = DirectScratch::new(io.dev, s, io.dy.is_some())?;
-        let forward = direct_forward(io.dev, io.y, io.x, w, bias, &scratch, s)?;
+        let forward = direct_forward(io.dev, io.y, io.x, w, bias, io.relu, &scratch, s)?;
         let mut backward = Vec::new();
         if let Some(dy) = io.dy {
-            backward = direct_backward(io.dev, &io.grads[0], io.dx, dy, io.x, w, &scratch, s)?;
+            let dy = &before_relu(io, dy, &mut backward)?;
+            backward.extend(direct_backward(io.dev, &io.grads[0], io.dx, dy, io.x, w, &scratch, s)?);
             if bias.is_some() {
                 backward.push(channel_sum(io.dev, &io.grads[1], dy, io.batch, oh * ow)?);
             }
@@ -161,6 +164,12 @@ impl Layer for Conv2d {
 
     fn params(&self) -> &[Param] {
         &self.params
+    }
+
+    /// With a bias: both forms apply the ReLU where they add it (the im2col form has no pass
+    /// of its own to apply it in without one).
+    fn fuses_relu(&self, _dev: &Device) -> bool {
+        self.params.len() == 2
     }
 
     fn build(&self, io: &LayerIo) -> Result<LayerPlan> {

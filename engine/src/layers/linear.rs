@@ -2,13 +2,12 @@
 
 use rand::Rng;
 
-use super::{uniform_init, Layer, LayerIo, LayerPlan, Mode, Param};
+use super::{before_relu, uniform_init, Layer, LayerIo, LayerPlan, Mode, Param};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::ops::bias::channel_sum;
 use crate::ops::matmul::{matmul, matmul_bias, MatmulSpec};
 use crate::ops::permute::swap_outer;
-use crate::ops::relu::relu_backward;
 use crate::tensor::{DType, Tensor};
 
 /// `y = x W^T + b` with `x` `(B, in)`, `W` `[out, in]`, `b` `[out]`, `y` `(B, out)`.
@@ -73,14 +72,9 @@ impl Layer for Linear {
         let spec = MatmulSpec { trans_b: true, ..MatmulSpec::new(b, o, i) };
         let forward = matmul_bias(io.dev, io.y, io.x, w, bias, io.relu, spec, io.matmul)?;
         let mut backward = Vec::new();
-        if let Some(dy_out) = io.dy {
-            // With the fused ReLU, the gradient before it first: dy where y > 0. Three of the
-            // four kernels below read dy, so masking it once is cheaper than in each.
-            let masked = if io.relu { Some(Tensor::empty(io.dev, &[b, o], DType::F32)?) } else { None };
-            if let Some(m) = &masked {
-                backward.push(relu_backward(io.dev, m, dy_out, io.y)?);
-            }
-            let dy = masked.as_ref().unwrap_or(dy_out);
+        if let Some(dy) = io.dy {
+            // With the fused ReLU, the gradient before it first: three kernels below read it.
+            let dy = &before_relu(io, dy, &mut backward)?;
             // dW = dy^T x: (out, in) from dy (B, out) and x (B, in). dy is transposed first
             // rather than read transposed by the product: on lavapipe (Mesa 22.3) some
             // transposed-A products leak driver memory on every dispatch (512x784x32 lost

@@ -207,6 +207,19 @@ pub trait Layer: Send + Sync {
     ) -> Vec<f64>;
 }
 
+/// The gradient before a fused ReLU ([`LayerIo::relu`]) from `dy`, the one after it: a
+/// masking pass (`dy` where `y > 0`) into a buffer of its own, pushed onto `backward`, for a
+/// layer whose backward reads `dy` in several kernels (masking once is cheaper than in each).
+/// Without the ReLU, `dy` itself.
+pub(crate) fn before_relu(io: &LayerIo, dy: &Tensor, backward: &mut Vec<Dispatch>) -> Result<Tensor> {
+    if !io.relu {
+        return Ok(dy.clone());
+    }
+    let masked = Tensor::empty_like(dy);
+    backward.push(crate::ops::relu::relu_backward(io.dev, &masked, dy, io.y)?);
+    Ok(masked)
+}
+
 /// Whether layer `i` of `chain` applies the ReLU that follows it (which then runs nothing).
 pub(crate) fn absorbs_relu(chain: &[Box<dyn Layer>], i: usize, dev: &Device) -> bool {
     chain[i].fuses_relu(dev) && chain.get(i + 1).is_some_and(|next| next.is_relu())

@@ -466,6 +466,7 @@ fn direct_dispatch(
     src: &Tensor,
     wt: &Tensor,
     bias: Option<&Tensor>,
+    relu: bool,
     dims: [usize; 7],
 ) -> Result<Dispatch> {
     let [batch, cin, h, w, cout, oh, ow] = dims;
@@ -487,20 +488,28 @@ fn direct_dispatch(
         chan_blocks: u32_of(chan_blocks, "channel blocks")?,
         n: u32_of(n, "threads")?,
     };
-    let kernel = Kernel::get_generated(dev, k.name(), &|| conv_direct_source(k), "conv", &[]);
+    // Only the forward kernel declares the ReLU's constant.
+    let constants: &[(&str, f64)] = match k.pass {
+        ConvPass::Forward => &[("RELU", if relu { 1.0 } else { 0.0 })],
+        ConvPass::InputGrad => &[],
+    };
+    let kernel = Kernel::get_generated(dev, k.name(), &|| conv_direct_source(k), "conv", constants);
     let mut tensors = vec![out, src, wt];
     tensors.extend(bias);
     Dispatch::new(dev, kernel, &p, &tensors, grid_1d(n, CONV_WORKGROUP))
 }
 
-/// `y = conv2d(x, w) (+ bias)` with the direct kernel: a weight layout, then one dispatch.
+/// `y = conv2d(x, w) (+ bias)` with the direct kernel, and with `relu` then `y = max(y, 0)` in
+/// the same store: a weight layout, then one dispatch.
 // y is (B, Cout, OH, OW), x is (B, Cin, H, W), w is (Cout, Cin, KH, KW), bias is (Cout).
+#[allow(clippy::too_many_arguments)]
 pub fn direct_forward(
     dev: &Device,
     y: &Tensor,
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
+    relu: bool,
     scratch: &DirectScratch,
     s: &ConvShape,
 ) -> Result<Vec<Dispatch>> {
@@ -515,7 +524,7 @@ pub fn direct_forward(
     let k = direct_forward_kernel(s, bias.is_some());
     Ok(vec![
         weight_layout(dev, &scratch.w_fwd, w, s, false)?,
-        direct_dispatch(dev, k, y, x, &scratch.w_fwd, bias, [s.batch, s.cin, s.h, s.w, s.cout, oh, ow])?,
+        direct_dispatch(dev, k, y, x, &scratch.w_fwd, bias, relu, [s.batch, s.cin, s.h, s.w, s.cout, oh, ow])?,
     ])
 }
 
@@ -575,7 +584,16 @@ pub fn direct_backward(
         expect(dx, "conv2d input gradient", nx, DType::F32)?;
         let k = direct_input_grad_kernel(s);
         d.push(weight_layout(dev, &scratch.w_dx, w, s, true)?);
-        d.push(direct_dispatch(dev, k, dx, dy, &scratch.w_dx, None, [s.batch, s.cout, oh, ow, s.cin, s.h, s.w])?);
+        d.push(direct_dispatch(
+            dev,
+            k,
+            dx,
+            dy,
+            &scratch.w_dx,
+            None,
+            false,
+            [s.batch, s.cout, oh, ow, s.cin, s.h, s.w],
+        )?);
     }
     Ok(d)
 }

@@ -38,8 +38,8 @@ const DIRECT_SHAPES: &[ConvShape] = &[
     ConvShape { batch: 2, cin: 16, h: 12, w: 12, cout: 16, kh: 3, kw: 3, stride: 1, pad: 1 },
 ];
 
-/// The direct kernels' forward pass (with and without the fused bias), weight gradient and
-/// input gradient against the f64 references.
+/// The direct kernels' forward pass (with and without the fused bias, and the fused ReLU),
+/// weight gradient and input gradient against the f64 references.
 #[test]
 fn direct_kernels_match_reference() {
     for (i, s) in DIRECT_SHAPES.iter().chain(SHAPES).enumerate() {
@@ -50,7 +50,7 @@ fn direct_kernels_match_reference() {
         let w = as_f32(&rand_vec(seed + 1, nw));
         let dy = as_f32(&rand_vec(seed + 2, ny));
         let bias = as_f32(&rand_vec(seed + 3, s.cout));
-        let with_bias = i % 2 == 0;
+        let (with_bias, relu) = (i % 2 == 0, i % 3 == 1);
         let tx = upload(&[s.batch, s.cin, s.h, s.w], &x);
         let tw = upload(&[s.cout, s.cin, s.kh, s.kw], &w);
         let tb = upload(&[s.cout], &bias);
@@ -60,7 +60,7 @@ fn direct_kernels_match_reference() {
         let tdx = upload(&[s.batch, s.cin, s.h, s.w], &vec![f64::NAN; nx]);
         let tdw = upload(&[s.cout, s.cin, s.kh, s.kw], &vec![f64::NAN; nw]);
         let scratch = DirectScratch::new(dev(), s, true).unwrap();
-        let mut all = direct_forward(dev(), &ty, &tx, &tw, with_bias.then_some(&tb), &scratch, s).unwrap();
+        let mut all = direct_forward(dev(), &ty, &tx, &tw, with_bias.then_some(&tb), relu, &scratch, s).unwrap();
         all.extend(direct_backward(dev(), &tdw, Some(&tdx), &tdy, &tx, &tw, &scratch, s).unwrap());
         asgd_engine::kernel::run_all(dev(), &all.iter().collect::<Vec<_>>());
         let (mut y, mut dx, mut dw) = (vec![0.0; ny], vec![0.0; nx], vec![0.0; nw]);
@@ -68,10 +68,14 @@ fn direct_kernels_match_reference() {
         if with_bias {
             asgd_engine::ops::bias::cpu::bias_add(&mut y, &bias, s.batch, oh * ow);
         }
+        if relu {
+            y.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
         cpu::conv2d_backward_input(&mut dx, &dy, &w, s);
         cpu::conv2d_backward_weight(&mut dw, &dy, &x, s);
         let tol = 1e-5 * ((s.batch * oh * ow) as f64).sqrt();
-        assert_close(&format!("direct forward (bias {with_bias}) {s:?}"), &ty.to_vec_f32().unwrap(), &y, tol);
+        let what = format!("direct forward (bias {with_bias}, relu {relu}) {s:?}");
+        assert_close(&what, &ty.to_vec_f32().unwrap(), &y, tol);
         assert_close(&format!("direct backward input {s:?}"), &tdx.to_vec_f32().unwrap(), &dx, tol);
         assert_close(&format!("direct backward weight {s:?}"), &tdw.to_vec_f32().unwrap(), &dw, tol);
     }
@@ -170,4 +174,62 @@ fn im2col_path_matches_reference_on_the_direct_shapes() {
 fn a_kernel_larger_than_the_input_is_an_error() {
     let s = ConvShape { batch: 1, cin: 1, h: 3, w: 3, cout: 1, kh: 5, kw: 5, stride: 1, pad: 0 };
     assert!(s.out_hw().unwrap_err().to_string().contains("does not fit"));
+}
+
+/// A convolution with a bias and the ReLU after it fused ([`LayerIo::relu`]), in both forms (a
+/// named product kernel asks for im2col; the tuner's choice otherwise): the rectified output,
+/// and the gradients of the rectified output's `dy`.
+#[test]
+fn conv_layer_applies_a_fused_relu_in_both_forms() {
+    use asgd_engine::layers::{Conv2d, Layer, LayerIo, Mode};
+    use rand::SeedableRng;
+    let s = ConvShape { batch: 3, cin: 2, h: 7, w: 9, cout: 5, kh: 3, kw: 3, stride: 1, pad: 1 };
+    let (nx, _, ny) = s.sizes().unwrap();
+    let (oh, ow) = s.out_hw().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let layer = Conv2d::new(dev(), "conv", s.cin, s.cout, s.kh, s.stride, s.pad, &mut rng).unwrap();
+    let params: Vec<Tensor> = layer.params().iter().map(|p| p.value.clone()).collect();
+    let host: Vec<Vec<f64>> =
+        params.iter().map(|p| p.to_vec_f32().unwrap().iter().map(|&v| v as f64).collect()).collect();
+    let (x, dy) = (as_f32(&rand_vec(3100, nx)), as_f32(&rand_vec(3101, ny)));
+    let y: Vec<f64> = layer.reference_forward(&host, &[], &x, s.batch, &[s.cin, s.h, s.w], Mode::Train);
+    let y: Vec<f64> = y.iter().map(|v| v.max(0.0)).collect();
+    let dz: Vec<f64> = dy.iter().zip(&y).map(|(&g, &v)| if v > 0.0 { g } else { 0.0 }).collect();
+    assert!(dz.iter().filter(|&&g| g == 0.0).count() > ny / 5, "the ReLU masks part of dy");
+    let (mut dx, mut dw, mut db) = (vec![0.0; nx], vec![0.0; host[0].len()], vec![0.0; s.cout]);
+    cpu::conv2d_backward_input(&mut dx, &dz, &host[0], &s);
+    cpu::conv2d_backward_weight(&mut dw, &dz, &x, &s);
+    asgd_engine::ops::bias::cpu::channel_sum(&mut db, &dz, s.batch, oh * ow);
+    for kernel in [MatmulKernel::Blocked, MatmulKernel::Auto] {
+        let nan = |shape: &[usize]| upload(shape, &vec![f64::NAN; shape.iter().product()]);
+        let (tx, tdy) = (upload(&[s.batch, s.cin, s.h, s.w], &x), upload(&[s.batch, s.cout, oh, ow], &dy));
+        let (ty, tdx) = (nan(&[s.batch, s.cout, oh, ow]), nan(&[s.batch, s.cin, s.h, s.w]));
+        let grads = [nan(params[0].shape()), nan(params[1].shape())];
+        let io = LayerIo {
+            dev: dev(),
+            batch: s.batch,
+            in_shape: &[s.cin, s.h, s.w],
+            x: &tx,
+            y: &ty,
+            dy: Some(&tdy),
+            dx: Some(&tdx),
+            grads: &grads,
+            params: &params,
+            matmul: kernel,
+            mode: Mode::Train,
+            relu: true,
+        };
+        let plan = layer.build(&io).unwrap();
+        let labels: Vec<&str> = plan.forward.iter().map(|d| d.label()).collect();
+        // Too small a shape to be timed: the untuned default, direct on CPU drivers.
+        let direct = labels.iter().any(|l| l.starts_with("conv-f"));
+        assert_eq!(direct, kernel == MatmulKernel::Auto && dev().is_cpu(), "{kernel:?}: {labels:?}");
+        let all: Vec<_> = plan.forward.iter().chain(&plan.backward).collect();
+        asgd_engine::kernel::run_all(dev(), &all);
+        let tol = 1e-5 * ((s.batch * oh * ow) as f64).sqrt();
+        assert_close(&format!("{kernel:?} y"), &ty.to_vec_f32().unwrap(), &y, tol);
+        assert_close(&format!("{kernel:?} dx"), &tdx.to_vec_f32().unwrap(), &dx, tol);
+        assert_close(&format!("{kernel:?} dw"), &grads[0].to_vec_f32().unwrap(), &dw, tol);
+        assert_close(&format!("{kernel:?} db"), &grads[1].to_vec_f32().unwrap(), &db, tol);
+    }
 }
