@@ -7,12 +7,15 @@
 //! [`HANDSHAKE_TIMEOUT`] is cut too. A real rank finishes in a few round trips, so only
 //! strangers are ever cut; a rank cut by bad luck in a flood dials again.
 //!
-//! A connection that fails is closed without a word to it, and logged to stderr.
+//! A connection that fails is closed without a word to it, and logged to stderr: at most
+//! [`LOG_BURST`] lines every [`LOG_WINDOW`] per process, so that a flood of strangers cannot
+//! fill the log; the next line printed says how many were left out.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -59,8 +62,46 @@ impl InFlight {
     }
 }
 
+/// Lines about dropped connections printed at most per [`LOG_WINDOW`].
+pub(crate) const LOG_BURST: u32 = 10;
+/// The window of [`LOG_BURST`].
+pub(crate) const LOG_WINDOW: Duration = Duration::from_secs(10);
+
+/// Counts lines in fixed windows of [`LOG_WINDOW`]: the first [`LOG_BURST`] of a window print,
+/// the rest are counted and reported with the next line that prints.
+struct LogLimit {
+    window: Option<Instant>,
+    printed: u32,
+    left_out: u64,
+}
+
+impl LogLimit {
+    /// `Some(lines left out since the last printed one)` when a line may print at `now`;
+    /// `None` when it is left out.
+    fn check(&mut self, now: Instant) -> Option<u64> {
+        if self.window.is_none_or(|w| now.duration_since(w) >= LOG_WINDOW) {
+            self.window = Some(now);
+            self.printed = 0;
+        }
+        if self.printed >= LOG_BURST {
+            self.left_out += 1;
+            return None;
+        }
+        self.printed += 1;
+        Some(std::mem::take(&mut self.left_out))
+    }
+}
+
+static LOG_LIMIT: Mutex<LogLimit> = Mutex::new(LogLimit { window: None, printed: 0, left_out: 0 });
+
 pub(crate) fn log_stranger(cfg: &CommConfig, from: SocketAddr, reason: &str) {
-    eprintln!("asgd-comm: rank {} dropped a connection from {from}: {reason}", cfg.rank);
+    let verdict = LOG_LIMIT.lock().map(|mut l| l.check(Instant::now())).unwrap_or(Some(0));
+    let Some(left_out) = verdict else { return };
+    let more = match left_out {
+        0 => String::new(),
+        n => format!(" ({n} more dropped connections not shown)"),
+    };
+    eprintln!("asgd-comm: rank {} dropped a connection from {from}: {reason}{more}", cfg.rank);
 }
 
 /// Accepts connections on the non-blocking `listener` and admits them concurrently (see the
@@ -194,5 +235,24 @@ fn describe_missing_hello(e: LinkError) -> String {
         LinkError::Frame(e) => format!("its hello is not a valid frame ({e})"),
         LinkError::Forged => "its hello fails its authentication tag".into(),
         _ => "it sent another message where its hello was due".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flood prints its first lines of each window, and the next line says how many it left
+    /// out.
+    #[test]
+    fn a_flood_of_dropped_connections_prints_a_burst_per_window() {
+        let t0 = Instant::now();
+        let mut limit = LogLimit { window: None, printed: 0, left_out: 0 };
+        let first: Vec<Option<u64>> = (0..LOG_BURST + 5).map(|_| limit.check(t0)).collect();
+        assert_eq!(&first[..LOG_BURST as usize], vec![Some(0); LOG_BURST as usize].as_slice());
+        assert_eq!(&first[LOG_BURST as usize..], [None; 5].as_slice());
+        assert_eq!(limit.check(t0 + LOG_WINDOW / 2), None, "the window is not over");
+        assert_eq!(limit.check(t0 + LOG_WINDOW), Some(6), "the next window's first line counts the 6 left out");
+        assert_eq!(limit.check(t0 + LOG_WINDOW), Some(0));
     }
 }
