@@ -314,7 +314,16 @@ impl Device {
         };
         let adapter = list.swap_remove(index);
         let tuner = Arc::new(Tuner::new(mode, &summary(index, &adapter), crate::tune::cache_dir().as_deref()));
-        Self::from_adapter(adapter, index, tuner)
+        Self::from_adapter(adapter, index, tuner, false)
+    }
+
+    /// Opens the adapter that `opts` names, choosing every kernel as for a GPU even where it is
+    /// a CPU driver ([`Device::is_cpu`] false): so that the GPU paths (their default products
+    /// and convolutions, one value per thread in element-wise kernels) run and are tested on a
+    /// machine without a GPU. Slower there; for tests.
+    pub fn open_with_gpu_kernels(opts: &DeviceOptions) -> Result<Self> {
+        let dev = Self::open(opts)?;
+        Self::from_adapter(dev.inner.adapter.clone(), dev.inner.info.index, dev.inner.tuner.clone(), true)
     }
 
     /// Opens the adapter that `opts` names with at most `bytes` per storage buffer (binding
@@ -326,11 +335,12 @@ impl Device {
             dev.inner.info.index,
             dev.inner.tuner.clone(),
             Some(bytes),
+            false,
         )
     }
 
-    fn from_adapter(adapter: wgpu::Adapter, index: usize, tuner: Arc<Tuner>) -> Result<Self> {
-        Self::from_adapter_limited(adapter, index, tuner, None)
+    fn from_adapter(adapter: wgpu::Adapter, index: usize, tuner: Arc<Tuner>, gpu_kernels: bool) -> Result<Self> {
+        Self::from_adapter_limited(adapter, index, tuner, None, gpu_kernels)
     }
 
     fn from_adapter_limited(
@@ -338,6 +348,7 @@ impl Device {
         index: usize,
         tuner: Arc<Tuner>,
         buffer_limit: Option<u64>,
+        gpu_kernels: bool,
     ) -> Result<Self> {
         let info = adapter.get_info();
         // Ask for everything the adapter offers: storage-buffer sizes and workgroup counts
@@ -367,7 +378,7 @@ impl Device {
             let mut first = sink.lock().unwrap_or_else(|p| p.into_inner());
             first.get_or_insert_with(|| one_line(&e));
         }));
-        let is_cpu = info.device_type == wgpu::DeviceType::Cpu;
+        let is_cpu = info.device_type == wgpu::DeviceType::Cpu && !gpu_kernels;
         Ok(Self {
             inner: Arc::new(Inner {
                 info: summary,
@@ -388,7 +399,8 @@ impl Device {
     /// Opens a second device (with its own queue, pipelines and pool) on the same adapter.
     /// Buffers of one device cannot be used on another; kernel choices are shared.
     pub fn open_sibling(&self) -> Result<Self> {
-        Self::from_adapter(self.inner.adapter.clone(), self.inner.info.index, self.inner.tuner.clone())
+        let gpu_kernels = self.inner.adapter.get_info().device_type == wgpu::DeviceType::Cpu && !self.inner.is_cpu;
+        Self::from_adapter(self.inner.adapter.clone(), self.inner.info.index, self.inner.tuner.clone(), gpu_kernels)
     }
 
     /// Submits command buffers to the queue, counting them.

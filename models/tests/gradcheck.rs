@@ -157,6 +157,27 @@ fn fused_relus_differentiate_like_separate_ones() {
     check(&model, 3, 24);
 }
 
+/// The kernels a GPU gets, on whatever adapter the tests have: the untuned GPU defaults (the
+/// workgroup-tiled product with its bias and ReLU in separate passes, im2col convolutions) and
+/// one value per thread in batch norm's element-wise kernels. On a CPU driver they would
+/// otherwise never run.
+#[test]
+fn gpu_kernel_choices_differentiate_like_the_reference() {
+    let opts = DeviceOptions { tune: Some(asgd_engine::tune::TuneMode::Off), ..DeviceOptions::default() };
+    let dev = Device::open_with_gpu_kernels(&opts).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!dev.is_cpu());
+    let resnet = ModelConfig::resnet(8).unwrap().build(&dev, [3, 7, 7], 7, 21).unwrap();
+    check(&resnet, 3, 25);
+    let lenet = ModelConfig::Lenet.build(&dev, [1, 28, 28], 10, 5).unwrap();
+    let plan = lenet.plan(3, true).unwrap();
+    let labels: Vec<&str> = plan.layer_dispatches(0).0.iter().map(|d| d.label()).collect();
+    assert!(labels.iter().any(|l| l.contains("im2col")), "a GPU's untuned convolution is im2col: {labels:?}");
+    drop(plan);
+    check(&lenet, 3, 26);
+    let mlp = ModelConfig::Mlp { hidden: vec![13, 7] }.build(&dev, [1, 8, 8], 10, 3).unwrap();
+    check(&mlp, 3, 27);
+}
+
 #[test]
 fn plans_differentiate_the_parameter_values_they_read() {
     // A plan of one model reading another's parameters (weight stashing in asynchronous
