@@ -285,7 +285,7 @@ fn bias_is_added_in_the_store_of_generated_kernels() {
 }
 
 #[test]
-fn linear_forward_matches_reference_in_one_dispatch() {
+fn linear_forward_matches_reference_with_the_bias_and_relu_in_the_store() {
     use asgd_engine::layers::{Layer, LayerIo, Linear, Mode};
     use rand::SeedableRng;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
@@ -318,7 +318,10 @@ fn linear_forward_matches_reference_in_one_dispatch() {
             relu,
         };
         let plan = layer.build(&io).unwrap();
-        assert_eq!(plan.forward.len(), 1, "{kernel:?}: the bias (and ReLU) fused into the product");
+        // The generated kernels add the bias (and apply the ReLU) in their store; the hand-written
+        // ones (a GPU's untuned default) in a pass after it.
+        let fused = matches!(kernel, MatmulKernel::Register(_) | MatmulKernel::Subgroup(_));
+        assert_eq!(plan.forward.len(), if fused { 1 } else { 2 }, "{kernel:?}: the bias (and ReLU) in the store");
         asgd_engine::kernel::run_all(dev(), &plan.forward.iter().collect::<Vec<_>>());
         let what = format!("linear {kernel:?}, relu {relu}");
         assert_close(&what, &y.to_vec_f32().unwrap(), &want, 1e-5 * 37f64.sqrt());

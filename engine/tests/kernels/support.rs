@@ -7,9 +7,18 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// The device every test in this binary uses (opened once: opening costs ~0.3 s on lavapipe).
+/// With `ASGD_TEST_GPU_KERNELS=1`, opened with [`Device::open_with_gpu_kernels`]: the tests then
+/// run the kernel choices of a GPU on whatever adapter there is.
 pub fn dev() -> &'static Device {
     static DEV: OnceLock<Device> = OnceLock::new();
-    DEV.get_or_init(|| Device::open(&DeviceOptions::default()).unwrap_or_else(|e| panic!("{e}")))
+    DEV.get_or_init(|| {
+        let opts = DeviceOptions::default();
+        let dev = match std::env::var("ASGD_TEST_GPU_KERNELS").as_deref() {
+            Ok("1") => Device::open_with_gpu_kernels(&opts),
+            _ => Device::open(&opts),
+        };
+        dev.unwrap_or_else(|e| panic!("{e}"))
+    })
 }
 
 /// `n` uniform values in [-1, 1) from a seeded generator.
