@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::bias::grid_per_item;
-use super::{expect, u32_of};
+use super::{expect, flag, u32_of};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::kernel::{grid_1d, Dispatch, Kernel};
@@ -75,11 +75,6 @@ fn params(
 /// lavapipe exceed by far. Where a device offers fewer, batch norm leaves the ReLU to itself.
 pub const FUSED_RELU_STORAGE_BUFFERS: u32 = 9;
 
-/// The kernels' constant for a fused ReLU.
-fn relu_constant(relu: bool) -> Vec<(&'static str, f64)> {
-    vec![("RELU", if relu { 1.0 } else { 0.0 })]
-}
-
 /// Training-mode forward: batch mean and biased variance per channel over N = B*HW values,
 /// `y = gamma (x - mean) invstd + beta` with `invstd = 1 / sqrt(var + eps)`; saves `mean` and
 /// `invstd` for the backward; updates `running_mean = (1 - momentum) running_mean + momentum
@@ -135,7 +130,7 @@ pub fn batchnorm_train_forward(
     let k = Kernel::get(dev, &asgd_shaders::BATCHNORM_STATS, "batchnorm_stats", &[]);
     let stats =
         Dispatch::new(dev, k, &p, &[mean, invstd, running_mean, running_var, num_batches, x], grid_per_item(channels))?;
-    let k = Kernel::get(dev, &asgd_shaders::BATCHNORM, "batchnorm_normalize", &relu_constant(relu));
+    let k = Kernel::get(dev, &asgd_shaders::BATCHNORM, "batchnorm_normalize", &[("RELU", flag(relu))]);
     let norm = Dispatch::new(dev, k, &p, &[y, x, mean, invstd, gamma, beta], grid_1d(p.threads(), 256))?;
     Ok(vec![stats, norm])
 }
@@ -171,7 +166,7 @@ pub fn batchnorm_eval_forward(
         expect(t, what, channels, DType::F32)?;
     }
     let p = params(dev, batch, channels, hw, 0.0, eps, true)?;
-    let k = Kernel::get(dev, &asgd_shaders::BATCHNORM, "batchnorm_normalize", &relu_constant(relu));
+    let k = Kernel::get(dev, &asgd_shaders::BATCHNORM, "batchnorm_normalize", &[("RELU", flag(relu))]);
     let grid = grid_1d(p.threads(), 256);
     Ok(vec![Dispatch::new(dev, k, &p, &[y, x, running_mean, running_var, gamma, beta], grid)?])
 }
@@ -214,9 +209,6 @@ pub fn batchnorm_backward(
             )));
         }
     }
-    // Without the ReLU the mask's binding is read by no one: dy stands in for it.
-    let mask = relu_out.unwrap_or(dy);
-    let constants = relu_constant(relu_out.is_some());
     expect(x, "batch norm input", n, DType::F32)?;
     for (t, what) in [
         (dgamma, "batch norm weight gradient"),
@@ -228,6 +220,9 @@ pub fn batchnorm_backward(
         expect(t, what, channels, DType::F32)?;
     }
     let p = params(dev, batch, channels, hw, 0.0, 0.0, false)?;
+    // Without the ReLU the mask's binding is read by no one: dy stands in for it.
+    let mask = relu_out.unwrap_or(dy);
+    let constants = [("RELU", flag(relu_out.is_some()))];
     let k = Kernel::get(dev, &asgd_shaders::BATCHNORM_BACKWARD, "batchnorm_backward_reduce", &constants);
     let sums = [dgamma, dbeta, dy, x, mean, invstd, mask];
     let mut out = vec![Dispatch::new(dev, k, &p, &sums, grid_per_item(channels))?];

@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::matmul::{split_sum, MatmulSpec};
-use super::{expect, u32_of};
+use super::{expect, flag, u32_of};
 use crate::device::Device;
 use crate::error::Result;
 use crate::kernel::{grid_1d, Dispatch, Kernel, MAX_GROUPS_PER_DIM};
@@ -33,7 +33,7 @@ fn params(outer: usize, channels: usize, inner: usize) -> Result<Params> {
 pub fn bias_add(dev: &Device, y: &Tensor, bias: &Tensor, outer: usize, inner: usize, relu: bool) -> Result<Dispatch> {
     let c = bias.numel();
     expect(y, "bias_add tensor", outer * c * inner, DType::F32)?;
-    let k = Kernel::get(dev, &asgd_shaders::BIAS, "bias_add", &[("RELU", if relu { 1.0 } else { 0.0 })]);
+    let k = Kernel::get(dev, &asgd_shaders::BIAS, "bias_add", &[("RELU", flag(relu))]);
     let p = params(outer, c, inner)?;
     Dispatch::new(dev, k, &p, &[y, bias], grid_1d(outer * c * inner, 256))
 }

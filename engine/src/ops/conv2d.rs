@@ -17,7 +17,7 @@ use asgd_shaders::{conv_direct_source, conv_weight_grad_source, ConvPass, Direct
 
 use super::matmul::{matmul, split_sum, MatmulKernel, MatmulSpec};
 use super::permute::swap_outer;
-use super::{expect, u32_of};
+use super::{expect, flag, u32_of};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::kernel::{grid_1d, Dispatch, Kernel};
@@ -490,7 +490,7 @@ fn direct_dispatch(
     };
     // Only the forward kernel declares the ReLU's constant.
     let constants: &[(&str, f64)] = match k.pass {
-        ConvPass::Forward => &[("RELU", if relu { 1.0 } else { 0.0 })],
+        ConvPass::Forward => &[("RELU", flag(relu))],
         ConvPass::InputGrad => &[],
     };
     let kernel = Kernel::get_generated(dev, k.name(), &|| conv_direct_source(k), "conv", constants);

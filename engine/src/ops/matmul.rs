@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{expect, u32_of};
+use super::{expect, flag, u32_of};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::kernel::{grid_1d, Dispatch, Kernel};
@@ -272,7 +272,6 @@ fn matmul_with_bias(
     expect(c, "matmul output", m * n, DType::F32)?;
     expect(a, "matmul left operand", m * k, DType::F32)?;
     expect(b, "matmul right operand", k * n, DType::F32)?;
-    let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let kernel = match kernel {
         MatmulKernel::Auto => crate::tune::matmul_kernel(dev, &spec),
         // The hand-written kernels hand tiny outputs with a long K to kdot, as they always did.
@@ -402,7 +401,6 @@ pub fn matmul_f16(
     expect(a, "f16 matmul left operand (u32 pairs)", (m * k).div_ceil(2), DType::U32)?;
     expect(b, "f16 matmul right operand (u32 pairs)", (k * n).div_ceil(2), DType::U32)?;
     let layout = MatmulLayout::for_shape(m, n, k, spec.trans_a, spec.trans_b);
-    let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let constants = [("ACCUMULATE", flag(spec.accumulate)), ("SPLIT", 0.0)];
     let name = format!("matmul-{}-{}-f16", tile.name(), layout.name());
     let kern = Kernel::get_generated(dev, name, &|| register_matmul_f16_source(tile, layout), "matmul", &constants);

@@ -23,6 +23,15 @@ pub mod softmax_xent;
 use crate::error::{EngineError, Result};
 use crate::tensor::{DType, Tensor};
 
+/// The value that sets a WGSL `bool` override constant to `on`.
+pub(crate) fn flag(on: bool) -> f64 {
+    if on {
+        1.0
+    } else {
+        0.0
+    }
+}
+
 /// Checks that `t` has exactly `numel` elements of `dtype`; `what` names it in the error.
 pub(crate) fn expect(t: &Tensor, what: &str, numel: usize, dtype: DType) -> Result<()> {
     if t.numel() != numel || t.dtype() != dtype {
