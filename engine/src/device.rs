@@ -283,6 +283,26 @@ impl Device {
     /// Errors: no adapter at all (with the install hint), an index out of range, or a device
     /// the driver refuses to create.
     pub fn open(opts: &DeviceOptions) -> Result<Self> {
+        Self::open_as(opts, None, false)
+    }
+
+    /// Opens the adapter that `opts` names, choosing every kernel as for a GPU even where it is
+    /// a CPU driver ([`Device::is_cpu`] false): so that the GPU paths (their default products
+    /// and convolutions, one value per thread in element-wise kernels) run and are tested on a
+    /// machine without a GPU. Slower there; for tests.
+    pub fn open_with_gpu_kernels(opts: &DeviceOptions) -> Result<Self> {
+        Self::open_as(opts, None, true)
+    }
+
+    /// Opens the adapter that `opts` names with at most `bytes` per storage buffer (binding
+    /// and buffer): a small device, so that tests can reach the limits without gigabytes.
+    pub fn open_with_buffer_limit(opts: &DeviceOptions, bytes: u64) -> Result<Self> {
+        Self::open_as(opts, Some(bytes), false)
+    }
+
+    /// [`Device::open`], with the storage-buffer limit and the kernel choices of the other
+    /// openers.
+    fn open_as(opts: &DeviceOptions, buffer_limit: Option<u64>, gpu_kernels: bool) -> Result<Self> {
         let mut list = adapters(opts.backend);
         if list.is_empty() {
             return Err(EngineError::NoAdapter(NO_ADAPTER_HINT.to_string()));
@@ -314,33 +334,7 @@ impl Device {
         };
         let adapter = list.swap_remove(index);
         let tuner = Arc::new(Tuner::new(mode, &summary(index, &adapter), crate::tune::cache_dir().as_deref()));
-        Self::from_adapter(adapter, index, tuner, false)
-    }
-
-    /// Opens the adapter that `opts` names, choosing every kernel as for a GPU even where it is
-    /// a CPU driver ([`Device::is_cpu`] false): so that the GPU paths (their default products
-    /// and convolutions, one value per thread in element-wise kernels) run and are tested on a
-    /// machine without a GPU. Slower there; for tests.
-    pub fn open_with_gpu_kernels(opts: &DeviceOptions) -> Result<Self> {
-        let dev = Self::open(opts)?;
-        Self::from_adapter(dev.inner.adapter.clone(), dev.inner.info.index, dev.inner.tuner.clone(), true)
-    }
-
-    /// Opens the adapter that `opts` names with at most `bytes` per storage buffer (binding
-    /// and buffer): a small device, so that tests can reach the limits without gigabytes.
-    pub fn open_with_buffer_limit(opts: &DeviceOptions, bytes: u64) -> Result<Self> {
-        let dev = Self::open(opts)?;
-        Self::from_adapter_limited(
-            dev.inner.adapter.clone(),
-            dev.inner.info.index,
-            dev.inner.tuner.clone(),
-            Some(bytes),
-            false,
-        )
-    }
-
-    fn from_adapter(adapter: wgpu::Adapter, index: usize, tuner: Arc<Tuner>, gpu_kernels: bool) -> Result<Self> {
-        Self::from_adapter_limited(adapter, index, tuner, None, gpu_kernels)
+        Self::from_adapter_limited(adapter, index, tuner, buffer_limit, gpu_kernels)
     }
 
     fn from_adapter_limited(
@@ -400,7 +394,8 @@ impl Device {
     /// Buffers of one device cannot be used on another; kernel choices are shared.
     pub fn open_sibling(&self) -> Result<Self> {
         let gpu_kernels = self.inner.adapter.get_info().device_type == wgpu::DeviceType::Cpu && !self.inner.is_cpu;
-        Self::from_adapter(self.inner.adapter.clone(), self.inner.info.index, self.inner.tuner.clone(), gpu_kernels)
+        let (adapter, tuner) = (self.inner.adapter.clone(), self.inner.tuner.clone());
+        Self::from_adapter_limited(adapter, self.inner.info.index, tuner, None, gpu_kernels)
     }
 
     /// Submits command buffers to the queue, counting them.
