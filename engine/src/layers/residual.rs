@@ -86,15 +86,14 @@ impl Residual {
             if fused(i - 1) {
                 acts.push(acts[i - 1].clone());
                 grads.push(grads[i - 1].clone());
+            } else if i == n - 1 && fused(i) {
+                // The chain ends in a ReLU applied by the layer before: that layer writes y.
+                acts.push(y.clone());
+                grads.push(dy.cloned());
             } else {
                 acts.push(Tensor::empty(io.dev, &with_batch(shape), DType::F32)?);
                 grads.push(dy.map(|_| Tensor::empty(io.dev, &with_batch(&shapes[i]), DType::F32)).transpose()?);
             }
-        }
-        if n > 1 && fused(n - 1) {
-            // The chain ends in a ReLU applied by the layer before: that layer writes y.
-            acts[n - 1] = y.clone();
-            grads[n - 1] = dy.cloned();
         }
         acts.push(y.clone());
         grads.push(dy.cloned());
