@@ -130,13 +130,6 @@ impl Gpu {
     }
 }
 
-/// `max(v, 0)` of every value: the fused ReLU's reference.
-fn rectified(v: &[f64]) -> Vec<f64> {
-    let mut out = vec![0.0; v.len()];
-    relu::relu_forward(&mut out, v);
-    out
-}
-
 #[test]
 fn train_forward_twice_matches_reference() {
     for (k, (&(b, c, hw), relu)) in SHAPES.iter().flat_map(|s| [(s, false), (s, true)]).enumerate() {

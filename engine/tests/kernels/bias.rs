@@ -16,7 +16,7 @@ fn bias_add_matches_reference() {
         let mut want = y0.clone();
         cpu::bias_add(&mut want, &b, outer, inner);
         if relu {
-            want.iter_mut().for_each(|v| *v = v.max(0.0));
+            want = rectified(&want);
         }
         assert_close(&format!("bias_add, relu {relu}"), &ty.to_vec_f32().unwrap(), &want, 1e-6);
     }

@@ -69,7 +69,7 @@ fn direct_kernels_match_reference() {
             asgd_engine::ops::bias::cpu::bias_add(&mut y, &bias, s.batch, oh * ow);
         }
         if relu {
-            y.iter_mut().for_each(|v| *v = v.max(0.0));
+            y = rectified(&y);
         }
         cpu::conv2d_backward_input(&mut dx, &dy, &w, s);
         cpu::conv2d_backward_weight(&mut dw, &dy, &x, s);
@@ -193,7 +193,7 @@ fn conv_layer_applies_a_fused_relu_in_both_forms() {
         params.iter().map(|p| p.to_vec_f32().unwrap().iter().map(|&v| v as f64).collect()).collect();
     let (x, dy) = (as_f32(&rand_vec(3100, nx)), as_f32(&rand_vec(3101, ny)));
     let y: Vec<f64> = layer.reference_forward(&host, &[], &x, s.batch, &[s.cin, s.h, s.w], Mode::Train);
-    let y: Vec<f64> = y.iter().map(|v| v.max(0.0)).collect();
+    let y = rectified(&y);
     let dz: Vec<f64> = dy.iter().zip(&y).map(|(&g, &v)| if v > 0.0 { g } else { 0.0 }).collect();
     assert!(dz.iter().filter(|&&g| g == 0.0).count() > ny / 5, "the ReLU masks part of dy");
     let (mut dx, mut dw, mut db) = (vec![0.0; nx], vec![0.0; host[0].len()], vec![0.0; s.cout]);

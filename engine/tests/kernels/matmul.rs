@@ -254,7 +254,7 @@ fn check_bias(kernel: MatmulKernel, s: MatmulSpec, relu: bool, seed: u64) -> usi
     if relu {
         let zeroed = want.iter().filter(|&&v| v < 0.0).count();
         assert!(zeroed > want.len() / 5, "{zeroed} of {} values below 0", want.len());
-        want.iter_mut().for_each(|v| *v = v.max(0.0));
+        want = rectified(&want);
     }
     let tol = 1e-5 * (s.k as f64).sqrt().max(1.0);
     assert_close(&format!("{kernel:?} {s:?} + bias, relu {relu}"), &tc.to_vec_f32().unwrap(), &want, tol);
@@ -301,7 +301,7 @@ fn linear_forward_matches_reference_with_the_bias_and_relu_in_the_store() {
         vec![tile(4, 4, 8, 2), MatmulKernel::default_for(dev(), &MatmulSpec::new(batch, outputs, inputs))];
     kernels.extend(subgroup_tile(8, 4, 1));
     for (kernel, relu) in kernels.into_iter().flat_map(|k| [(k, false), (k, true)]) {
-        let want: Vec<f64> = linear.iter().map(|&v| if relu { v.max(0.0) } else { v }).collect();
+        let want = if relu { rectified(&linear) } else { linear.clone() };
         let y = Tensor::zeros(dev(), &[batch, outputs]).unwrap();
         let io = LayerIo {
             dev: dev(),

@@ -51,3 +51,11 @@ pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f64], tol: f64) {
         );
     }
 }
+
+/// `max(v, 0)` of every value (the ReLU's CPU reference): what a kernel with a fused ReLU must
+/// write.
+pub fn rectified(v: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; v.len()];
+    asgd_engine::ops::relu::cpu::relu_forward(&mut out, v);
+    out
+}
